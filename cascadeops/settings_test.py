@@ -1,0 +1,17 @@
+"""Test settings: the real settings, with tasks run eagerly and fast password hashing.
+
+`DATABASE_URL` and `REDIS_URL` still apply, so CI runs the suite on PostgreSQL and Redis.
+"""
+
+from .settings import *  # noqa: F403
+from .settings import VAR_DIR
+
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+CASCADEOPS_RECORD_SPOOL_DIR = VAR_DIR / "test-record-spool"
+CASCADEOPS_RECORD_STREAM = "cascadeops:test:records"

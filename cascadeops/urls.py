@@ -1,0 +1,17 @@
+"""Top-level URLs: the routing API, the management API, the admin and the dashboard."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from routing.api import hotpath
+
+urlpatterns = [
+    path("v1/chat/completions", hotpath.chat_completions, name="chat-completions"),
+    path("v1/models", hotpath.list_models, name="models"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/routing/", include("routing.api.urls")),
+    path("admin/", admin.site.urls),
+    path("", include("dashboard.urls")),
+]

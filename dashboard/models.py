@@ -1,0 +1,1 @@
+"""Dashboard's tables: rollups, SLA targets, alert rules and tuning (built in later issues)."""

@@ -1,0 +1,167 @@
+"""Operators edit the model registry, policies (tiers and task rules inline) and API keys here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.forms import BaseInlineFormSet
+from django.http import HttpRequest
+
+from . import services
+from .models import ApiKey, ModelEndpoint, Policy, PolicyTier, RequestAttempt, RequestRecord, TaskRule
+
+MIN_TIERS = 2
+
+
+@admin.register(ModelEndpoint)
+class ModelEndpointAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "display_name",
+        "provider_kind",
+        "model_id",
+        "input_price_per_m",
+        "output_price_per_m",
+        "enabled",
+    ]
+    list_filter = ["provider_kind", "enabled"]
+    search_fields = ["name", "display_name", "model_id"]
+    fieldsets = [
+        (None, {"fields": ["name", "display_name", "provider_kind", "model_id", "enabled"]}),
+        ("Connection", {"fields": ["base_url", "credentials_env", "connect_timeout_s", "read_timeout_s", "options"]}),
+        ("Prices (USD per 1M tokens)", {"fields": ["input_price_per_m", "output_price_per_m"]}),
+        ("Model", {"fields": ["context_window", "max_tokens", "temperature", "typical_latency_ms", "quality_prior"]}),
+    ]
+
+
+class TierFormSet(BaseInlineFormSet):
+    """A cascade needs at least two tiers, in distinct positions."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if len(kept) < MIN_TIERS:
+            raise ValidationError(f"A policy needs at least {MIN_TIERS} tiers, cheapest first.")
+        positions = [f.cleaned_data["position"] for f in kept]
+        if len(set(positions)) != len(positions):
+            raise ValidationError("Two tiers have the same position.")
+
+
+class PolicyTierInline(admin.TabularInline):
+    model = PolicyTier
+    formset = TierFormSet
+    extra = 0
+    min_num = MIN_TIERS
+    fields = ["position", "endpoint", "threshold", "max_tokens"]
+
+
+class TaskRuleInline(admin.TabularInline):
+    model = TaskRule
+    extra = 0
+    fields = ["position", "category", "pattern", "first_tier"]
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "scorer", "max_escalations", "optimisation_goal", "enabled", "updated"]
+    list_filter = ["enabled", "scorer", "optimisation_goal"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["version", "created", "updated"]
+    inlines = [PolicyTierInline, TaskRuleInline]
+    fields = [
+        "name",
+        "description",
+        "enabled",
+        "scorer",
+        "max_escalations",
+        "short_prompt_tokens",
+        "optimisation_goal",
+        "version",
+        "created",
+        "updated",
+    ]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "team", "app", "policy", "expires_at", "revoked_at", "created"]
+    list_filter = ["team", "policy"]
+    search_fields = ["name", "prefix", "team", "app"]
+    readonly_fields = ["prefix", "revoked_at", "created"]
+    fields = ["name", "team", "app", "policy", "expires_at", "prefix", "revoked_at", "created"]
+    actions = ["revoke"]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        plaintext = ApiKey.generate()
+        obj.set_key(plaintext)
+        super().save_model(request, obj, form, change)
+        messages.warning(
+            request,
+            f"The new API key is {plaintext} — copy it now: it is stored only as a hash and will not be shown again.",
+        )
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            services.api_key_revoke(key=key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+class RequestAttemptInline(admin.TabularInline):
+    model = RequestAttempt
+    extra = 0
+    can_delete = False
+    fields = [
+        "position",
+        "tier",
+        "model",
+        "outcome",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "latency_ms",
+        "score",
+        "error",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(RequestRecord)
+class RequestRecordAdmin(admin.ModelAdmin):
+    """Records are written by the flusher only; the admin shows them."""
+
+    list_display = [
+        "id",
+        "created",
+        "team",
+        "app",
+        "policy_name",
+        "final_model",
+        "escalated",
+        "cost",
+        "latency_ms",
+        "status",
+    ]
+    list_filter = ["status", "escalated", "policy_name", "team", "task_category"]
+    search_fields = ["id", "app", "end_user"]
+    date_hierarchy = "created"
+    inlines = [RequestAttemptInline]
+    list_select_related = True
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,195 @@
+"""The OpenAI-compatible routing API: native async views, no DRF, no config reads per request.
+
+Shaped like healthchecks' `ping()`: authenticate, parse, run the cascade, make the record
+durable, answer. Every failure becomes an OpenAI-format error; none is a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from .. import recorder
+from ..engine import run_cascade, scorer_for
+from ..engine.types import CascadeResult, ChatRequest, PolicySnapshot
+from ..exceptions import (
+    ApiError,
+    InternalError,
+    KeyInvalid,
+    MethodNotAllowed,
+    PolicyNotFound,
+    RequestTooLarge,
+    TiersFailed,
+)
+from ..models import hash_api_key
+from ..snapshots import KeyInfo, config_cache
+from .parsing import parse_body, parse_chat_request
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    """POST /v1/chat/completions: answer from the cheapest tier that answers well."""
+    try:
+        if request.method != "POST":
+            raise MethodNotAllowed("Use POST for /v1/chat/completions.")
+        key = await authenticate(request)
+        chat, model = parse_chat_request(parse_body(read_body(request)))
+        policy = policy_for(key, model)
+        return await route(key, policy, chat)
+    except ApiError as exc:
+        return error_response(exc)
+    except Exception:
+        logger.exception("Unhandled error in chat_completions")
+        return error_response(InternalError("The gateway failed to handle this request; it has been logged."))
+
+
+async def list_models(request: HttpRequest) -> HttpResponse:
+    """GET /v1/models: the policies this key may route through, as OpenAI model objects."""
+    try:
+        if request.method != "GET":
+            raise MethodNotAllowed("Use GET for /v1/models.")
+        key = await authenticate(request)
+        policy = config_cache.policies_by_id.get(key.policy_id)
+        data = [_model_object(policy)] if policy else []
+        return JsonResponse({"object": "list", "data": data})
+    except ApiError as exc:
+        return error_response(exc)
+
+
+async def route(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> HttpResponse:
+    request_id = uuid.uuid4()
+    created = timezone.now()
+    result = await run_cascade(chat, policy, config_cache.providers, scorer_for(policy.scorer))
+    await recorder.enqueue(
+        recorder.record_payload(
+            request_id=request_id, created=created, key=key, policy=policy, chat=chat, result=result
+        )
+    )
+    if not result.answered:
+        raise tiers_failed(result, str(request_id))
+    return JsonResponse(
+        openai_response(request_id, created, result), headers=routing_headers(request_id, policy, result)
+    )
+
+
+async def authenticate(request: HttpRequest) -> KeyInfo:
+    """The API key from `Authorization: Bearer …`, if it exists and may be used now."""
+    await config_cache.ensure_fresh()
+    header = request.headers.get("Authorization", "")
+    scheme, _, plaintext = header.partition(" ")
+    plaintext = plaintext.strip()
+    if scheme.lower() != "bearer" or not plaintext:
+        raise KeyInvalid(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
+    key = await config_cache.key(hash_api_key(plaintext))
+    if key is None:
+        raise KeyInvalid(f"Incorrect API key provided: {plaintext[:6]}…{plaintext[-4:]}.")
+    problem = key.problem()
+    if problem:
+        raise KeyInvalid(problem, code="revoked_api_key" if key.revoked else "expired_api_key")
+    return key
+
+
+def read_body(request: HttpRequest) -> bytes:
+    limit = settings.CASCADEOPS_MAX_REQUEST_BYTES
+    declared = request.headers.get("Content-Length", "")
+    too_large = RequestTooLarge(f"The request body is larger than this gateway's limit of {limit} bytes.")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    try:
+        body = request.body
+    except RequestDataTooBig as exc:
+        raise too_large from exc
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def policy_for(key: KeyInfo, model: str) -> PolicySnapshot:
+    """The policy named in `model`, or the key's own when `model` is empty."""
+    policy = config_cache.policies_by_id.get(key.policy_id)
+    if policy is None:
+        raise PolicyNotFound("This API key's policy is disabled or has no usable tiers.", param="model")
+    if model and model != policy.name:
+        raise PolicyNotFound(
+            f"The model '{model}' does not exist or you do not have access to it. "
+            f"This key routes through the policy '{policy.name}'.",
+            param="model",
+        )
+    return policy
+
+
+def tiers_failed(result: CascadeResult, request_id: str) -> TiersFailed:
+    reasons = "; ".join(f"tier {a.tier} ({a.model}): {a.error_kind}: {a.error}" for a in result.attempts)
+    all_timeouts = all(a.error_kind == "timeout" for a in result.attempts)
+    return TiersFailed(f"Every tier failed. {reasons}", request_id=request_id, all_timeouts=all_timeouts)
+
+
+def openai_response(request_id: uuid.UUID, created: Any, result: CascadeResult) -> dict[str, Any]:
+    completion = result.completion
+    final = result.final
+    assert completion is not None and final is not None
+    return {
+        "id": f"chatcmpl-{request_id.hex}",
+        "object": "chat.completion",
+        "created": int(created.timestamp()),
+        "model": final.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.text},
+                "finish_reason": completion.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        # The answering tier's usage, as OpenAI reports it; the cost header counts every tier.
+        "usage": {
+            "prompt_tokens": final.input_tokens,
+            "completion_tokens": final.output_tokens,
+            "total_tokens": final.input_tokens + final.output_tokens,
+        },
+        "system_fingerprint": None,
+    }
+
+
+def routing_headers(request_id: uuid.UUID, policy: PolicySnapshot, result: CascadeResult) -> dict[str, str]:
+    final = result.final
+    assert final is not None
+    return {
+        "x-request-id": str(request_id),
+        "x-cascadeops-request-id": str(request_id),
+        "x-cascadeops-policy": f"{policy.name}@{policy.version}",
+        "x-cascadeops-task": result.task,
+        "x-cascadeops-model": final.model,
+        "x-cascadeops-tier": str(final.tier),
+        "x-cascadeops-escalated": "true" if result.escalated else "false",
+        "x-cascadeops-escalations": str(result.escalations),
+        "x-cascadeops-attempts": str(len(result.attempts)),
+        "x-cascadeops-score": "" if final.score is None else f"{final.score:.4f}",
+        "x-cascadeops-cost-usd": str(result.cost),
+    }
+
+
+def error_response(exc: ApiError) -> JsonResponse:
+    return JsonResponse(exc.as_openai(), status=exc.status, headers=exc.headers())
+
+
+def _model_object(policy: PolicySnapshot) -> dict[str, Any]:
+    return {
+        "id": policy.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "cascadeops",
+        "tiers": [tier.endpoint.name for tier in policy.tiers],
+        "version": policy.version,
+    }

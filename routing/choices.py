@@ -1,0 +1,45 @@
+"""Choices for routing models; values match `routing.engine.types` where they overlap."""
+
+from django.db import models
+
+
+class ProviderKind(models.TextChoices):
+    OPENAI_COMPAT = "openai_compat", "OpenAI-compatible HTTP"
+    BEDROCK = "bedrock", "Amazon Bedrock (Converse)"
+    REPLAY = "replay", "Replay of recorded answers (embedded)"
+
+
+class ScorerKind(models.TextChoices):
+    HEURISTIC = "heuristic", "Heuristic (stop reason, hedging, refusals, arithmetic)"
+    LOGPROB = "logprob", "Token log-probabilities (heuristic when absent)"
+
+
+class OptimisationGoal(models.TextChoices):
+    COST = "cost", "Lowest cost"
+    BALANCED = "balanced", "Balanced"
+    QUALITY = "quality", "Highest quality"
+
+
+class TaskCategory(models.TextChoices):
+    GREETING = "greeting", "Greeting"
+    FAQ = "faq", "FAQ"
+    PRODUCT_SEARCH = "product_search", "Product search"
+    ORDER_STATUS = "order_status", "Order status"
+    RECOMMENDATION = "recommendation", "Recommendation"
+    COMPARISON = "comparison", "Comparison"
+    DISCUSSION = "discussion", "Discussion"
+    SUMMARIZATION = "summarization", "Summarization"
+    TRANSLATION = "translation", "Translation"
+    MATH = "math", "Math word problem"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class RecordStatus(models.TextChoices):
+    ANSWERED = "answered", "Answered"
+    FAILED = "failed", "Every tier failed"
+
+
+class AttemptOutcome(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    ESCALATED = "escalated", "Escalated"
+    FAILED = "failed", "Failed"

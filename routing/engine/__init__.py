@@ -1,0 +1,52 @@
+"""The cascade engine: plain Python, no Django.
+
+Classify a request, call the cheapest suitable model, score its answer, escalate to a
+stronger model when the score is too low. Everything arrives as arguments (a frozen
+`PolicySnapshot`, `Provider` objects, a `Scorer`), so the engine runs the same in the
+HTTP hot path, in offline replays and in tests, without a database. An import-linter
+contract keeps Django, DRF, Channels, Celery and the other apps out of this package.
+"""
+
+from __future__ import annotations
+
+from .cascade import run_cascade
+from .classify import DEFAULT_TASK_RULES, TaskMatch, classify
+from .costing import attempt_cost, worst_case_cost
+from .scoring import SCORERS, HeuristicScorer, LogprobScorer, scorer_for
+from .types import (
+    Attempt,
+    CascadeResult,
+    ChatRequest,
+    Completion,
+    Message,
+    ModelEndpoint,
+    Outcome,
+    PolicySnapshot,
+    ProviderKind,
+    TaskRule,
+    Tier,
+)
+
+__all__ = [
+    "DEFAULT_TASK_RULES",
+    "SCORERS",
+    "Attempt",
+    "CascadeResult",
+    "ChatRequest",
+    "Completion",
+    "HeuristicScorer",
+    "LogprobScorer",
+    "Message",
+    "ModelEndpoint",
+    "Outcome",
+    "PolicySnapshot",
+    "ProviderKind",
+    "TaskMatch",
+    "TaskRule",
+    "Tier",
+    "attempt_cost",
+    "classify",
+    "run_cascade",
+    "scorer_for",
+    "worst_case_cost",
+]

@@ -1,0 +1,121 @@
+"""Task classification: which category a prompt belongs to and which tier it starts on.
+
+A policy's task rules are regular expressions tried in `position` order against the
+last user message; the first that matches names the task. The task picks the first
+tier and tells the scorer what a good answer looks like (a greeting may be two words,
+an arithmetic answer needs a number at the end).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from .tokens import estimate_prompt_tokens
+from .types import ChatRequest, PolicySnapshot
+
+UNKNOWN = "unknown"
+
+# `\A` anchors the lookahead for a digit to the start, so a long prompt without one
+# fails after one scan instead of one scan per start position.
+MATH_PATTERN = (
+    r"\A(?=[\s\S]*\d)[\s\S]*\b(?:how (?:many|much|long|far|fast|old|often|tall|high)"
+    r"|calculate|compute|total|combined|altogether|average|sum|difference|remaining"
+    r"|what percent(?:age)?|what (?:score|floor|time|number|amount|age|distance))\b"
+)
+
+# (category, pattern, first_tier) in the order they are tried. The specific intents go
+# first so that "Hello, where is my order?" is an order_status question, not a greeting.
+# Every default starts on the cheapest tier: cheap first is the product's point, and
+# operators raise first_tier per category once the numbers show it pays.
+DEFAULT_TASK_RULES: tuple[tuple[str, str, int], ...] = (
+    # Two anchored lookaheads, not `order.*status`: that form rescans the rest of the line
+    # from every "order", and a prompt of "order order order ..." took seconds.
+    (
+        "order_status",
+        r"\A(?=[\s\S]*\b(order|tracking|shipment|delivery)\b)(?=[\s\S]*\b(status|where|track)\b)",
+        0,
+    ),
+    ("math", MATH_PATTERN, 0),
+    ("comparison", r"\b(compare|versus|vs\.?|difference between|better than)\b", 0),
+    ("summarization", r"\b(summari[sz]e|tl;?dr|summary)\b", 0),
+    ("translation", r"\btranslat(e|ion)\b|\bin (french|spanish|german|japanese)\b", 0),
+    # A greeting is the whole message; "Hi, can you recommend ..." is a recommendation.
+    ("greeting", r"^\s*(hi|hello|hey|good (morning|afternoon|evening))\b[^\n]{0,40}$", 0),
+    (
+        "faq",
+        r"\b(return policy|refunds?|returns?|shipping (cost|fee|time)s?|payment methods?"
+        r"|cancel|my account|password|opening hours|contact (you|support)|how (do|can) i)\b",
+        0,
+    ),
+    (
+        "product_search",
+        r"\b(do you (have|sell|carry)|in stock|looking for|search(ing)? for|find me"
+        r"|show me|available)\b",
+        0,
+    ),
+    (
+        "recommendation",
+        r"\b(recommend\w*|suggest\w*|similar to|what should i (read|watch|buy))\b",
+        0,
+    ),
+    (
+        "discussion",
+        r"\b(what do you think|opinion|discuss|why (is|does|did)|explain|theor(y|ies)"
+        r"|analy[sz]e|meaning of)\b",
+        0,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMatch:
+    """The task a request was classified as and the tier index it starts on."""
+
+    category: str
+    first_tier: int
+
+
+def classify(chat: ChatRequest, policy: PolicySnapshot) -> TaskMatch:
+    """Name the task of `chat` and pick the tier the cascade starts on.
+
+    The first matching rule (by `position`) wins; no match is "unknown" on tier 0.
+    Short prompts start on tier 0 whatever their rule says, and the result is always
+    a valid index into `policy.tiers` (0 when there are none).
+    """
+    category, first_tier = match_rule(chat.prompt, policy)
+    if is_short(chat, policy):
+        first_tier = 0
+    return TaskMatch(category, clamp_tier(first_tier, len(policy.tiers)))
+
+
+def match_rule(prompt: str, policy: PolicySnapshot) -> tuple[str, int]:
+    """(category, first_tier) of the first rule whose pattern is found in `prompt`."""
+    for rule in sorted(policy.task_rules, key=lambda r: r.position):
+        pattern = compiled(rule.pattern)
+        if pattern is not None and pattern.search(prompt):
+            return rule.category, rule.first_tier
+    return UNKNOWN, 0
+
+
+def is_short(chat: ChatRequest, policy: PolicySnapshot) -> bool:
+    limit = policy.short_prompt_tokens
+    return limit > 0 and estimate_prompt_tokens(chat) < limit
+
+
+def clamp_tier(index: int, tier_count: int) -> int:
+    return max(0, min(index, tier_count - 1))
+
+
+@functools.lru_cache(maxsize=1024)
+def compiled(pattern: str) -> re.Pattern[str] | None:
+    """The compiled pattern, or None when it is not a valid regex.
+
+    Operators type these patterns in; one bad rule must make that rule never match,
+    not fail every request of the policy.
+    """
+    try:
+        return re.compile(pattern, re.IGNORECASE)
+    except re.error:
+        return None

@@ -1,0 +1,210 @@
+"""Frozen value types the cascade engine works on.
+
+Everything the engine needs arrives as one of these: a `PolicySnapshot` built from the
+database by `routing.snapshots`, a `ChatRequest` parsed from the HTTP body, and the
+`Completion` a provider returns. They are immutable so that one snapshot can be shared by
+every concurrent request in a worker without locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty() -> Mapping[str, Any]:
+    # A factory, not `= EMPTY`: Python 3.11's dataclasses reject any unhashable default
+    # (mappingproxy only became hashable in 3.12). Every instance shares the one EMPTY.
+    return EMPTY
+
+
+class ProviderKind(StrEnum):
+    OPENAI_COMPAT = "openai_compat"
+    BEDROCK = "bedrock"
+    REPLAY = "replay"
+
+
+class Outcome(StrEnum):
+    """What happened to one attempt."""
+
+    ACCEPTED = "accepted"  # its answer was returned to the caller
+    ESCALATED = "escalated"  # answered, but scored below the tier's threshold
+    FAILED = "failed"  # provider error, timeout or refusal: fell through
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEndpoint:
+    """One callable model and what it costs."""
+
+    id: int
+    name: str
+    provider_kind: ProviderKind
+    model_id: str
+    input_price_per_m: Decimal
+    output_price_per_m: Decimal
+    context_window: int = 8192
+    typical_latency_ms: int = 1000
+    quality_prior: float = 0.5
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    base_url: str = ""
+    # The *name* of an environment variable holding the secret, never the secret.
+    credentials_env: str = ""
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 60.0
+    # Provider-specific knobs (replay latency, Bedrock region, logprobs support, ...).
+    options: Mapping[str, Any] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One rung of a cascade: an endpoint and the confidence its answer needs."""
+
+    position: int
+    endpoint: ModelEndpoint
+    threshold: float
+    max_tokens: int | None = None  # per-tier cap; None means the endpoint's max_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRule:
+    """Prompt pattern → task category → the tier a matching request starts on."""
+
+    position: int
+    category: str
+    pattern: str  # a regular expression, matched case-insensitively
+    first_tier: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySnapshot:
+    """A policy as of one version: everything `run_cascade` needs, nothing from the DB."""
+
+    id: int
+    name: str
+    version: int
+    tiers: tuple[Tier, ...]
+    scorer: str = "heuristic"
+    max_escalations: int = 1
+    task_rules: tuple[TaskRule, ...] = ()
+    # Prompts estimated under this many tokens start on the cheapest tier (0: off).
+    short_prompt_tokens: int = 0
+    optimisation_goal: str = "balanced"
+
+    @property
+    def strongest(self) -> Tier:
+        return self.tiers[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """The parts of an OpenAI chat-completions body that change the answer or its record."""
+
+    messages: tuple[Message, ...]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    user: str = ""
+    metadata: Mapping[str, str] = field(default_factory=_empty)
+    logprobs: bool = False
+
+    @property
+    def prompt(self) -> str:
+        """The last user message: what task rules and the replay provider look at."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.content
+        return self.messages[-1].content if self.messages else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What a provider answered, with the usage it reported (or we estimated)."""
+
+    text: str
+    finish_reason: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: float
+    cached_input_tokens: int = 0
+    logprobs: tuple[float, ...] | None = None
+    # A known-true quality in [0, 1] (the replay provider's recorded correctness).
+    quality_label: float | None = None
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call to one tier, successful or not."""
+
+    tier: int
+    endpoint_id: int
+    model: str
+    outcome: Outcome
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+    score: float | None = None
+    error: str = ""
+    error_kind: str = ""  # "timeout", "unavailable", "refused", "bad_request", ...
+    quality_label: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeResult:
+    """Every attempt of one routed request, the answer (if any) and the totals."""
+
+    task: str
+    attempts: tuple[Attempt, ...]
+    completion: Completion | None = None
+    latency_ms: float = 0.0
+    extra: Mapping[str, Any] = field(default_factory=_empty)
+
+    @property
+    def answered(self) -> bool:
+        return self.completion is not None
+
+    @property
+    def final(self) -> Attempt | None:
+        """The accepted attempt, or None when every tier failed.
+
+        Usually the last one; not when the tiers after an escalation all failed and the
+        cascade fell back to the best answer it already had.
+        """
+        accepted = (a for a in self.attempts if a.outcome is Outcome.ACCEPTED)
+        return next(accepted, None)
+
+    @property
+    def cost(self) -> Decimal:
+        """Every tier tried is paid for, the escalated and the failed ones too."""
+        return sum((a.cost for a in self.attempts), Decimal(0))
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(a.input_tokens for a in self.attempts)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(a.output_tokens for a in self.attempts)
+
+    @property
+    def escalations(self) -> int:
+        return sum(1 for a in self.attempts if a.outcome is Outcome.ESCALATED)
+
+    @property
+    def escalated(self) -> bool:
+        """True when a tier other than the first one tried gave the answer."""
+        final = self.final
+        return final is not None and final is not self.attempts[0]

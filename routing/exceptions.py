@@ -1,0 +1,75 @@
+"""Errors the routing API answers with, each mapped to OpenAI's error format in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An error the caller sees as `{"error": {message, type, param, code}}`."""
+
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def as_openai(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class RequestInvalid(ApiError):
+    code = "invalid_request"
+
+
+class RequestTooLarge(ApiError):
+    status = 413
+    code = "request_too_large"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class KeyInvalid(ApiError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PolicyNotFound(ApiError):
+    status = 404
+    code = "model_not_found"
+
+
+class TiersFailed(ApiError):
+    """Every tier of the cascade failed; says why for each one."""
+
+    status = 502
+    type = "upstream_error"
+    code = "all_tiers_failed"
+
+    def __init__(self, message: str, *, request_id: str, all_timeouts: bool) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+        if all_timeouts:
+            self.status = 504
+            self.code = "all_tiers_timed_out"
+
+    def headers(self) -> dict[str, str]:
+        return {"x-request-id": self.request_id, "x-cascadeops-request-id": self.request_id}
+
+
+class InternalError(ApiError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"

@@ -1,0 +1,271 @@
+"""Routing's tables: the model registry, policies, API keys and request records."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from .choices import (
+    AttemptOutcome,
+    OptimisationGoal,
+    ProviderKind,
+    RecordStatus,
+    ScorerKind,
+    TaskCategory,
+)
+
+PRICE = {"max_digits": 12, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
+MONEY = {"max_digits": 18, "decimal_places": 10, "default": Decimal(0)}
+UNIT_INTERVAL = [MinValueValidator(0.0), MaxValueValidator(1.0)]
+ENV_VAR_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Give the name of an environment variable.")
+SLUG = RegexValidator(r"^[a-z0-9][a-z0-9._-]*$", "Lower-case letters, digits, '.', '_' and '-'.")
+
+
+class ModelEndpoint(models.Model):
+    """One callable model: where it is, how to call it and what it costs."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[SLUG])
+    display_name = models.CharField(max_length=200, blank=True)
+    provider_kind = models.CharField(max_length=20, choices=ProviderKind.choices)
+    model_id = models.CharField(max_length=200, help_text="The model id the provider knows.")
+    base_url = models.CharField(
+        max_length=500, blank=True, help_text="OpenAI-compatible: base URL ending in /v1. Bedrock: region."
+    )
+    credentials_env = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[ENV_VAR_NAME],
+        help_text="Name of the environment variable that holds the API key. Never the key itself.",
+    )
+    input_price_per_m = models.DecimalField("input price per 1M tokens (USD)", **PRICE)
+    output_price_per_m = models.DecimalField("output price per 1M tokens (USD)", **PRICE)
+    context_window = models.PositiveIntegerField(default=8192)
+    typical_latency_ms = models.PositiveIntegerField(default=1000)
+    quality_prior = models.FloatField(default=0.5, validators=UNIT_INTERVAL)
+    max_tokens = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    temperature = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    connect_timeout_s = models.FloatField(default=3.0, validators=[MinValueValidator(0.01)])
+    read_timeout_s = models.FloatField(default=60.0, validators=[MinValueValidator(0.01)])
+    options = models.JSONField(default=dict, blank=True, help_text="Provider-specific settings.")
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.display_name or self.name
+
+
+class Policy(models.Model):
+    """An ordered cascade of tiers with thresholds, task rules and limits; versioned."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[SLUG], help_text="Apps pass this as `model`.")
+    description = models.TextField(blank=True)
+    scorer = models.CharField(max_length=20, choices=ScorerKind.choices, default=ScorerKind.HEURISTIC)
+    max_escalations = models.PositiveSmallIntegerField(default=1)
+    short_prompt_tokens = models.PositiveIntegerField(
+        default=0, help_text="Prompts under this many tokens start on the cheapest tier (0: off)."
+    )
+    optimisation_goal = models.CharField(
+        max_length=20, choices=OptimisationGoal.choices, default=OptimisationGoal.BALANCED
+    )
+    enabled = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Every save of an existing policy is a new version (records name the one they ran)."""
+        adding = self._state.adding
+        if not adding:
+            self.version = models.F("version") + 1  # type: ignore[assignment]
+        super().save(*args, **kwargs)
+        if not adding:
+            self.refresh_from_db(fields=["version"])
+
+
+class PolicyTier(models.Model):
+    """One rung of a policy's cascade, cheapest first."""
+
+    policy = models.ForeignKey(Policy, models.CASCADE, related_name="tiers")
+    position = models.PositiveSmallIntegerField()
+    endpoint = models.ForeignKey(ModelEndpoint, models.PROTECT, related_name="tiers")
+    threshold = models.FloatField(
+        default=0.7,
+        validators=UNIT_INTERVAL,
+        help_text="An answer scored below this escalates to the next tier (ignored on the last).",
+    )
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Token limit for this tier; empty: the endpoint's."
+    )
+
+    class Meta:
+        ordering = ["policy", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "position"], name="policytier_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy} tier {self.position}: {self.endpoint}"
+
+    def clean(self) -> None:
+        if self.endpoint_id and not self.endpoint.enabled:
+            raise ValidationError({"endpoint": f"Endpoint {self.endpoint} is disabled."})
+
+
+class TaskRule(models.Model):
+    """Prompt pattern → task category → the tier such requests start on."""
+
+    policy = models.ForeignKey(Policy, models.CASCADE, related_name="task_rules")
+    position = models.PositiveSmallIntegerField()
+    category = models.CharField(max_length=30, choices=TaskCategory.choices)
+    pattern = models.CharField(max_length=500, help_text="Regular expression, case-insensitive.")
+    first_tier = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["policy", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.category}: {self.pattern}"
+
+    def clean(self) -> None:
+        import re
+
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}"}) from exc
+
+
+KEY_PREFIX = "co-"
+KEY_PREFIX_LENGTH = 12
+
+
+def hash_api_key(plaintext: str) -> str:
+    # Keys are 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    """An app's credential for the routing API, stored only as a hash."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=KEY_PREFIX_LENGTH, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    policy = models.ForeignKey(Policy, models.PROTECT, related_name="api_keys")
+    team = models.CharField(max_length=100)
+    app = models.CharField(max_length=100)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["team", "app", "name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def generate() -> str:
+        return KEY_PREFIX + secrets.token_urlsafe(32)
+
+    def set_key(self, plaintext: str) -> None:
+        self.prefix = plaintext[:KEY_PREFIX_LENGTH]
+        self.key_hash = hash_api_key(plaintext)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class RequestRecord(models.Model):
+    """One routed request: who sent it, what it cost, how it was answered."""
+
+    id = models.UUIDField(primary_key=True, help_text="The request id returned to the caller.")
+    created = models.DateTimeField(db_index=True)
+    api_key = models.ForeignKey(ApiKey, models.SET_NULL, null=True, blank=True, related_name="+")
+    team = models.CharField(max_length=100, db_index=True)
+    app = models.CharField(max_length=100, db_index=True)
+    end_user = models.CharField(max_length=200, blank=True, db_index=True)
+    policy = models.ForeignKey(Policy, models.SET_NULL, null=True, blank=True, related_name="+")
+    policy_name = models.CharField(max_length=100)
+    policy_version = models.PositiveIntegerField()
+    task_category = models.CharField(max_length=30)
+    status = models.CharField(max_length=20, choices=RecordStatus.choices)
+    final_tier = models.SmallIntegerField(null=True, blank=True)
+    final_model = models.CharField(max_length=100, blank=True)
+    escalations = models.PositiveSmallIntegerField(default=0)
+    escalated = models.BooleanField(default=False)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(**MONEY)
+    latency_ms = models.FloatField(default=0.0)
+    score = models.FloatField(null=True, blank=True)
+    quality_label = models.FloatField(null=True, blank=True, validators=UNIT_INTERVAL)
+    error = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["policy", "created"])]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class RequestAttempt(models.Model):
+    """One call to one tier within a routed request."""
+
+    record = models.ForeignKey(RequestRecord, models.CASCADE, related_name="attempts")
+    position = models.PositiveSmallIntegerField(help_text="Order of the attempt within the request.")
+    tier = models.PositiveSmallIntegerField()
+    endpoint = models.ForeignKey(ModelEndpoint, models.SET_NULL, null=True, blank=True, related_name="+")
+    model = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(**MONEY)
+    latency_ms = models.FloatField(default=0.0)
+    score = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=30, blank=True)
+    quality_label = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["record", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["record", "position"], name="requestattempt_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.record_id} #{self.position} {self.model} {self.outcome}"
+
+
+class ConfigState(models.Model):
+    """A single row whose counter moves whenever routing configuration changes.
+
+    Embedded mode's cross-process invalidation signal; with Redis the counter lives there.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"config v{self.version}"

@@ -1,0 +1,282 @@
+"""Provider for Amazon Bedrock models through the bedrock-runtime Converse API.
+
+boto3 is synchronous, so each call runs on a thread pool owned by the provider, never on
+the event loop. The pool is the provider's own rather than the loop's default executor
+(which `asyncio.to_thread` uses): that one holds only `min(32, CPUs + 4)` threads, and a
+few slow model calls would otherwise queue behind each other and starve everything else
+that borrows it, such as DNS lookups.
+
+Credentials come from boto3's default chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+(and `AWS_SESSION_TOKEN`), `AWS_PROFILE` and the shared config files, SSO, then the
+container or instance role. `ModelEndpoint.credentials_env` is not used. The region is,
+in order: `endpoint.options["region"]`, `endpoint.base_url` when it is a bare region name,
+`AWS_REGION`, `AWS_DEFAULT_REGION`, then boto3's own configuration. A `base_url` with a
+scheme (`https://...`) is used as the endpoint URL instead, for VPC endpoints and proxies.
+
+Retries are off (one attempt): a throttled or slow tier should fall through to the next
+tier of the cascade at once rather than hold the request through botocore's back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from routing.engine.errors import (
+    ProviderBadRequest,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderRefused,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint
+
+if TYPE_CHECKING:
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
+    from mypy_boto3_bedrock_runtime.type_defs import (
+        ConverseRequestTypeDef,
+        ConverseResponseTypeDef,
+        MessageTypeDef,
+        SystemContentBlockTypeDef,
+    )
+
+T = TypeVar("T")
+
+ERROR_MESSAGE_LIMIT = 300
+DEFAULT_MAX_CONCURRENCY = 32
+SYSTEM_ROLES = frozenset({"system", "developer"})
+
+ERRORS_BY_CODE: dict[str, type[ProviderError]] = {
+    "ThrottlingException": ProviderUnavailable,
+    "ServiceUnavailableException": ProviderUnavailable,
+    "InternalServerException": ProviderUnavailable,
+    "ModelNotReadyException": ProviderUnavailable,
+    "ModelErrorException": ProviderUnavailable,
+    "ModelTimeoutException": ProviderTimeout,
+    "ValidationException": ProviderBadRequest,
+    "AccessDeniedException": ProviderMisconfigured,
+    "ResourceNotFoundException": ProviderMisconfigured,
+    "UnrecognizedClientException": ProviderMisconfigured,
+}
+# Bedrock's stop reasons in the vocabulary of OpenAI's finish_reason.
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+}
+REFUSALS = frozenset({"content_filtered", "guardrail_intervened"})
+MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
+
+
+class BedrockProvider:
+    """Calls one Bedrock model with `Converse`; the boto3 client is created on first use."""
+
+    def __init__(self, endpoint: ModelEndpoint, *, client: BedrockRuntimeClient | None = None) -> None:
+        self.endpoint = endpoint
+        self._client = client
+        # Creating a client loads the service model (tens of milliseconds) and is not
+        # thread-safe, so the first calls, on pool threads, take turns.
+        self._client_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_concurrency(endpoint), thread_name_prefix="bedrock")
+
+    async def complete(self, chat: ChatRequest, *, max_tokens: int) -> Completion:
+        """Ask the model for one answer; raise a `ProviderError` when there is none."""
+        request = converse_request(self.endpoint, chat, max_tokens=max_tokens)
+        started = time.perf_counter()
+        try:
+            response = await self._off_loop(self._converse, request)
+        except (BotoCoreError, ClientError) as exc:
+            raise provider_error(self.endpoint, exc) from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        return parse_converse_response(self.endpoint, response, latency_ms=latency_ms)
+
+    async def aclose(self) -> None:
+        # Calls already started or queued still finish and answer whoever awaits them
+        # (a replaced provider is closed while requests may be using it); then the
+        # threads exit. Waiting here would block the event loop.
+        self._pool.shutdown(wait=False)
+
+    async def _off_loop(self, func: Callable[..., T], *args: Any) -> T:
+        call = functools.partial(contextvars.copy_context().run, func, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def _converse(self, request: ConverseRequestTypeDef) -> ConverseResponseTypeDef:
+        return self._get_client().converse(**request)
+
+    def _get_client(self) -> BedrockRuntimeClient:
+        with self._client_lock:
+            if self._client is None:
+                self._client = build_client(self.endpoint)
+            return self._client
+
+
+def max_concurrency(endpoint: ModelEndpoint) -> int:
+    return int(endpoint.options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
+
+
+def build_client(endpoint: ModelEndpoint) -> BedrockRuntimeClient:
+    """A bedrock-runtime client with the endpoint's timeouts and no retries."""
+    config = Config(
+        connect_timeout=endpoint.connect_timeout_s,
+        read_timeout=endpoint.read_timeout_s,
+        # `total_max_attempts` counts the first attempt; botocore's `max_attempts` counts
+        # retries only, so `{"max_attempts": 1}` would still make two attempts.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        # One connection per pool thread; fewer and urllib3 discards and reopens them.
+        max_pool_connections=max_concurrency(endpoint),
+    )
+    # A session per client: boto3's default session is not safe to share across threads.
+    session = boto3.session.Session()
+    return session.client(
+        "bedrock-runtime",
+        region_name=region_name(endpoint),
+        endpoint_url=endpoint_url(endpoint),
+        config=config,
+    )
+
+
+def region_name(endpoint: ModelEndpoint) -> str | None:
+    """The configured region, or None to let boto3 look in its config files."""
+    base_url = endpoint.base_url if "://" not in endpoint.base_url else ""
+    region = (
+        endpoint.options.get("region")
+        or base_url
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+    )
+    return str(region) if region else None
+
+
+def endpoint_url(endpoint: ModelEndpoint) -> str | None:
+    return endpoint.base_url if "://" in endpoint.base_url else None
+
+
+def converse_request(endpoint: ModelEndpoint, chat: ChatRequest, *, max_tokens: int) -> ConverseRequestTypeDef:
+    """The keyword arguments of `client.converse` for this conversation."""
+    temperature = chat.temperature if chat.temperature is not None else endpoint.temperature
+    request: ConverseRequestTypeDef = {
+        "modelId": endpoint.model_id,
+        "messages": converse_messages(m for m in chat.messages if m.role not in SYSTEM_ROLES),
+        "inferenceConfig": {"maxTokens": max_tokens, "temperature": temperature},
+    }
+    system: list[SystemContentBlockTypeDef] = [{"text": m.content} for m in chat.messages if m.role in SYSTEM_ROLES]
+    if system:
+        request["system"] = system
+    return request
+
+
+def converse_messages(messages: Iterable[Message]) -> list[MessageTypeDef]:
+    """Converse messages; consecutive turns of one role become one message.
+
+    Several Bedrock models reject a conversation whose roles do not alternate, which an
+    OpenAI client may send (two user messages in a row, a tool result), so merge them.
+    """
+    merged: list[MessageTypeDef] = []
+    for message in messages:
+        role: Literal["user", "assistant"] = "assistant" if message.role == "assistant" else "user"
+        if merged and merged[-1]["role"] == role:
+            merged[-1] = {"role": role, "content": [*merged[-1]["content"], {"text": message.content}]}
+        else:
+            merged.append({"role": role, "content": [{"text": message.content}]})
+    return merged
+
+
+def parse_converse_response(
+    endpoint: ModelEndpoint, response: ConverseResponseTypeDef, *, latency_ms: float
+) -> Completion:
+    """Turn a Converse response into a `Completion`.
+
+    `latency_ms` is the wall-clock time of the call as the gateway saw it (network and
+    thread hand-off included), not `metrics.latencyMs`, the model's own time, so that it
+    compares like for like with the other providers.
+    """
+    stop_reason = str(response.get("stopReason", ""))
+    if stop_reason in REFUSALS:
+        raise ProviderRefused(f"{endpoint.name}: refused ({stop_reason})")
+    if stop_reason in MALFORMED:
+        raise ProviderUnavailable(f"{endpoint.name}: {stop_reason}")
+    usage = response.get("usage")
+    if usage is None:
+        raise ProviderUnavailable("malformed response: no usage")
+    return Completion(
+        text=response_text(response),
+        finish_reason=FINISH_REASONS.get(stop_reason, stop_reason or "stop"),
+        input_tokens=usage["inputTokens"],
+        output_tokens=usage["outputTokens"],
+        latency_ms=latency_ms,
+        cached_input_tokens=usage.get("cacheReadInputTokens", 0),
+        model=endpoint.model_id,
+    )
+
+
+def response_text(response: ConverseResponseTypeDef) -> str:
+    """The text blocks of the answer, joined; tool-use and reasoning blocks are skipped."""
+    message = response.get("output", {}).get("message")
+    if message is None:
+        raise ProviderUnavailable("malformed response: output.message is missing")
+    return "".join(block["text"] for block in message["content"] if "text" in block)
+
+
+def provider_error(endpoint: ModelEndpoint, exc: BotoCoreError | ClientError) -> ProviderError:
+    """The `ProviderError` a boto3 failure stands for, named after the endpoint."""
+    if isinstance(exc, ClientError):
+        return client_error(endpoint, exc)
+    message = f"{endpoint.name}: {type(exc).__name__}: {truncate(str(exc))}"
+    return botocore_error_class(exc)(message)
+
+
+def client_error(endpoint: ModelEndpoint, exc: ClientError) -> ProviderError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    cls = ERRORS_BY_CODE.get(code) or status_error_class(status)
+    return cls(f"{endpoint.name}: {code or status}: {truncate(str(error.get('Message', '')))}")
+
+
+def status_error_class(status: int) -> type[ProviderError]:
+    """For error codes Bedrock may add later: judge by the HTTP status."""
+    if status == 429 or not 400 <= status < 500:
+        return ProviderUnavailable
+    return ProviderBadRequest
+
+
+def botocore_error_class(exc: BotoCoreError) -> type[ProviderError]:
+    # Connect timeouts are botocore ConnectionErrors too; report them as timeouts.
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
+        return ProviderTimeout
+    if isinstance(exc, EndpointConnectionError):
+        return ProviderUnavailable
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError | NoRegionError):
+        return ProviderMisconfigured
+    if isinstance(exc, ParamValidationError):
+        return ProviderBadRequest
+    return ProviderUnavailable
+
+
+def truncate(text: str, limit: int = ERROR_MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
