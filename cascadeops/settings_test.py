@@ -15,3 +15,6 @@ STORAGES = {
 }
 CASCADEOPS_RECORD_SPOOL_DIR = VAR_DIR / "test-record-spool"
 CASCADEOPS_RECORD_STREAM = "cascadeops:test:records"
+# Close connections at the end of each request, so the live-server threads leave none
+# open when the test database is dropped.
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -50,7 +50,7 @@ def demo_seed(*, replay_latency_ms: int = 0) -> DemoCredentials:
     policy = Policy.objects.filter(name=DEMO_POLICY).first() or services.policy_create(
         name=DEMO_POLICY,
         description="Replayed Mixtral first; GPT-4 when the heuristic scorer doubts the answer.",
-        tiers=[(mixtral, 0.8), (gpt4, 1.0)],
+        tiers=[(mixtral, 0.9), (gpt4, 1.0)],
     )
     credentials = DemoCredentials(
         username=ADMIN_USERNAME,

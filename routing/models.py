@@ -21,8 +21,8 @@ from .choices import (
     TaskCategory,
 )
 
-PRICE = {"max_digits": 12, "decimal_places": 6, "validators": [MinValueValidator(Decimal(0))]}
-MONEY = {"max_digits": 18, "decimal_places": 10, "default": Decimal(0)}
+# Money fields keep ten decimal places: 20 tokens at $0.10 per 1M tokens cost $0.000002.
+NOT_NEGATIVE = [MinValueValidator(Decimal(0))]
 UNIT_INTERVAL = [MinValueValidator(0.0), MaxValueValidator(1.0)]
 ENV_VAR_NAME = RegexValidator(r"^[A-Za-z_][A-Za-z0-9_]*$", "Give the name of an environment variable.")
 SLUG = RegexValidator(r"^[a-z0-9][a-z0-9._-]*$", "Lower-case letters, digits, '.', '_' and '-'.")
@@ -44,8 +44,12 @@ class ModelEndpoint(models.Model):
         validators=[ENV_VAR_NAME],
         help_text="Name of the environment variable that holds the API key. Never the key itself.",
     )
-    input_price_per_m = models.DecimalField("input price per 1M tokens (USD)", **PRICE)
-    output_price_per_m = models.DecimalField("output price per 1M tokens (USD)", **PRICE)
+    input_price_per_m = models.DecimalField(
+        "input price per 1M tokens (USD)", max_digits=12, decimal_places=6, validators=NOT_NEGATIVE
+    )
+    output_price_per_m = models.DecimalField(
+        "output price per 1M tokens (USD)", max_digits=12, decimal_places=6, validators=NOT_NEGATIVE
+    )
     context_window = models.PositiveIntegerField(default=8192)
     typical_latency_ms = models.PositiveIntegerField(default=1000)
     quality_prior = models.FloatField(default=0.5, validators=UNIT_INTERVAL)
@@ -94,7 +98,7 @@ class Policy(models.Model):
         """Every save of an existing policy is a new version (records name the one they ran)."""
         adding = self._state.adding
         if not adding:
-            self.version = models.F("version") + 1  # type: ignore[assignment]
+            self.version = models.F("version") + 1
         super().save(*args, **kwargs)
         if not adding:
             self.refresh_from_db(fields=["version"])
@@ -215,7 +219,7 @@ class RequestRecord(models.Model):
     escalated = models.BooleanField(default=False)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(**MONEY)
+    cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
     latency_ms = models.FloatField(default=0.0)
     score = models.FloatField(null=True, blank=True)
     quality_label = models.FloatField(null=True, blank=True, validators=UNIT_INTERVAL)
@@ -241,7 +245,7 @@ class RequestAttempt(models.Model):
     outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
-    cost = models.DecimalField(**MONEY)
+    cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
     latency_ms = models.FloatField(default=0.0)
     score = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)

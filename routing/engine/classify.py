@@ -26,7 +26,8 @@ MATH_PATTERN = (
 )
 
 # (category, pattern, first_tier) in the order they are tried. The specific intents go
-# first so that "Hello, where is my order?" is an order_status question, not a greeting.
+# first and the greeting last, so that "Hello, where is my order?" is an order_status
+# question and a word problem that mentions a shop is still math.
 # Every default starts on the cheapest tier: cheap first is the product's point, and
 # operators raise first_tier per category once the numbers show it pays.
 DEFAULT_TASK_RULES: tuple[tuple[str, str, int], ...] = (
@@ -41,8 +42,6 @@ DEFAULT_TASK_RULES: tuple[tuple[str, str, int], ...] = (
     ("comparison", r"\b(compare|versus|vs\.?|difference between|better than)\b", 0),
     ("summarization", r"\b(summari[sz]e|tl;?dr|summary)\b", 0),
     ("translation", r"\btranslat(e|ion)\b|\bin (french|spanish|german|japanese)\b", 0),
-    # A greeting is the whole message; "Hi, can you recommend ..." is a recommendation.
-    ("greeting", r"^\s*(hi|hello|hey|good (morning|afternoon|evening))\b[^\n]{0,40}$", 0),
     (
         "faq",
         r"\b(return policy|refunds?|returns?|shipping (cost|fee|time)s?|payment methods?"
@@ -66,6 +65,8 @@ DEFAULT_TASK_RULES: tuple[tuple[str, str, int], ...] = (
         r"|analy[sz]e|meaning of)\b",
         0,
     ),
+    # Last, and only a short message: "Hi, can you recommend ..." is a recommendation.
+    ("greeting", r"^\s*(hi|hello|hey|good (morning|afternoon|evening))\b[^\n]{0,40}$", 0),
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from routing.engine import DEFAULT_TASK_RULES, TaskMatch, classify
@@ -84,7 +86,9 @@ def test_patterns_are_compiled_once() -> None:
         ("good morning", "greeting"),
         ("Hey, how are you?", "greeting"),
         ("Hello, where is my order?", "order_status"),
+        ("Hi, can you recommend a manga like Berserk?", "recommendation"),
         ("What's the delivery status of order 1182?", "order_status"),
+        ("My delivery is late, can you track it?", "order_status"),
         ("Janet has 16 eggs and eats 3. How many eggs are left?", "math"),
         ("Compare One Piece vs Naruto for a new reader", "comparison"),
         ("Can you summarize chapter 3 of Berserk?", "summarization"),
@@ -108,3 +112,11 @@ def test_default_rules_all_start_on_the_cheapest_tier_and_compile() -> None:
 
 def test_the_math_rule_needs_a_number() -> None:
     assert classify(chat("How many volumes of Berserk are there?"), DEFAULTS).category != "math"
+
+
+def test_a_hostile_prompt_does_not_stall_the_default_rules() -> None:
+    # "order" a thousand times with no "status": a backtracking pattern took seconds here.
+    started = time.perf_counter()
+    classify(chat("order " * 5000), DEFAULTS)
+
+    assert time.perf_counter() - started < 1.0

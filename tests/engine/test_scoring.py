@@ -8,6 +8,7 @@ answers, one right, one with a wrong calculator annotation, one cut off mid-calc
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -265,6 +266,15 @@ def test_checks_the_arithmetic_an_answer_states(text: str, checked: int, wrong: 
 
 def test_only_the_start_of_a_huge_answer_is_checked() -> None:
     assert check_arithmetic("2 + 2 = 5. " + "x" * 20_000 + " 2 + 2 = 7") == (1, 1)
+
+
+def test_a_hostile_answer_does_not_stall_the_checker() -> None:
+    # A run of brackets made an unbounded `\(*` backtrack for seconds.
+    started = time.perf_counter()
+    check_arithmetic("(" * 20_000)
+    check_arithmetic("3 x 60 = 180 and 2 * $1,000 = $2,000. " * 500)
+
+    assert time.perf_counter() - started < 1.0
 
 
 def test_markdown_escaped_multiplication_is_checked() -> None:

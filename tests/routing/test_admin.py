@@ -40,7 +40,11 @@ def policy_form(endpoints: list[tuple[ModelEndpoint, str]], **fields: str) -> di
         "task_rules-MAX_NUM_FORMS": "1000",
     }
     for i, (endpoint, threshold) in enumerate(endpoints):
-        data |= {f"tiers-{i}-position": str(i), f"tiers-{i}-endpoint": str(endpoint.pk), f"tiers-{i}-threshold": threshold}
+        data |= {
+            f"tiers-{i}-position": str(i),
+            f"tiers-{i}-endpoint": str(endpoint.pk),
+            f"tiers-{i}-threshold": threshold,
+        }
     return data | fields
 
 
@@ -77,8 +81,10 @@ def test_each_admin_save_is_a_new_policy_version(operator_client):
 
 
 def form_errors(response) -> str:
-    return str(response.context["adminform"].form.errors) + str(response.context["inline_admin_formsets"][0].formset.errors) + str(
-        response.context["inline_admin_formsets"][0].formset.non_form_errors()
+    return (
+        str(response.context["adminform"].form.errors)
+        + str(response.context["inline_admin_formsets"][0].formset.errors)
+        + str(response.context["inline_admin_formsets"][0].formset.non_form_errors())
     )
 
 
