@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 
 from cascadeops import redis as shared_redis
@@ -17,6 +17,17 @@ from cascadeops import redis as shared_redis
 from .models import ConfigState
 
 REDIS_KEY = "cascadeops:config-version"
+
+
+def discard_stale_connections() -> None:
+    """Close database connections past their age or broken, as `request_finished` would.
+
+    The routing API's handler sends no request signals (`routing.api.asgi`), so its few
+    database reads clean up for themselves. Never inside a transaction: that connection
+    is in use (and in tests, it is the test's own).
+    """
+    if not connection.in_atomic_block:
+        close_old_connections()
 
 
 def bump() -> None:
@@ -35,6 +46,7 @@ def bump_on_commit() -> None:
 
 
 def _db_version() -> int:
+    discard_stale_connections()
     return ConfigState.objects.filter(id=1).values_list("version", flat=True).first() or 0
 
 

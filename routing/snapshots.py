@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from . import config_version
+from .config_version import discard_stale_connections
 from .engine.ports import Provider
 from .engine.types import ModelEndpoint, PolicySnapshot, ProviderKind, TaskRule, Tier
 from .models import ApiKey, Policy
@@ -109,12 +110,14 @@ def policy_snapshot(policy: Policy) -> PolicySnapshot:
 
 def load_policies() -> list[PolicySnapshot]:
     """Every enabled policy with at least one enabled tier, as snapshots."""
+    discard_stale_connections()
     rows = Policy.objects.filter(enabled=True).prefetch_related("tiers__endpoint", "task_rules")
     snapshots = [policy_snapshot(p) for p in rows]
     return [s for s in snapshots if s.tiers]
 
 
 def load_key(key_hash: str) -> KeyInfo | None:
+    discard_stale_connections()
     row = ApiKey.objects.filter(key_hash=key_hash).first()
     if row is None:
         return None
