@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from cascadeops import redis as shared_redis
 
 from .engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from .models import ApiKey, ModelEndpoint, Policy, RequestAttempt, RequestRecord
+from .signals import records_stored
 from .snapshots import KeyInfo
 
 Payload = dict[str, Any]
+PERSIST_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,14 +234,43 @@ def flush_pending(limit: int = 5_000) -> int:
     return len(claimed)
 
 
-def records_persist(*, payloads: list[Payload]) -> None:
-    """Insert records and attempts, ignoring ones already stored (re-delivered batches)."""
+def records_persist(*, payloads: list[Payload]) -> list[Payload]:
+    """Store the records not stored yet, and announce them; returns the ones stored now.
+
+    A re-delivered batch (a flusher died after its commit, before its ack) finds its
+    records stored and does nothing. `records_stored` receivers run inside the same
+    transaction, so whatever they derive (rollups, ledger entries) counts each record
+    exactly once; anything they do outside the database belongs in `on_commit`.
+    """
+    for attempt in range(PERSIST_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                fresh = _not_stored(payloads)
+                _insert(fresh)
+                if fresh:
+                    records_stored.send(sender=RequestRecord, payloads=fresh)
+            return fresh
+        except IntegrityError:
+            # Another flusher stored some of these between our check and our insert
+            # (it took over a batch it thought abandoned). Check again.
+            if attempt == PERSIST_ATTEMPTS - 1:
+                raise
+    return []
+
+
+def _not_stored(payloads: list[Payload]) -> list[Payload]:
+    ids = [p["id"] for p in payloads]
+    stored = {str(i) for i in RequestRecord.objects.filter(id__in=ids).values_list("id", flat=True)}
+    unique = {p["id"]: p for p in payloads if p["id"] not in stored}
+    return list(unique.values())
+
+
+def _insert(payloads: list[Payload]) -> None:
     existing = _existing_ids(payloads)
     records = [_record_row(p, existing) for p in payloads]
     attempts = [_attempt_row(p["id"], i, a, existing) for p in payloads for i, a in enumerate(p["attempts"])]
-    with transaction.atomic():
-        RequestRecord.objects.bulk_create(records, ignore_conflicts=True, batch_size=500)
-        RequestAttempt.objects.bulk_create(attempts, ignore_conflicts=True, batch_size=500)
+    RequestRecord.objects.bulk_create(records, batch_size=500)
+    RequestAttempt.objects.bulk_create(attempts, batch_size=500)
 
 
 def _existing_ids(payloads: Iterable[Payload]) -> dict[str, set[int]]:

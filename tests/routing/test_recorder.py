@@ -19,6 +19,7 @@ from django.utils import timezone
 from routing import recorder
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from routing.models import RequestAttempt, RequestRecord
+from routing.signals import records_stored
 from routing.snapshots import KeyInfo
 from tests.conftest import flush_records
 from tests.factories import make_key, make_policy, replay_endpoints
@@ -77,14 +78,24 @@ def test_a_flushed_record_keeps_costs_as_decimals_and_every_attempt(context):
     ]
 
 
-def test_a_redelivered_batch_is_stored_once(context):
+def test_a_redelivered_batch_is_stored_and_announced_once(context):
     payloads = [payload(context) for _ in range(3)]
+    announced: list[str] = []
 
-    recorder.records_persist(payloads=payloads)
-    recorder.records_persist(payloads=payloads)  # a flusher died after commit, before ack
+    def receiver(sender, payloads, **kwargs):
+        announced.extend(p["id"] for p in payloads)
+
+    records_stored.connect(receiver)
+    try:
+        assert len(recorder.records_persist(payloads=payloads)) == 3
+        # A flusher died after its commit, before its ack: the batch comes again.
+        assert recorder.records_persist(payloads=payloads) == []
+    finally:
+        records_stored.disconnect(receiver)
 
     assert RequestRecord.objects.count() == 3
     assert RequestAttempt.objects.count() == 6
+    assert sorted(announced) == sorted(p["id"] for p in payloads)
 
 
 def test_a_batch_claimed_by_a_dead_flusher_is_taken_over(context, settings):
