@@ -5,12 +5,17 @@ between requests; build one provider per endpoint and share it across requests. 
 secret is read from the environment variable the endpoint names on every call, so a
 rotated key takes effect without a restart and a missing one fails only that endpoint.
 
+The client's transport is `transport.FastHTTPTransport`, a lean HTTP/1.1 pool, unless
+the endpoint's `options["transport"]` is `"httpx"` or the environment may proxy its URL:
+then it is httpx's own, which also speaks to proxies.
+
 Every failure becomes a `routing.engine.errors.ProviderError` subclass, which the cascade
 turns into a failed attempt and falls through to the next tier.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -29,6 +34,8 @@ from routing.engine.errors import (
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, ModelEndpoint
 
+from .transport import FastHTTPTransport, environment_proxy_applies
+
 # Upstream error bodies can echo the whole prompt back; keep records and logs small.
 ERROR_MESSAGE_LIMIT = 300
 # The upstream may answer later: the cascade should treat these like a 5xx.
@@ -36,6 +43,8 @@ RETRYABLE_STATUSES = frozenset({408, 429})
 # Authentication and "no such model" are for an operator to fix, not a bad request.
 MISCONFIGURED_STATUSES = frozenset({401, 403, 404})
 DEFAULT_MAX_CONNECTIONS = 100
+KEEPALIVE_EXPIRY_S = 30.0
+JSON_CONTENT_TYPE = {"Content-Type": "application/json"}
 
 
 class OpenAICompatProvider:
@@ -46,12 +55,13 @@ class OpenAICompatProvider:
         # A client passed in belongs to the caller, who closes it.
         self._owns_client = client is None
         self._client = client if client is not None else build_client(endpoint)
+        self._url: httpx.URL | None = None
 
     async def complete(self, chat: ChatRequest, *, max_tokens: int) -> Completion:
         """Ask the endpoint for one answer; raise a `ProviderError` when there is none."""
-        url = chat_completions_url(self.endpoint)
-        body = request_body(self.endpoint, chat, max_tokens=max_tokens)
-        headers = auth_headers(self.endpoint)
+        url = self._chat_completions_url()
+        body = encode_json(request_body(self.endpoint, chat, max_tokens=max_tokens))
+        headers = {**JSON_CONTENT_TYPE, **auth_headers(self.endpoint)}
         started = time.perf_counter()
         response = await self._post(url, body, headers)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -62,10 +72,16 @@ class OpenAICompatProvider:
         if self._owns_client:
             await self._client.aclose()
 
-    async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+    def _chat_completions_url(self) -> httpx.URL:
+        # Parsed once per provider: httpx would parse a string on every call.
+        if self._url is None:
+            self._url = httpx.URL(chat_completions_url(self.endpoint))
+        return self._url
+
+    async def _post(self, url: httpx.URL, body: bytes, headers: dict[str, str]) -> httpx.Response:
         name = self.endpoint.name
         try:
-            return await self._client.post(url, json=body, headers=headers)
+            return await self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise ProviderTimeout(f"{name}: {type(exc).__name__}") from exc
         except httpx.UnsupportedProtocol as exc:
@@ -77,16 +93,31 @@ class OpenAICompatProvider:
 def build_client(endpoint: ModelEndpoint) -> httpx.AsyncClient:
     """A pooled client with the endpoint's connect and read timeouts."""
     max_connections = int(endpoint.options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(endpoint.read_timeout_s, connect=endpoint.connect_timeout_s),
+    timeout = httpx.Timeout(endpoint.read_timeout_s, connect=endpoint.connect_timeout_s)
+    if uses_httpx_transport(endpoint):
         # Keep as many idle connections as we may open: under a burst, closing and
         # reopening them would add a TCP (and TLS) handshake to every request.
-        limits=httpx.Limits(
+        limits = httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-        ),
-    )
+            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+        )
+        return httpx.AsyncClient(timeout=timeout, limits=limits)
+    # The fast transport keeps every idle connection it may open, for the same reason.
+    transport = FastHTTPTransport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY_S)
+    return httpx.AsyncClient(timeout=timeout, transport=transport)
+
+
+def uses_httpx_transport(endpoint: ModelEndpoint) -> bool:
+    """Whether the endpoint needs httpx's own transport rather than the fast one.
+
+    It does when its options ask for it, and when the environment may proxy its URL: httpx
+    ignores the proxy variables once it is given a transport, and the fast one speaks no
+    proxy protocol.
+    """
+    if endpoint.options.get("transport") == "httpx":
+        return True
+    return bool(endpoint.base_url) and environment_proxy_applies(endpoint.base_url)
 
 
 def chat_completions_url(endpoint: ModelEndpoint) -> str:
@@ -110,6 +141,11 @@ def request_body(endpoint: ModelEndpoint, chat: ChatRequest, *, max_tokens: int)
     if chat.logprobs or endpoint.options.get("logprobs"):
         body["logprobs"] = True
     return body
+
+
+def encode_json(body: dict[str, Any]) -> bytes:
+    """The body as httpx's `json=` would encode it, done here so the client doesn't have to."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def auth_headers(endpoint: ModelEndpoint) -> dict[str, str]:
