@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench bench-routing install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.gateway --out bench/results/gateway.json
+
+# Routing quality on RouteLLM's GSM8K (cascade) and MMLU (prompt-only router) dev split,
+# half to train and half to report on. The data is read from ../shared, never copied here.
+ROUTELLM_DATA ?= ../shared/datasets/routellm_gpt4_vs_mixtral
+bench-routing: $(STAMP)
+	mkdir -p bench/results
+	{ printf '{"gsm8k": ' \
+	  && $(BIN)/python manage.py bench_routing --split-from $(ROUTELLM_DATA)/gsm8k_responses.csv --seed 0 --json \
+	  && printf ', "mmlu": ' \
+	  && $(BIN)/python manage.py bench_routing --split-from $(ROUTELLM_DATA)/mmlu_responses.csv --seed 0 --json \
+	  && printf '}\n'; } > bench/results/routing.json.tmp
+	mv bench/results/routing.json.tmp bench/results/routing.json
+	cat bench/results/routing.json
 
 clean:
 	rm -rf $(VENV) var

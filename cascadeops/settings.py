@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -141,6 +142,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
+# Days and months of the ledger, budgets and reports start at midnight here.
+BILLING_TIME_ZONE = env("BILLING_TIME_ZONE", default=TIME_ZONE)
 USE_I18N = True
 USE_TZ = True
 
@@ -194,3 +197,12 @@ CASCADEOPS_RECORD_SPOOL_DIR = Path(env("CASCADEOPS_RECORD_SPOOL_DIR", default=st
 # A record a crashed flusher had claimed is taken over after this many seconds.
 CASCADEOPS_RECORD_CLAIM_TIMEOUT_SECONDS = env.float("CASCADEOPS_RECORD_CLAIM_TIMEOUT_SECONDS", default=30.0)
 CASCADEOPS_RECORD_STREAM = env("CASCADEOPS_RECORD_STREAM", default="cascadeops:records")
+# What deploying CascadeOps cost (USD); when set, finance reports show the months of
+# savings that pay it back. Unset: no break-even figure.
+CASCADEOPS_IMPLEMENTATION_COST_USD = env("CASCADEOPS_IMPLEMENTATION_COST_USD", cast=Decimal, default=None)
+# Dashboard: how often open pages get new rollup values (one message per group per tick).
+CASCADEOPS_DASHBOARD_TICK_SECONDS = env.float("CASCADEOPS_DASHBOARD_TICK_SECONDS", default=1.0)
+# How long rollups are kept: minute rows feed the live charts and alert rules, hour rows
+# the longer windows.
+CASCADEOPS_ROLLUP_MINUTE_RETENTION_DAYS = env.int("CASCADEOPS_ROLLUP_MINUTE_RETENTION_DAYS", default=14)
+CASCADEOPS_ROLLUP_HOUR_RETENTION_DAYS = env.int("CASCADEOPS_ROLLUP_HOUR_RETENTION_DAYS", default=400)

@@ -4,14 +4,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from routing.api import hotpath
+from routing.api import feedback, hotpath
 
 urlpatterns = [
     path("v1/chat/completions", hotpath.chat_completions, name="chat-completions"),
     path("v1/models", hotpath.list_models, name="models"),
+    path("v1/feedback", feedback.feedback, name="feedback"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/routing/", include("routing.api.urls")),
+    path("api/dashboard/", include("dashboard.api.urls")),
     path("admin/", admin.site.urls),
+    path("finance/", include("billing.urls")),
     path("", include("dashboard.urls")),
 ]

@@ -10,8 +10,19 @@ from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 
-from . import services
-from .models import ApiKey, ModelEndpoint, Policy, PolicyTier, RequestAttempt, RequestRecord, TaskRule
+from . import learning, services
+from .models import (
+    ApiKey,
+    ModelEndpoint,
+    Policy,
+    PolicyTier,
+    QualityLabel,
+    RequestAttempt,
+    RequestRecord,
+    ScorerVersion,
+    ShadowEvaluation,
+    TaskRule,
+)
 
 MIN_TIERS = 2
 
@@ -79,6 +90,8 @@ class PolicyAdmin(admin.ModelAdmin):
         "max_escalations",
         "short_prompt_tokens",
         "optimisation_goal",
+        "sample_rate",
+        "shadow_rate",
         "version",
         "created",
         "updated",
@@ -165,3 +178,56 @@ class RequestRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- Quality loop (issue 6) ----------------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the gateway writes; the admin shows them."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(QualityLabel)
+class QualityLabelAdmin(ReadOnlyAdmin):
+    list_display = ["record", "source", "value", "created", "updated"]
+    list_filter = ["source"]
+    search_fields = ["record__id", "comment"]
+    date_hierarchy = "created"
+
+
+@admin.register(ShadowEvaluation)
+class ShadowEvaluationAdmin(ReadOnlyAdmin):
+    """Shadow calls and what they cost; never part of the requests' own cost."""
+
+    list_display = ["record", "status", "judge", "acceptable", "reference_model", "cost", "created"]
+    list_filter = ["status", "judge", "acceptable"]
+    search_fields = ["record__id"]
+    date_hierarchy = "created"
+
+
+@admin.register(ScorerVersion)
+class ScorerVersionAdmin(admin.ModelAdmin):
+    """Trained scorers; tick `active` to score with a version (one per policy and kind)."""
+
+    list_display = ["policy", "version", "kind", "n_labels", "trained_at", "active"]
+    list_filter = ["kind", "active", "policy"]
+    readonly_fields = ["policy", "version", "kind", "model", "metrics", "n_labels", "trained_at"]
+    fields = ["policy", "version", "kind", "active", "n_labels", "metrics", "trained_at", "model"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # versions come from training (tuning, or routing.learning)
+
+    def save_model(self, request: HttpRequest, obj: ScorerVersion, form: Any, change: bool) -> None:
+        if obj.active:
+            learning.scorer_version_activate(version=obj)
+        else:
+            super().save_model(request, obj, form, change)

@@ -12,6 +12,7 @@ class ProviderKind(models.TextChoices):
 class ScorerKind(models.TextChoices):
     HEURISTIC = "heuristic", "Heuristic (stop reason, hedging, refusals, arithmetic)"
     LOGPROB = "logprob", "Token log-probabilities (heuristic when absent)"
+    LEARNED = "learned", "Learned from this policy's labels (heuristic until a version is active)"
 
 
 class OptimisationGoal(models.TextChoices):
@@ -43,3 +44,29 @@ class AttemptOutcome(models.TextChoices):
     ACCEPTED = "accepted", "Accepted"
     ESCALATED = "escalated", "Escalated"
     FAILED = "failed", "Failed"
+
+
+# --- Quality loop (issue 6) ----------------------------------------------------------------
+
+
+class LabelSource(models.TextChoices):
+    FEEDBACK = "feedback", "Feedback from the app"
+    SHADOW = "shadow", "Shadow evaluation by the strongest tier"
+    REPLAY = "replay", "Recorded correctness (replay provider)"
+
+
+class ShadowStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class JudgeMethod(models.TextChoices):
+    EXACT_MATCH = "exact_match", "Exact match of the final answer"
+    LLM_JUDGE = "llm_judge", "The strongest tier as judge"
+
+
+class ScorerVersionKind(models.TextChoices):
+    LEARNED = "learned", "Learned scorer (prompt and answer)"
+    ROUTER = "router", "Prompt-only router"

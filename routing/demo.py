@@ -51,6 +51,8 @@ def demo_seed(*, replay_latency_ms: int = 0) -> DemoCredentials:
         name=DEMO_POLICY,
         description="Replayed Mixtral first; GPT-4 when the heuristic scorer doubts the answer.",
         tiers=[(mixtral, 0.9), (gpt4, 1.0)],
+        # Keep every demo answer, so a learned scorer can be trained from the replay labels.
+        sample_rate=1.0,
     )
     credentials = DemoCredentials(
         username=ADMIN_USERNAME,

@@ -73,3 +73,18 @@ class InternalError(ApiError):
     status = 500
     type = "server_error"
     code = "internal_error"
+
+
+class BudgetExceeded(ApiError):
+    """A blocking budget cannot cover the request; says which, its limit, its spend and the reset."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(self.retry_after_s, 1))}

@@ -14,10 +14,14 @@ from django.utils import timezone
 
 from .choices import (
     AttemptOutcome,
+    JudgeMethod,
+    LabelSource,
     OptimisationGoal,
     ProviderKind,
     RecordStatus,
     ScorerKind,
+    ScorerVersionKind,
+    ShadowStatus,
     TaskCategory,
 )
 
@@ -50,6 +54,15 @@ class ModelEndpoint(models.Model):
     output_price_per_m = models.DecimalField(
         "output price per 1M tokens (USD)", max_digits=12, decimal_places=6, validators=NOT_NEGATIVE
     )
+    cached_input_price_per_m = models.DecimalField(
+        "cached input price per 1M tokens (USD)",
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=NOT_NEGATIVE,
+        help_text="Empty: cached input tokens cost the input price.",
+    )
     context_window = models.PositiveIntegerField(default=8192)
     typical_latency_ms = models.PositiveIntegerField(default=1000)
     quality_prior = models.FloatField(default=0.5, validators=UNIT_INTERVAL)
@@ -81,6 +94,17 @@ class Policy(models.Model):
     )
     optimisation_goal = models.CharField(
         max_length=20, choices=OptimisationGoal.choices, default=OptimisationGoal.BALANCED
+    )
+    sample_rate = models.FloatField(
+        default=0.0,
+        validators=UNIT_INTERVAL,
+        help_text="Share of requests whose prompt and answer text are kept, to train and replay scorers (0: none).",
+    )
+    shadow_rate = models.FloatField(
+        default=0.0,
+        validators=UNIT_INTERVAL,
+        help_text="Share of requests answered by a cheaper tier that the strongest tier re-checks off the answer "
+        "path, at extra cost (0: off).",
     )
     enabled = models.BooleanField(default=True)
     version = models.PositiveIntegerField(default=1, editable=False)
@@ -205,6 +229,7 @@ class RequestRecord(models.Model):
     id = models.UUIDField(primary_key=True, help_text="The request id returned to the caller.")
     created = models.DateTimeField(db_index=True)
     api_key = models.ForeignKey(ApiKey, models.SET_NULL, null=True, blank=True, related_name="+")
+    api_key_prefix = models.CharField(max_length=20, blank=True)
     team = models.CharField(max_length=100, db_index=True)
     app = models.CharField(max_length=100, db_index=True)
     end_user = models.CharField(max_length=200, blank=True, db_index=True)
@@ -220,6 +245,12 @@ class RequestRecord(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    baseline_cost = models.DecimalField(
+        max_digits=18,
+        decimal_places=10,
+        default=Decimal(0),
+        help_text="What the policy's strongest tier alone would have cost for this request.",
+    )
     latency_ms = models.FloatField(default=0.0)
     score = models.FloatField(null=True, blank=True)
     quality_label = models.FloatField(null=True, blank=True, validators=UNIT_INTERVAL)
@@ -245,7 +276,9 @@ class RequestAttempt(models.Model):
     outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    price_version = models.PositiveIntegerField(default=0, help_text="The price-book entry the cost used.")
     latency_ms = models.FloatField(default=0.0)
     score = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -273,3 +306,111 @@ class ConfigState(models.Model):
 
     def __str__(self) -> str:
         return f"config v{self.version}"
+
+
+# --- Quality loop (issue 6) ----------------------------------------------------------------
+
+# Sampled texts are capped: enough for any real prompt and answer to re-score, and a bound
+# on what one request can add to the database.
+MAX_SAMPLE_CHARS = 16_000
+
+
+class RequestSample(models.Model):
+    """The text of a sampled request: its last user message and the answer it returned.
+
+    Kept only for the share of traffic a policy's `sample_rate` or `shadow_rate` asks for,
+    each text capped at `MAX_SAMPLE_CHARS`: the learned scorer trains on it, shadow
+    evaluation judges it and what-if replays re-score it. Nothing else stores prompt text.
+    """
+
+    record = models.OneToOneField(RequestRecord, models.CASCADE, primary_key=True, related_name="sample")
+    created = models.DateTimeField(db_index=True, help_text="The record's time, for retention.")
+    prompt = models.TextField()
+    answer = models.TextField()
+    answer_tier = models.PositiveSmallIntegerField(help_text="The tier whose answer this is.")
+    finish_reason = models.CharField(max_length=30, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="The request's own token limit.")
+
+    def __str__(self) -> str:
+        return f"sample of {self.record_id}"
+
+
+class QualityLabel(models.Model):
+    """How good the answer a request returned was, from 0.0 (wrong) to 1.0 (right), by source.
+
+    At most one label per source and request: a repeated label replaces the earlier one.
+    """
+
+    record = models.ForeignKey(RequestRecord, models.CASCADE, related_name="labels")
+    source = models.CharField(max_length=20, choices=LabelSource.choices)
+    value = models.FloatField(validators=UNIT_INTERVAL)
+    comment = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(fields=["record", "source"], name="qualitylabel_unique_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.record_id} {self.source}={self.value:g}"
+
+
+class ShadowEvaluation(models.Model):
+    """A cheaper tier's answer re-checked by the strongest tier, off the answer path.
+
+    Its cost is the shadow calls' (the reference answer and, for open-ended tasks, the
+    judge prompt); it is never added to the request's cost.
+    """
+
+    record = models.OneToOneField(RequestRecord, models.CASCADE, related_name="shadow")
+    status = models.CharField(max_length=20, choices=ShadowStatus.choices, default=ShadowStatus.PENDING, db_index=True)
+    judge = models.CharField(max_length=20, choices=JudgeMethod.choices, blank=True)
+    acceptable = models.BooleanField(null=True, blank=True)
+    reference_model = models.CharField(max_length=100, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    latency_ms = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it.")
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"shadow of {self.record_id}: {self.status}"
+
+
+class ScorerVersion(models.Model):
+    """A scorer trained on one policy's labelled requests; the active one scores its answers.
+
+    `model` holds the trained model as `LearnedModel.to_dict()` (or `PromptRouter.to_dict()`)
+    returns it; `metrics` its held-out evaluation. A new or re-activated version is a
+    configuration change: every worker loads it within a second.
+    """
+
+    policy = models.ForeignKey(Policy, models.CASCADE, related_name="scorer_versions")
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=ScorerVersionKind.choices, default=ScorerVersionKind.LEARNED)
+    model = models.JSONField()
+    metrics = models.JSONField(default=dict, blank=True)
+    n_labels = models.PositiveIntegerField(help_text="Labelled requests it was trained and evaluated on.")
+    trained_at = models.DateTimeField(default=timezone.now)
+    active = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["policy", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "version"], name="scorerversion_unique_version"),
+            models.UniqueConstraint(
+                fields=["policy", "kind"], condition=models.Q(active=True), name="scorerversion_one_active"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy} {self.kind} v{self.version}"

@@ -25,15 +25,29 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from billing.services import ledger_append
 from cascadeops import redis as shared_redis
 
+from .engine.costing import baseline_cost
 from .engine.types import CascadeResult, ChatRequest, PolicySnapshot
+from .ledger import ledger_lines
 from .models import ApiKey, ModelEndpoint, Policy, RequestAttempt, RequestRecord
+from .samples import sample_payload
 from .signals import records_stored
 from .snapshots import KeyInfo
 
 Payload = dict[str, Any]
 PERSIST_ATTEMPTS = 3
+# Payload keys copied to columns as they are (money, times and foreign keys are converted).
+RECORD_FIELDS = frozenset(
+    {"id", "api_key_prefix", "team", "app", "end_user", "policy_name", "policy_version", "task_category",
+     "status", "final_tier", "final_model", "escalations", "escalated", "input_tokens", "output_tokens",
+     "latency_ms", "score", "quality_label", "error", "metadata"}
+)  # fmt: skip
+ATTEMPT_FIELDS = frozenset(
+    {"tier", "model", "outcome", "input_tokens", "output_tokens", "cached_input_tokens", "price_version",
+     "latency_ms", "score", "error", "error_kind", "quality_label"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +81,7 @@ def record_payload(
         "id": str(request_id),
         "created": created.isoformat(),
         "api_key_id": key.id,
+        "api_key_prefix": key.prefix,
         "team": key.team,
         "app": key.app,
         "end_user": chat.user,
@@ -82,11 +97,14 @@ def record_payload(
         "input_tokens": result.input_tokens,
         "output_tokens": result.output_tokens,
         "cost": str(result.cost),
+        "baseline_cost": str(baseline_cost(policy, chat, result)),
         "latency_ms": round(result.latency_ms, 3),
         "score": final.score if final else None,
         "quality_label": final.quality_label if final else None,
         "error": "" if result.answered else "; ".join(f"tier {a.tier}: {a.error}" for a in result.attempts),
         "metadata": dict(chat.metadata),
+        # The prompt and answer text, for the requests the policy samples (routing.samples).
+        "sample": sample_payload(policy=policy, chat=chat, result=result),
         "attempts": [
             {
                 "tier": a.tier,
@@ -95,7 +113,9 @@ def record_payload(
                 "outcome": str(a.outcome),
                 "input_tokens": a.input_tokens,
                 "output_tokens": a.output_tokens,
+                "cached_input_tokens": a.cached_input_tokens,
                 "cost": str(a.cost),
+                "price_version": a.price_version,
                 "latency_ms": round(a.latency_ms, 3),
                 "score": a.score,
                 "error": a.error,
@@ -271,6 +291,7 @@ def _insert(payloads: list[Payload]) -> None:
     attempts = [_attempt_row(p["id"], i, a, existing) for p in payloads for i, a in enumerate(p["attempts"])]
     RequestRecord.objects.bulk_create(records, batch_size=500)
     RequestAttempt.objects.bulk_create(attempts, batch_size=500)
+    ledger_append(lines=ledger_lines(payloads))
 
 
 def _existing_ids(payloads: Iterable[Payload]) -> dict[str, set[int]]:
@@ -285,18 +306,19 @@ def _existing_ids(payloads: Iterable[Payload]) -> dict[str, set[int]]:
 
 
 def _record_row(p: Payload, existing: dict[str, set[int]]) -> RequestRecord:
-    fields = {k: v for k, v in p.items() if k not in {"attempts", "api_key_id", "policy_id", "cost", "created"}}
+    fields = {k: v for k, v in p.items() if k in RECORD_FIELDS}
     return RequestRecord(
         **fields,
         created=datetime.fromisoformat(p["created"]),
         cost=Decimal(p["cost"]),
+        baseline_cost=Decimal(p.get("baseline_cost", "0")),
         api_key_id=p["api_key_id"] if p["api_key_id"] in existing["api_key"] else None,
         policy_id=p["policy_id"] if p["policy_id"] in existing["policy"] else None,
     )
 
 
 def _attempt_row(record_id: str, position: int, a: Payload, existing: dict[str, set[int]]) -> RequestAttempt:
-    fields = {k: v for k, v in a.items() if k not in {"endpoint_id", "cost"}}
+    fields = {k: v for k, v in a.items() if k in ATTEMPT_FIELDS}
     return RequestAttempt(
         **fields,
         record_id=record_id,

@@ -9,7 +9,9 @@ shared config version (`routing.config_version`) has moved, checking it at most 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -17,15 +19,28 @@ from types import MappingProxyType
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import Min
 from django.utils import timezone
 
+from billing.budget_store import budget_rules_load
+from billing.budgets import BudgetRule, Requester, applicable
+from billing.models import PriceBookEntry
+from billing.pricing import Prices, price_in_force
+from billing.services import prices_of
+
 from . import config_version
+from .choices import ScorerKind, ScorerVersionKind
 from .config_version import discard_stale_connections
-from .engine.ports import Provider
+from .engine.learned import LearnedModel, LearnedScorer
+from .engine.ports import Provider, Scorer
+from .engine.scoring import SCORERS
+from .engine.scoring import scorer_for as named_scorer
 from .engine.types import ModelEndpoint, PolicySnapshot, ProviderKind, TaskRule, Tier
-from .models import ApiKey, Policy
+from .models import ApiKey, Policy, ScorerVersion
 from .models import ModelEndpoint as EndpointRow
 from .providers import build_provider
+
+logger = logging.getLogger(__name__)
 
 # Unknown key hashes are remembered so a client retrying a bad key costs no DB read; the
 # cap stops a flood of random keys from growing the cache without bound.
@@ -56,14 +71,18 @@ class KeyInfo:
         return None
 
 
-def endpoint_snapshot(row: EndpointRow) -> ModelEndpoint:
+def endpoint_snapshot(row: EndpointRow, at: datetime) -> ModelEndpoint:
+    """The endpoint with the prices in force at `at`: the price book's, else its own fields."""
+    price = price_in_force(endpoint_prices(row), at)
     return ModelEndpoint(
         id=row.id,
         name=row.name,
         provider_kind=ProviderKind(row.provider_kind),
         model_id=row.model_id,
-        input_price_per_m=Decimal(row.input_price_per_m),
-        output_price_per_m=Decimal(row.output_price_per_m),
+        input_price_per_m=price.input_per_m if price else Decimal(row.input_price_per_m),
+        output_price_per_m=price.output_per_m if price else Decimal(row.output_price_per_m),
+        cached_input_price_per_m=price.cached_input_per_m if price else row.cached_input_price_per_m,
+        price_version=price.version if price else 0,
         context_window=row.context_window,
         typical_latency_ms=row.typical_latency_ms,
         quality_prior=row.quality_prior,
@@ -77,12 +96,18 @@ def endpoint_snapshot(row: EndpointRow) -> ModelEndpoint:
     )
 
 
-def policy_snapshot(policy: Policy) -> PolicySnapshot:
-    """Translate a policy with prefetched tiers and rules into the engine's snapshot."""
+def endpoint_prices(row: EndpointRow) -> list[Prices]:
+    """The endpoint's price-book entries (prefetched as `prices`)."""
+    return [prices_of(entry) for entry in row.prices.all()]
+
+
+def policy_snapshot(policy: Policy, at: datetime | None = None) -> PolicySnapshot:
+    """Translate a policy with prefetched tiers, endpoints' prices and rules into the engine's snapshot."""
+    at = at or timezone.now()
     tiers = tuple(
         Tier(
             position=index,
-            endpoint=endpoint_snapshot(tier.endpoint),
+            endpoint=endpoint_snapshot(tier.endpoint, at),
             threshold=tier.threshold,
             max_tokens=tier.max_tokens,
         )
@@ -111,9 +136,15 @@ def policy_snapshot(policy: Policy) -> PolicySnapshot:
 def load_policies() -> list[PolicySnapshot]:
     """Every enabled policy with at least one enabled tier, as snapshots."""
     discard_stale_connections()
-    rows = Policy.objects.filter(enabled=True).prefetch_related("tiers__endpoint", "task_rules")
-    snapshots = [policy_snapshot(p) for p in rows]
+    rows = Policy.objects.filter(enabled=True).prefetch_related("tiers__endpoint__prices", "task_rules")
+    at = timezone.now()
+    snapshots = [policy_snapshot(p, at) for p in rows]
     return [s for s in snapshots if s.tiers]
+
+
+def next_price_change(after: datetime) -> datetime | None:
+    """When a scheduled price-book entry next takes effect: snapshots must be rebuilt then."""
+    return PriceBookEntry.objects.filter(effective_from__gt=after).aggregate(at=Min("effective_from"))["at"]
 
 
 def load_key(key_hash: str) -> KeyInfo | None:
@@ -132,6 +163,68 @@ def load_key(key_hash: str) -> KeyInfo | None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyQuality:
+    """A policy's quality-loop settings: text sampling, shadow evaluation, its learned scorer."""
+
+    sample_rate: float = 0.0
+    shadow_rate: float = 0.0
+    scorer_version: int | None = None  # the active learned ScorerVersion's id
+    scorer: Scorer | None = None
+
+
+def load_quality(current: Mapping[int, PolicyQuality]) -> dict[int, PolicyQuality]:
+    """Every enabled policy's sampling rates and active learned scorer, by policy id.
+
+    A version already in `current` is reused; only newly activated models are read and
+    deserialised. A model that fails to load is logged and skipped, so its policy scores
+    with the heuristic instead of failing every request.
+    """
+    discard_stale_connections()
+    loaded = {q.scorer_version: q.scorer for q in current.values() if q.scorer_version is not None}
+    active = dict(
+        ScorerVersion.objects.filter(active=True, kind=ScorerVersionKind.LEARNED, policy__enabled=True).values_list(
+            "policy_id", "id"
+        )
+    )
+    missing = [version for version in active.values() if version not in loaded]
+    for version, model in ScorerVersion.objects.filter(id__in=missing).values_list("id", "model"):
+        loaded[version] = _learned_scorer(version, model)
+    rows = Policy.objects.filter(enabled=True).values_list("id", "sample_rate", "shadow_rate")
+    quality = {}
+    for policy_id, sample_rate, shadow_rate in rows:
+        active_version = active.get(policy_id)
+        scorer = loaded.get(active_version) if active_version is not None else None
+        quality[policy_id] = PolicyQuality(sample_rate, shadow_rate, active_version, scorer)
+    return quality
+
+
+def _learned_scorer(version: int, model: object) -> Scorer | None:
+    try:
+        return LearnedScorer(LearnedModel.from_dict(model))  # type: ignore[arg-type]
+    except Exception:
+        logger.exception("Scorer version %s does not load; its policy scores with the heuristic", version)
+        return None
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    policies: list[PolicySnapshot]
+    quality: dict[int, PolicyQuality]
+    budgets: list[BudgetRule]
+    prices_change_at: datetime | None
+
+
+def load_config(current_quality: Mapping[int, PolicyQuality]) -> LoadedConfig:
+    """Everything the hot path needs from the database, read in one go (one thread hop)."""
+    return LoadedConfig(
+        policies=load_policies(),
+        quality=load_quality(current_quality),
+        budgets=budget_rules_load(),
+        prices_change_at=next_price_change(timezone.now()),
+    )
+
+
 class ConfigCache:
     """Policies, providers and API keys as one worker process sees them."""
 
@@ -142,6 +235,10 @@ class ConfigCache:
         self.policies_by_name: dict[str, PolicySnapshot] = {}
         self.keys: dict[str, KeyInfo | None] = {}
         self.providers: dict[int, Provider] = {}
+        self.quality: dict[int, PolicyQuality] = {}
+        self.budgets: list[BudgetRule] = []
+        # When a scheduled price takes effect: the snapshots are rebuilt then.
+        self.prices_change_at: datetime | None = None
         self._lock = asyncio.Lock()
 
     async def ensure_fresh(self) -> None:
@@ -154,9 +251,14 @@ class ConfigCache:
             # Read the version before the rows: a change landing in between moves the
             # version again, so the next check reloads once more instead of missing it.
             version = await config_version.current()
-            if version != self.version:
-                policies = await sync_to_async(load_policies)()
-                self._install(version, policies)
+            if version != self.version or self._prices_changed():
+                loaded = await sync_to_async(load_config)(self.quality)
+                self.prices_change_at, self.budgets, self.quality = (
+                    loaded.prices_change_at,
+                    loaded.budgets,
+                    loaded.quality,
+                )
+                self._install(version, loaded.policies)
             self.checked_at = time.monotonic()
 
     def _install(self, version: int, policies: list[PolicySnapshot]) -> None:
@@ -174,6 +276,27 @@ class ConfigCache:
                 self.providers[endpoint_id] = build_provider(endpoint)
                 if current is not None:
                     _close_later(current)
+
+    def scorer_for(self, policy: PolicySnapshot) -> Scorer:
+        """The scorer for `policy`'s answers.
+
+        "learned" is the policy's active learned version, or the heuristic until one
+        exists; any other name is the engine's scorer of that name.
+        """
+        if policy.scorer == ScorerKind.LEARNED:
+            quality = self.quality.get(policy.id)
+            return quality.scorer if quality and quality.scorer else SCORERS[ScorerKind.HEURISTIC]
+        return named_scorer(policy.scorer)
+
+    def _prices_changed(self) -> bool:
+        return self.prices_change_at is not None and timezone.now() >= self.prices_change_at
+
+    def budgets_for(self, key: KeyInfo, policy: PolicySnapshot, end_user: str) -> list[BudgetRule]:
+        """The budgets a request counts against (none: the request touches no counter)."""
+        if not self.budgets:
+            return []
+        who = Requester(team=key.team, app=key.app, api_key_prefix=key.prefix, policy=policy.name, end_user=end_user)
+        return applicable(self.budgets, who)
 
     async def key(self, key_hash: str) -> KeyInfo | None:
         """The key with this hash; unknown hashes are remembered until the next reload."""

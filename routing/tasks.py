@@ -14,3 +14,24 @@ def flush_request_records() -> int:
     while (flushed := flush_pending(limit=5_000)) > 0:
         total += flushed
     return total
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def budget_alert_raise(budget_id: int, period_start: str, level: str, spent: str) -> None:
+    """Record a budget crossing its soft limit or limit (sent once per process and period)."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from billing.services import budget_alert_raise as raise_alert
+
+    raise_alert(
+        budget_id=budget_id, period_start=datetime.fromisoformat(period_start), level=level, spent=Decimal(spent)
+    )
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def shadow_evaluate(record_id: str) -> None:
+    """Re-check one sampled cheap answer with the strongest tier (queued after the record is stored)."""
+    from routing.shadow import shadow_evaluate as evaluate
+
+    evaluate(record_id=record_id)

@@ -87,3 +87,50 @@ def flush_records() -> int:
     while (n := flush_pending()) > 0:
         total += n
     return total
+
+
+@pytest.fixture
+def budget_keys_cleared(settings: object) -> Iterator[None]:
+    """Budget counters and announced alerts are keyed by budget id, which SQLite reuses across tests."""
+
+    def clear() -> None:
+        from routing import budgeting
+
+        budgeting._announced.clear()
+        if settings.REDIS_URL:  # type: ignore[attr-defined]
+            from cascadeops.redis import sync_client
+
+            client = sync_client()
+            for key in client.scan_iter("cascadeops:budget:*"):
+                client.delete(key)
+
+    clear()
+    yield
+    clear()
+
+
+def subprocess_database_url() -> str:
+    """A DATABASE_URL that points another process at this test run's database."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a server or worker process sharing this test's database and buffers."""
+    import os
+
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "cascadeops.settings",
+        "DATABASE_URL": subprocess_database_url(),
+        "CASCADEOPS_RECORD_SPOOL_DIR": str(settings.CASCADEOPS_RECORD_SPOOL_DIR),
+        "CASCADEOPS_RECORD_STREAM": settings.CASCADEOPS_RECORD_STREAM,
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }

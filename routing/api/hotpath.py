@@ -17,7 +17,8 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from .. import recorder
-from ..engine import run_cascade, scorer_for
+from ..budgeting import budget_hold
+from ..engine import run_cascade
 from ..engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from ..exceptions import (
     ApiError,
@@ -68,7 +69,12 @@ async def list_models(request: HttpRequest) -> HttpResponse:
 async def route(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> HttpResponse:
     request_id = uuid.uuid4()
     created = timezone.now()
-    result = await run_cascade(chat, policy, config_cache.providers, scorer_for(policy.scorer))
+    budgets = config_cache.budgets_for(key, policy, chat.user)
+    async with budget_hold(budgets, policy, chat, str(request_id)) as plan:
+        result = await run_cascade(chat, plan.policy, config_cache.providers, config_cache.scorer_for(policy))
+        plan.actual = result.cost
+    # Recorded against the policy as configured: its strongest tier is the baseline even
+    # when a budget routed this request on the cheap tier alone.
     await recorder.enqueue(
         recorder.record_payload(
             request_id=request_id, created=created, key=key, policy=policy, chat=chat, result=result
@@ -76,9 +82,10 @@ async def route(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Http
     )
     if not result.answered:
         raise tiers_failed(result, str(request_id))
-    return JsonResponse(
-        openai_response(request_id, created, result), headers=routing_headers(request_id, policy, result)
-    )
+    headers = routing_headers(request_id, policy, result)
+    if plan.degrade.any:
+        headers["x-cascadeops-budget-degraded"] = "cheap-only" if plan.degrade.cheap_only else "lower-threshold"
+    return JsonResponse(openai_response(request_id, created, result), headers=headers)
 
 
 async def authenticate(request: HttpRequest) -> KeyInfo:

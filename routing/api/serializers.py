@@ -13,7 +13,17 @@ from typing import Any
 
 from rest_framework import serializers
 
-from ..models import ModelEndpoint, Policy, PolicyTier, RequestAttempt, RequestRecord, TaskRule
+from ..models import (
+    ModelEndpoint,
+    Policy,
+    PolicyTier,
+    QualityLabel,
+    RequestAttempt,
+    RequestRecord,
+    ScorerVersion,
+    ShadowEvaluation,
+    TaskRule,
+)
 from . import writers
 
 MIN_TIERS = 2
@@ -105,6 +115,8 @@ class PolicySerializer(serializers.ModelSerializer):
             "max_escalations",
             "short_prompt_tokens",
             "optimisation_goal",
+            "sample_rate",
+            "shadow_rate",
             "enabled",
             "version",
             "tiers",
@@ -214,4 +226,51 @@ class RequestRecordSerializer(serializers.ModelSerializer):
             "metadata",
             "attempts",
         ]
+        read_only_fields = fields
+
+
+# --- Quality loop (issue 6): read-only, the gateway writes these ----------------------------
+
+
+class QualityLabelSerializer(serializers.ModelSerializer):
+    """One label of one request's answer, by source (apps post theirs to /v1/feedback)."""
+
+    class Meta:
+        model = QualityLabel
+        fields = ["id", "record", "source", "value", "comment", "created", "updated"]
+        read_only_fields = fields
+
+
+class ShadowEvaluationSerializer(serializers.ModelSerializer):
+    """A cheaper tier's answer re-checked by the strongest tier, and what that cost."""
+
+    policy = serializers.IntegerField(source="record.policy_id", read_only=True)
+
+    class Meta:
+        model = ShadowEvaluation
+        fields = [
+            "id",
+            "record",
+            "policy",
+            "status",
+            "judge",
+            "acceptable",
+            "reference_model",
+            "input_tokens",
+            "output_tokens",
+            "cost",
+            "latency_ms",
+            "error",
+            "created",
+            "finished",
+        ]
+        read_only_fields = fields
+
+
+class ScorerVersionSerializer(serializers.ModelSerializer):
+    """A trained scorer version and its held-out metrics (the model itself is left out)."""
+
+    class Meta:
+        model = ScorerVersion
+        fields = ["id", "policy", "version", "kind", "metrics", "n_labels", "trained_at", "active"]
         read_only_fields = fields

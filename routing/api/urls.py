@@ -8,5 +8,8 @@ router = DefaultRouter()
 router.register("model-endpoints", views.ModelEndpointViewSet, basename="model-endpoint")
 router.register("policies", views.PolicyViewSet, basename="policy")
 router.register("request-records", views.RequestRecordViewSet, basename="request-record")
+router.register("quality-labels", views.QualityLabelViewSet, basename="quality-label")
+router.register("shadow-evaluations", views.ShadowEvaluationViewSet, basename="shadow-evaluation")
+router.register("scorer-versions", views.ScorerVersionViewSet, basename="scorer-version")
 
 urlpatterns = router.urls

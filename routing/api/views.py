@@ -19,8 +19,15 @@ from rest_framework import exceptions, status, viewsets
 from rest_framework.permissions import DjangoModelPermissions
 
 from ..choices import RecordStatus
-from ..models import ModelEndpoint, Policy, RequestRecord
-from .serializers import ModelEndpointSerializer, PolicySerializer, RequestRecordSerializer
+from ..models import ModelEndpoint, Policy, QualityLabel, RequestRecord, ScorerVersion, ShadowEvaluation
+from .serializers import (
+    ModelEndpointSerializer,
+    PolicySerializer,
+    QualityLabelSerializer,
+    RequestRecordSerializer,
+    ScorerVersionSerializer,
+    ShadowEvaluationSerializer,
+)
 
 VIEW_PERMISSION = "%(app_label)s.view_%(model_name)s"
 TRUE_VALUES = {"true", "1", "yes"}
@@ -152,3 +159,30 @@ class RequestRecordViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action != "list":
             return queryset
         return queryset.filter(**record_filters(self.request.query_params))
+
+
+# --- Quality loop (issue 6) -----------------------------------------------------------------
+
+
+class QualityLabelViewSet(viewsets.ReadOnlyModelViewSet):
+    """Labels of requests' answers: app feedback, shadow verdicts and replay grades."""
+
+    queryset = QualityLabel.objects.all()
+    serializer_class = QualityLabelSerializer
+    permission_classes = [ViewModelPermissions]
+
+
+class ShadowEvaluationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Shadow evaluations with their verdict and cost, newest first."""
+
+    queryset = ShadowEvaluation.objects.select_related("record")
+    serializer_class = ShadowEvaluationSerializer
+    permission_classes = [ViewModelPermissions]
+
+
+class ScorerVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Trained scorer versions per policy; activate one in the admin or through tuning."""
+
+    queryset = ScorerVersion.objects.defer("model")
+    serializer_class = ScorerVersionSerializer
+    permission_classes = [ViewModelPermissions]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from .classify import classify
-from .tokens import estimate_prompt_tokens
-from .types import ChatRequest, ModelEndpoint, PolicySnapshot, Tier
+from .tokens import estimate_prompt_tokens, estimate_tokens
+from .types import CascadeResult, ChatRequest, ModelEndpoint, PolicySnapshot, Tier
 
 PER_MILLION = Decimal(1_000_000)
 QUANTUM = Decimal("1e-10")
@@ -42,7 +42,9 @@ def attempt_cost(
 
 
 def cached_input_price(endpoint: ModelEndpoint) -> Decimal:
-    """Price per 1M cached input tokens: the `options` override, else the input price."""
+    """Price per 1M cached input tokens: the price book's, the `options` override, else the input price."""
+    if endpoint.cached_input_price_per_m is not None:
+        return endpoint.cached_input_price_per_m
     raw = endpoint.options.get(CACHED_PRICE_OPTION)
     if raw is None or raw == "":
         return endpoint.input_price_per_m
@@ -74,3 +76,19 @@ def resolve_max_tokens(chat: ChatRequest, tier: Tier) -> int:
     """The tightest of the request's, the tier's and the endpoint's output caps."""
     caps = (chat.max_tokens, tier.max_tokens, tier.endpoint.max_tokens)
     return min((cap for cap in caps if cap and cap > 0), default=FALLBACK_MAX_TOKENS)
+
+
+def baseline_cost(policy: PolicySnapshot, chat: ChatRequest, result: CascadeResult) -> Decimal:
+    """What the request would have cost on the policy's strongest tier alone.
+
+    The same tokens in (as the answering tier counted them); out, the strongest tier's
+    own count when it answered, else the answer's length estimated as that tier's tokens.
+    Savings are measured against this.
+    """
+    strongest = policy.strongest.endpoint
+    final = result.final
+    if final is not None and final.endpoint_id == strongest.id:
+        return attempt_cost(strongest, final.input_tokens, final.output_tokens)
+    input_tokens = final.input_tokens if final is not None else estimate_prompt_tokens(chat)
+    output_tokens = estimate_tokens(result.completion.text) if result.completion is not None else 0
+    return attempt_cost(strongest, input_tokens, output_tokens)

@@ -56,6 +56,10 @@ class ModelEndpoint:
     base_url: str = ""
     # The *name* of an environment variable holding the secret, never the secret.
     credentials_env: str = ""
+    # USD per 1M cached input tokens; None bills them at the input price.
+    cached_input_price_per_m: Decimal | None = None
+    # The price-book entry these prices come from (0: not from the price book).
+    price_version: int = 0
     connect_timeout_s: float = 3.0
     read_timeout_s: float = 60.0
     # Provider-specific knobs (replay latency, Bedrock region, logprobs support, ...).
@@ -154,7 +158,9 @@ class Attempt:
     outcome: Outcome
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
     cost: Decimal = Decimal(0)
+    price_version: int = 0
     latency_ms: float = 0.0
     score: float | None = None
     error: str = ""

@@ -223,13 +223,18 @@ def parse_converse_response(
     usage = response.get("usage")
     if usage is None:
         raise ProviderUnavailable("malformed response: no usage")
+    # Bedrock counts cache reads and writes apart from `inputTokens`; the engine's usage
+    # (like OpenAI's) counts every input token in `input_tokens`, the cached ones among
+    # them, so add them back or cached requests would look cheaper than they were.
+    cache_read = usage.get("cacheReadInputTokens", 0)
+    cache_write = usage.get("cacheWriteInputTokens", 0)
     return Completion(
         text=response_text(response),
         finish_reason=FINISH_REASONS.get(stop_reason, stop_reason or "stop"),
-        input_tokens=usage["inputTokens"],
+        input_tokens=usage["inputTokens"] + cache_read + cache_write,
         output_tokens=usage["outputTokens"],
         latency_ms=latency_ms,
-        cached_input_tokens=usage.get("cacheReadInputTokens", 0),
+        cached_input_tokens=cache_read,
         model=endpoint.model_id,
     )
 

@@ -30,6 +30,8 @@ def policy_form(endpoints: list[tuple[ModelEndpoint, str]], **fields: str) -> di
         "max_escalations": "1",
         "short_prompt_tokens": "0",
         "optimisation_goal": "balanced",
+        "sample_rate": "0",
+        "shadow_rate": "0",
         "tiers-TOTAL_FORMS": str(len(endpoints)),
         "tiers-INITIAL_FORMS": "0",
         "tiers-MIN_NUM_FORMS": "2",

@@ -108,6 +108,16 @@ async def test_it_reports_cache_reads_as_cached_input_tokens(client: Any, stubbe
     assert completion.cached_input_tokens == 20
 
 
+async def test_cache_reads_and_writes_count_as_input_tokens_too(client: Any, stubber: Stubber) -> None:
+    # Bedrock's inputTokens leaves out the tokens read from or written to the cache.
+    usage = {"inputTokens": 25, "cacheReadInputTokens": 1000, "cacheWriteInputTokens": 200, "totalTokens": 1228}
+    stubber.add_response("converse", converse_response(**usage), EXPECTED_PARAMS)
+
+    completion = await ask(BedrockProvider(make_endpoint(), client=client))
+
+    assert (completion.input_tokens, completion.cached_input_tokens) == (1225, 1000)
+
+
 async def test_it_joins_the_text_blocks_of_the_answer(client: Any, stubber: Stubber) -> None:
     response = converse_response()
     response["output"]["message"]["content"] = [{"text": "6 x 7 "}, {"text": "= 42"}]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from routing import recorder
@@ -21,7 +20,7 @@ from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion
 from routing.models import RequestAttempt, RequestRecord
 from routing.signals import records_stored
 from routing.snapshots import KeyInfo
-from tests.conftest import flush_records
+from tests.conftest import flush_records, subprocess_database_url
 from tests.factories import make_key, make_policy, replay_endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,18 +111,11 @@ def test_a_batch_claimed_by_a_dead_flusher_is_taken_over(context, settings):
     assert RequestRecord.objects.count() == 4
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def _start_flusher() -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "cascadeops.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": subprocess_database_url(),
         "CASCADEOPS_RECORD_SPOOL_DIR": str(settings.CASCADEOPS_RECORD_SPOOL_DIR),
         "CASCADEOPS_RECORD_STREAM": settings.CASCADEOPS_RECORD_STREAM,
         "CASCADEOPS_RECORD_CLAIM_TIMEOUT_SECONDS": "0.5",

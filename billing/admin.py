@@ -1,0 +1,84 @@
+"""Billing in the admin: monthly reports (admin_reports), the price book, budgets and the ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from . import admin_reports  # noqa: F401  (registers MonthlyReport)
+from .models import Budget, BudgetAlert, LedgerEntry, LedgerTagEntry, PriceBookEntry
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "name",
+        "scope",
+        "scope_value",
+        "period",
+        "limit",
+        "soft_limit_percent",
+        "soft_action",
+        "hard_action",
+        "enabled",
+    ]
+    list_filter = ["scope", "period", "hard_action", "enabled"]
+    search_fields = ["name", "scope_value"]
+    fieldsets = [
+        (None, {"fields": ["name", "enabled", "scope", "scope_value", "period", "limit"]}),
+        ("As the limit nears", {"fields": ["soft_limit_percent", "soft_action", "degraded_threshold"]}),
+        ("At the limit", {"fields": ["hard_action"]}),
+    ]
+
+
+@admin.register(PriceBookEntry)
+class PriceBookEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Schedule a price change by adding an entry with a future `effective_from`."""
+
+    list_display = [
+        "endpoint",
+        "effective_from",
+        "input_price_per_m",
+        "output_price_per_m",
+        "cached_input_price_per_m",
+        "note",
+    ]
+    list_filter = ["endpoint"]
+    date_hierarchy = "effective_from"
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Past costs are stored with the entry they used; editing one would make the
+        # record and the book disagree. Add a new entry instead.
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["day", "team", "app", "policy", "model", "end_user", "requests", "cost", "baseline_cost"]
+    list_filter = ["day", "team", "policy", "model"]
+    search_fields = ["app", "end_user", "api_key_prefix"]
+
+
+@admin.register(LedgerTagEntry)
+class LedgerTagEntryAdmin(ReadOnlyAdmin):
+    list_display = ["day", "key", "value", "team", "requests", "cost"]
+    list_filter = ["day", "key"]
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(ReadOnlyAdmin):
+    list_display = ["budget", "level", "period_start", "spent", "created"]
+    list_filter = ["level", "budget"]

@@ -1,0 +1,591 @@
+"""Monthly finance reports, computed from ledger rows (pure functions, no ORM).
+
+`report_data()` turns one calendar month of ledger rows (and the month before, for the
+month-over-month change) into the JSON-ready dict that `MonthlyReport.data` stores and the
+finance pages, the CSV and the PDF show. Its keys:
+
+- `schema`, `month` ("2025-02"), `title` ("February 2025"), `currency` ("USD");
+- `period`: `start`, `end` (the last day counted), `days` (in the month), `elapsed_days`,
+  `rate_days` (the complete days the rates and the forecast use), `complete` (false for a
+  month to date);
+- `totals`, and `by_team`, `by_app`, `by_policy`, `by_model` (lists of the same figures
+  with a `name`, most expensive first, plus `previous_cost`, `cost_change` and
+  `cost_change_rate`): the ledger's counts (`requests`, `escalated_requests`,
+  `attempts`, `input_tokens`, `output_tokens`, `cached_input_tokens`, `cache_hits`), money
+  (`cost`, `baseline_cost`, `savings` = baseline − cost, `cost_avoided` = savings from
+  cache, `cost_per_request`) and rates (`savings_rate` = savings / baseline,
+  `escalation_rate` = escalated requests / requests);
+- `previous`: the previous month's `totals` under its `month` (for a month to date, only
+  its days up to the same day of the month, so both sides cover as many days);
+- `month_over_month`: `cost_change`, `cost_change_rate`, `requests_change`,
+  `requests_change_rate`, `savings_change`, `savings_change_rate`;
+- `daily`: one entry per elapsed day (`day` and the figures above); `daily_by_team`: a
+  `name` and a `cost` list aligned with `daily`;
+- `projections`: `daily`, `monthly`, `annual`, each with `cost`, `baseline_cost` and
+  `savings` at the current rate (the mean over the rate days; a month is 365/12 days);
+- `forecast`: next month's spend, see `forecast_total()`;
+- `break_even`: with an implementation cost configured, the months its savings take to
+  recover it at the current monthly rate (`months` is null when nothing is saved); else null.
+
+Money is `Decimal` throughout and leaves as strings: 6 decimal places, 8 for cost per
+request. Rates are floats (0.25 means 25%), rounded to 6 places; null when undefined.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from operator import attrgetter
+from typing import Any
+
+SCHEMA = 1
+CURRENCY = "USD"
+MONEY_PLACES = Decimal("0.000001")
+UNIT_COST_PLACES = Decimal("0.00000001")
+RATE_DIGITS = 6
+DAYS_PER_YEAR = 365
+DAYS_PER_MONTH = Decimal(DAYS_PER_YEAR) / 12
+# Two-sided 95% under normal residuals; a trend needs more days than parameters (two).
+Z_95 = Decimal("1.96")
+MIN_TREND_DAYS = 3
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """The ledger summed over one day, team, app, policy and model."""
+
+    day: date
+    team: str
+    app: str
+    policy: str
+    model: str
+    requests: int = 0
+    escalated_requests: int = 0
+    attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_hits: int = 0
+    cost: Decimal = Decimal(0)
+    baseline_cost: Decimal = Decimal(0)
+    cost_avoided: Decimal = Decimal(0)
+
+
+DIMENSIONS = ("day", "team", "app", "policy", "model")
+SUMMED = tuple(f.name for f in fields(LedgerRow) if f.name not in DIMENSIONS)
+AMOUNTS = ("cost", "baseline_cost", "cost_avoided")
+BREAKDOWNS = (("team", "by_team"), ("app", "by_app"), ("policy", "by_policy"), ("model", "by_model"))
+
+
+@dataclass(slots=True)
+class Spend:
+    """Sums of ledger rows, and the figures derived from them."""
+
+    requests: int = 0
+    escalated_requests: int = 0
+    attempts: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_hits: int = 0
+    cost: Decimal = Decimal(0)
+    baseline_cost: Decimal = Decimal(0)
+    cost_avoided: Decimal = Decimal(0)
+
+    def add(self, row: LedgerRow) -> None:
+        for name in SUMMED:
+            setattr(self, name, getattr(self, name) + getattr(row, name))
+
+    @property
+    def savings(self) -> Decimal:
+        return self.baseline_cost - self.cost
+
+    def as_json(self) -> Json:
+        per_request = self.cost / self.requests if self.requests else None
+        return {
+            "requests": self.requests,
+            "escalated_requests": self.escalated_requests,
+            "attempts": self.attempts,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_hits": self.cache_hits,
+            "cost": money(self.cost),
+            "baseline_cost": money(self.baseline_cost),
+            "savings": money(self.savings),
+            "savings_rate": rate(self.savings, self.baseline_cost),
+            "cost_avoided": money(self.cost_avoided),
+            "escalation_rate": rate(self.escalated_requests, self.requests),
+            "cost_per_request": None if per_request is None else money(per_request, UNIT_COST_PLACES),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Next month's spend: a point and, when there are enough days, a 95% range."""
+
+    cost: Decimal
+    low: Decimal | None
+    high: Decimal | None
+    method: str
+
+
+def money(amount: Decimal, places: Decimal = MONEY_PLACES) -> str:
+    rounded = amount.quantize(places, rounding=ROUND_HALF_UP)
+    return str(rounded.copy_abs() if rounded.is_zero() else rounded)  # never "-0.000000"
+
+
+def rate(part: Decimal | int, whole: Decimal | int) -> float | None:
+    return round(float(Decimal(part) / Decimal(whole)), RATE_DIGITS) if whole else None
+
+
+def percent(value: float | None, *, signed: bool = False) -> str:
+    """A rate for people: 0.714286 → "71.4%" ("+71.4%" when `signed`); "–" when undefined."""
+    if value is None:
+        return "–"
+    return f"{value * 100:{'+' if signed else ''}.1f}%"
+
+
+def dollars(amount: str | Decimal | None, places: int = 2, *, signed: bool = False) -> str:
+    """Money for people: "84.000000" → "$84.00", with thousands separators; "–" when undefined."""
+    if amount is None:
+        return "–"
+    value = Decimal(amount)
+    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
+    return f"{sign}${abs(value):,.{places}f}"
+
+
+# --- months -------------------------------------------------------------------------------
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def month_after(month: date) -> date:
+    return (month_start(month) + timedelta(days=32)).replace(day=1)
+
+
+def month_before(month: date) -> date:
+    return (month_start(month) - timedelta(days=1)).replace(day=1)
+
+
+def days_in_month(month: date) -> int:
+    return calendar.monthrange(month.year, month.month)[1]
+
+
+def month_key(month: date) -> str:
+    return f"{month:%Y-%m}"
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def report_data(
+    *,
+    month: date,
+    rows: Iterable[LedgerRow],
+    previous_rows: Iterable[LedgerRow],
+    as_of: date | None = None,
+    implementation_cost: Decimal | None = None,
+) -> Json:
+    """Build one month's report from its ledger rows and the previous month's.
+
+    `as_of` makes it a month to date: days after it are not counted, and today (`as_of`
+    itself) is left out of the rates and the forecast while earlier days exist, because it
+    is not over. Without `as_of` the month is over and every day of it counts.
+    """
+    month = month_start(month)
+    end = min(as_of, _last_day(month)) if as_of else _last_day(month)
+    rows = [r for r in rows if month <= r.day <= end]
+    previous = month_before(month)
+    previous_rows = [r for r in previous_rows if as_of is None or r.day.day <= end.day]
+    elapsed = _days(month, end)
+    rate_days = elapsed if as_of is None or len(elapsed) == 1 else elapsed[:-1]
+    by_day = _group(rows, lambda r: r.day.isoformat())
+    total, previous_total = _total(rows), _total(previous_rows)
+    daily_rate = _daily_rate(by_day, rate_days)
+    next_month = month_after(month)
+    forecast = forecast_total(
+        [by_day.get(d.isoformat(), Spend()).cost for d in rate_days],
+        gap=(next_month - rate_days[-1]).days - 1,
+        horizon=days_in_month(next_month),
+    )
+    data: Json = {
+        "schema": SCHEMA,
+        "month": month_key(month),
+        "title": f"{month:%B %Y}",
+        "currency": CURRENCY,
+        "period": {
+            "start": month.isoformat(),
+            "end": end.isoformat(),
+            "days": days_in_month(month),
+            "elapsed_days": len(elapsed),
+            "rate_days": len(rate_days),
+            "complete": as_of is None,
+        },
+        "totals": total.as_json(),
+        "previous": {"month": month_key(previous), "totals": previous_total.as_json()},
+        "month_over_month": month_over_month(total, previous_total),
+        "daily": [{"day": day.isoformat(), **by_day.get(day.isoformat(), Spend()).as_json()} for day in elapsed],
+        "daily_by_team": _daily_by_team(rows, elapsed),
+        "projections": projections(daily_rate),
+        "forecast": _forecast_json(forecast, next_month),
+        "break_even": break_even(implementation_cost, daily_rate.savings * DAYS_PER_MONTH),
+    }
+    for dimension, key in BREAKDOWNS:
+        data[key] = breakdown(rows, previous_rows, attrgetter(dimension))
+    return data
+
+
+def _last_day(month: date) -> date:
+    return month.replace(day=days_in_month(month))
+
+
+def _total(rows: Iterable[LedgerRow]) -> Spend:
+    total = Spend()
+    for row in rows:
+        total.add(row)
+    return total
+
+
+def _group(rows: Iterable[LedgerRow], key: Callable[[LedgerRow], str]) -> dict[str, Spend]:
+    groups: dict[str, Spend] = defaultdict(Spend)
+    for row in rows:
+        groups[key(row)].add(row)
+    return dict(groups)
+
+
+def breakdown(
+    rows: Sequence[LedgerRow], previous_rows: Sequence[LedgerRow], key: Callable[[LedgerRow], str]
+) -> list[Json]:
+    """One entry per name in either month, most expensive first, with the change in cost.
+
+    A name only the previous month has is kept (with zeros now), so a team that stopped
+    spending shows up as a drop rather than vanishing.
+    """
+    now, before = _group(rows, key), _group(previous_rows, key)
+    names = sorted(now.keys() | before.keys(), key=lambda n: (-now.get(n, Spend()).cost, n))
+    entries = []
+    for name in names:
+        spend, previous = now.get(name, Spend()), before.get(name, Spend())
+        change = spend.cost - previous.cost
+        entries.append(
+            {
+                "name": name,
+                **spend.as_json(),
+                "previous_cost": money(previous.cost),
+                "cost_change": money(change),
+                "cost_change_rate": rate(change, previous.cost),
+            }
+        )
+    return entries
+
+
+def month_over_month(now: Spend, before: Spend) -> Json:
+    """Changes against the previous month; a rate is null when the previous figure is 0."""
+    return {
+        "cost_change": money(now.cost - before.cost),
+        "cost_change_rate": rate(now.cost - before.cost, before.cost),
+        "requests_change": now.requests - before.requests,
+        "requests_change_rate": rate(now.requests - before.requests, before.requests),
+        "savings_change": money(now.savings - before.savings),
+        "savings_change_rate": rate(now.savings - before.savings, before.savings),
+    }
+
+
+def _daily_by_team(rows: Sequence[LedgerRow], elapsed: Sequence[date]) -> list[Json]:
+    teams = _group(rows, lambda r: r.team)
+    by_team_day = _group(rows, lambda r: f"{r.team} {r.day.isoformat()}")
+    return [
+        {"name": team, "cost": [money(by_team_day.get(f"{team} {d.isoformat()}", Spend()).cost) for d in elapsed]}
+        for team in sorted(teams, key=lambda t: (-teams[t].cost, t))
+    ]
+
+
+def _daily_rate(by_day: dict[str, Spend], rate_days: Sequence[date]) -> Spend:
+    """The mean day over the rate days (counts are left at zero: only money is projected)."""
+    n = len(rate_days)
+    spent = [by_day.get(d.isoformat(), Spend()) for d in rate_days]
+    return Spend(
+        cost=sum((s.cost for s in spent), Decimal(0)) / n,
+        baseline_cost=sum((s.baseline_cost for s in spent), Decimal(0)) / n,
+    )
+
+
+def projections(daily: Spend) -> Json:
+    """Cost, baseline and savings per day, month (365/12 days) and year (365 days) at this rate."""
+    return {
+        name: {
+            "cost": money(daily.cost * days),
+            "baseline_cost": money(daily.baseline_cost * days),
+            "savings": money(daily.savings * days),
+        }
+        for name, days in (("daily", Decimal(1)), ("monthly", DAYS_PER_MONTH), ("annual", Decimal(DAYS_PER_YEAR)))
+    }
+
+
+def break_even(implementation_cost: Decimal | None, monthly_savings: Decimal) -> Json | None:
+    """Months of savings at `monthly_savings` that pay back `implementation_cost`."""
+    if implementation_cost is None:
+        return None
+    months = rate(implementation_cost, monthly_savings) if monthly_savings > 0 else None
+    return {
+        "implementation_cost": money(implementation_cost),
+        "monthly_savings": money(monthly_savings),
+        "months": months,
+    }
+
+
+def forecast_total(series: Sequence[Decimal], *, gap: int, horizon: int) -> Forecast:
+    """Forecast the sum of the `horizon` days that start `gap` days after `series` ends.
+
+    The method is an ordinary least-squares line through daily spend (day 1, 2, … of the
+    series against its cost), extrapolated over the forecast days and summed, with a 95%
+    prediction interval for that sum: ± 1.96 · s · √(H + H²/n + (Σ(x − x̄))² / Sxx), where
+    s² is the residual variance (n − 2 degrees of freedom), H the forecast days, x their
+    day numbers, and x̄ and Sxx the mean and the sum of squared deviations of the series'
+    day numbers. The first term is the days' own noise, the others the uncertainty of the
+    line. It assumes independent, normal day-to-day noise around a straight trend, so a
+    strong weekly pattern makes the range optimistic. Negative values are clipped to 0.
+    With fewer than three days there is no trend to fit: the forecast is the mean day
+    times H, and there is no range.
+    """
+    n = len(series)
+    mean = sum(series, Decimal(0)) / n if n else Decimal(0)
+    if n < MIN_TREND_DAYS:
+        return Forecast(cost=mean * horizon, low=None, high=None, method="daily mean")
+    x_mean = Decimal(n + 1) / 2
+    sxx = Decimal(n * (n * n - 1)) / 12
+    slope = sum(((x - x_mean) * (y - mean) for x, y in enumerate(series, 1)), Decimal(0)) / sxx
+    intercept = mean - slope * x_mean
+    residual_variance = sum(((y - intercept - slope * x) ** 2 for x, y in enumerate(series, 1)), Decimal(0)) / (n - 2)
+    first = n + gap + 1
+    sum_x = Decimal(horizon * (2 * first + horizon - 1)) / 2
+    point = horizon * intercept + slope * sum_x
+    spread = sum_x - horizon * x_mean
+    variance = residual_variance * (horizon + Decimal(horizon * horizon) / n + spread * spread / sxx)
+    half_width = Z_95 * variance.sqrt()
+    zero = Decimal(0)
+    return Forecast(
+        cost=max(point, zero),
+        low=max(point - half_width, zero),
+        high=max(point + half_width, zero),
+        method="linear trend",
+    )
+
+
+def _forecast_json(forecast: Forecast, month: date) -> Json:
+    return {
+        "month": month_key(month),
+        "days": days_in_month(month),
+        "method": forecast.method,
+        "confidence": 0.95 if forecast.low is not None else None,
+        "cost": money(forecast.cost),
+        "low": None if forecast.low is None else money(forecast.low),
+        "high": None if forecast.high is None else money(forecast.high),
+    }
+
+
+# --- outputs: CSV rows and chart figures ---------------------------------------------------
+
+CSV_COLUMNS = [
+    "month",
+    "breakdown",
+    "name",
+    "requests",
+    "escalated_requests",
+    "escalation_rate",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_hits",
+    "cost",
+    "baseline_cost",
+    "savings",
+    "savings_rate",
+    "cost_avoided",
+    "cost_per_request",
+    "previous_cost",
+    "cost_change",
+    "cost_change_rate",
+]
+
+
+def csv_rows(data: Json) -> list[list[str]]:
+    """The report as one long table: a `total` row, then `team`, `app`, `policy`, `model` and `day` rows.
+
+    Columns are `CSV_COLUMNS`; a figure that does not apply (a day's previous cost) or is
+    undefined (the escalation rate of no requests) is empty.
+    """
+    mom = data["month_over_month"]
+    total = {
+        "name": "all",
+        **data["totals"],
+        "previous_cost": data["previous"]["totals"]["cost"],
+        "cost_change": mom["cost_change"],
+        "cost_change_rate": mom["cost_change_rate"],
+    }
+    entries = [("total", total)]
+    entries += [(kind, entry) for kind, key in BREAKDOWNS for entry in data[key]]
+    entries += [("day", {"name": day["day"], **day}) for day in data["daily"]]
+    return [CSV_COLUMNS] + [
+        [data["month"], kind, *(_cell(entry.get(c)) for c in CSV_COLUMNS[2:])] for kind, entry in entries
+    ]
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def figures(data: Json) -> dict[str, Json]:
+    """Plotly figure dicts for the report page: spend by team per day, and actual vs baseline.
+
+    Money stays a string in the figures too; the y axes are linear, so plotly.js reads
+    the strings as numbers.
+    """
+    import plotly.graph_objects as go
+
+    days = [d["day"] for d in data["daily"]]
+    by_team = go.Figure(
+        [go.Bar(x=days, y=team["cost"], name=team["name"]) for team in data["daily_by_team"]],
+        layout=_layout("Spend by team per day", barmode="stack"),
+    )
+    baseline = _running_sum(d["baseline_cost"] for d in data["daily"])
+    actual = _running_sum(d["cost"] for d in data["daily"])
+    cumulative = go.Figure(
+        [
+            go.Scatter(x=days, y=baseline, name="All-premium baseline", mode="lines"),
+            go.Scatter(x=days, y=actual, name="Actual", mode="lines", fill="tonexty"),
+        ],
+        layout=_layout("Cumulative spend: actual vs baseline (the gap is the savings)"),
+    )
+    return {"spend_by_team": by_team.to_plotly_json(), "actual_vs_baseline": cumulative.to_plotly_json()}
+
+
+def _layout(title: str, **extra: Any) -> Json:
+    grid = {"gridcolor": "#e3e6eb", "linecolor": "#c4c9d2"}
+    return {
+        "title": {"text": title, "x": 0.01},
+        "template": "none",  # plotly.py's default template adds ~10 kB of styles to every figure
+        "autotypenumbers": "convert types",
+        "yaxis": {"type": "linear", "tickprefix": "$", "rangemode": "tozero", **grid},
+        "xaxis": {"type": "date", **grid},
+        "legend": {"orientation": "h", "y": -0.15},
+        "margin": {"l": 70, "r": 20, "t": 50, "b": 40},
+        "height": 360,
+        "font": {"family": "system-ui, sans-serif"},
+        **extra,
+    }
+
+
+def _running_sum(amounts: Iterable[str]) -> list[str]:
+    total, out = Decimal(0), []
+    for amount in amounts:
+        total += Decimal(amount)
+        out.append(money(total))
+    return out
+
+
+# --- for people: the figures the finance page and the PDF show, formatted once ------------
+
+BREAKDOWN_HEADERS = [
+    "Name",
+    "Requests",
+    "Escalated",
+    "Tokens in",
+    "Tokens out",
+    "Cost",
+    "Baseline",
+    "Savings",
+    "Saved",
+    "From cache",
+    "Per request",
+    "vs previous",
+]
+BREAKDOWN_TITLES = {"by_team": "By team", "by_app": "By app", "by_policy": "By policy", "by_model": "By model"}
+
+
+@dataclass(frozen=True, slots=True)
+class Tile:
+    label: str
+    value: str
+    note: str
+
+
+def summary_tiles(data: Json) -> list[Tile]:
+    """The headline figures: spend, baseline, savings, cache, requests, unit cost, forecast, break-even."""
+    totals, mom, forecast = data["totals"], data["month_over_month"], data["forecast"]
+    previous = f"{date.fromisoformat(data['previous']['month'] + '-01'):%B}"
+    change = f"vs {previous}: {dollars(mom['cost_change'], signed=True)}"
+    if mom["cost_change_rate"] is not None:
+        change += f" ({percent(mom['cost_change_rate'], signed=True)})"
+    if forecast["low"] is None:
+        spread = f"{forecast['method']}, too few days for a range"
+    else:
+        spread = f"95% range {dollars(forecast['low'])}–{dollars(forecast['high'])}, {forecast['method']}"
+    next_month = f"{date.fromisoformat(forecast['month'] + '-01'):%B %Y}"
+    tiles = [
+        Tile("Spent", dollars(totals["cost"]), change),
+        Tile("All-premium baseline", dollars(totals["baseline_cost"]), "the strongest tier alone"),
+        Tile("Saved", dollars(totals["savings"]), f"{percent(totals['savings_rate'])} of the baseline"),
+        Tile("Saved by the cache", dollars(totals["cost_avoided"]), f"{totals['cache_hits']:,} cache hits"),
+        Tile("Requests", f"{totals['requests']:,}", f"{percent(totals['escalation_rate'])} escalated"),
+        Tile("Cost per request", dollars(totals["cost_per_request"], 6), f"{totals['attempts']:,} model calls"),
+        Tile(f"Forecast, {next_month}", dollars(forecast["cost"]), spread),
+    ]
+    if data["break_even"] is not None:
+        months = data["break_even"]["months"]
+        tiles.append(
+            Tile(
+                "Break-even",
+                "never at this rate" if months is None else f"{months:.1f} months",
+                f"of savings repay {dollars(data['break_even']['implementation_cost'])}",
+            )
+        )
+    return tiles
+
+
+def projection_rows(data: Json) -> list[list[str]]:
+    """Header, then cost, baseline and savings per day, month and year at the current rate."""
+    rows = [["At the current rate", "Cost", "Baseline", "Savings"]]
+    for name in ("daily", "monthly", "annual"):
+        p = data["projections"][name]
+        rows.append([f"{name.capitalize()}", dollars(p["cost"]), dollars(p["baseline_cost"]), dollars(p["savings"])])
+    return rows
+
+
+def breakdown_tables(data: Json) -> list[tuple[str, list[list[str]]]]:
+    """(title, rows) for each breakdown; rows are `BREAKDOWN_HEADERS` cells, formatted."""
+    return [(title, [_breakdown_cells(entry) for entry in data[key]]) for key, title in BREAKDOWN_TITLES.items()]
+
+
+def _breakdown_cells(e: Json) -> list[str]:
+    change = dollars(e["cost_change"], signed=True)
+    if e["cost_change_rate"] is not None:
+        change += f" ({percent(e['cost_change_rate'], signed=True)})"
+    return [
+        e["name"],
+        f"{e['requests']:,}",
+        percent(e["escalation_rate"]),
+        f"{e['input_tokens']:,}",
+        f"{e['output_tokens']:,}",
+        dollars(e["cost"]),
+        dollars(e["baseline_cost"]),
+        dollars(e["savings"]),
+        percent(e["savings_rate"]),
+        dollars(e["cost_avoided"]),
+        dollars(e["cost_per_request"], 6),
+        change,
+    ]

@@ -1,0 +1,5 @@
+"""Dashboard's exceptions."""
+
+
+class DeliveryFailed(Exception):
+    """A notification could not be delivered this time; the message says why."""

@@ -1,0 +1,17 @@
+"""Receivers of other apps' signals: request records stored → rollups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.dispatch import receiver
+
+from routing.signals import records_stored
+
+from . import services
+
+
+@receiver(records_stored, dispatch_uid="dashboard_rollups_record")
+def rollups_on_records_stored(sender: type, payloads: list[dict[str, Any]], **kwargs: Any) -> None:
+    # Inside the flusher's transaction: the rollups commit (or roll back) with the records.
+    services.rollups_record(payloads=payloads)

@@ -1,0 +1,45 @@
+"""Celery tasks for the dashboard: thin wrappers around services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from .alerts import DELIVERY_MAX_RETRIES, backoff_seconds
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def alerts_evaluate() -> int:
+    """Evaluate the alert rules (beat, every minute)."""
+    from dashboard.services import alert_rules_evaluate
+
+    return alert_rules_evaluate()
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=DELIVERY_MAX_RETRIES)
+def alert_delivery_send(self: Any, delivery_id: int) -> None:
+    """Send one notification; a failure is retried with exponential backoff, then given up."""
+    from dashboard.exceptions import DeliveryFailed
+    from dashboard.services import alert_delivery_send
+
+    try:
+        alert_delivery_send(delivery_id=delivery_id, final=self.request.retries >= self.max_retries)
+    except DeliveryFailed as exc:
+        raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rollups_prune() -> int:
+    """Delete rollups past their retention (beat, daily)."""
+    from dashboard.services import rollups_prune
+
+    return rollups_prune()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def tuning_propose() -> int:
+    """Run auto-tuning for every policy whose tuning is on (beat, hourly by default)."""
+    from dashboard.tuning import tuning_run_all
+
+    return tuning_run_all()

@@ -1,0 +1,112 @@
+"""Budgets on the hot path: which apply, how they change the routing, the hold around the call.
+
+The rules and counters are billing's (`billing.budgets`, `billing.budget_store`); this
+module applies them to a request: a degraded policy snapshot when a soft limit (or a
+non-blocking hard limit) says so, a reservation of the worst case before the cascade and
+its settlement after, and the 429 when a blocking budget cannot cover the request.
+A request no budget applies to touches no counter at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from billing.budget_store import budget_store
+from billing.budgets import BudgetExhausted, BudgetRule, Degrade, Usage, degrade_for
+
+from .engine.costing import worst_case_cost
+from .engine.types import ChatRequest, PolicySnapshot
+from .exceptions import BudgetExceeded
+from .tasks import budget_alert_raise as budget_alert_raise_task
+
+logger = logging.getLogger(__name__)
+NO_DEGRADE = Degrade()
+
+
+@dataclass
+class BudgetPlan:
+    """How to route a request under its budgets; `actual` is set once the cascade ran."""
+
+    policy: PolicySnapshot
+    degrade: Degrade = NO_DEGRADE
+    actual: Decimal = Decimal(0)
+
+
+def degraded_policy(policy: PolicySnapshot, degrade: Degrade) -> PolicySnapshot:
+    """Cheap-only: the first tier alone. Lower threshold: every tier accepts more answers."""
+    if degrade.cheap_only:
+        return dataclasses.replace(policy, tiers=policy.tiers[:1], task_rules=(), max_escalations=0)
+    if degrade.threshold is not None:
+        tiers = tuple(dataclasses.replace(t, threshold=min(t.threshold, degrade.threshold)) for t in policy.tiers)
+        return dataclasses.replace(policy, tiers=tiers)
+    return policy
+
+
+@asynccontextmanager
+async def budget_hold(
+    rules: list[BudgetRule], policy: PolicySnapshot, chat: ChatRequest, hold_id: str
+) -> AsyncIterator[BudgetPlan]:
+    """Reserve the request's worst case on every budget in `rules`; settle on the way out."""
+    if not rules:
+        yield BudgetPlan(policy=policy)
+        return
+    store = budget_store()
+    now = timezone.now()
+    degrade = degrade_for(await store.usage(rules, now))
+    plan = BudgetPlan(policy=degraded_policy(policy, degrade), degrade=degrade)
+    try:
+        hold = await store.reserve(rules, worst_case_cost(plan.policy, chat), hold_id, now)
+    except BudgetExhausted as exc:
+        raise budget_exceeded(exc.usage) from exc
+    alerts_raise(hold.usages)
+    try:
+        yield plan
+    finally:
+        # Shielded: a client that disconnects must still release the hold now, not
+        # leave it to expire.
+        await asyncio.shield(store.settle(hold, plan.actual, timezone.now()))
+
+
+# (budget id, period start, level) already announced by this process: the task is
+# idempotent anyway (one BudgetAlert per level and period), this only saves the enqueue.
+_announced: set[tuple[int, datetime, str]] = set()
+
+
+def alerts_raise(usages: tuple[Usage, ...]) -> None:
+    """Announce, once per budget period and level, a soft limit crossed or a limit reached."""
+    for usage in usages:
+        level = "hard" if usage.hard_reached else "soft" if usage.soft_reached else None
+        if level is None or (usage.rule.id, usage.period_start, level) in _announced:
+            continue
+        _announced.add((usage.rule.id, usage.period_start, level))
+        args = (usage.rule.id, usage.period_start.isoformat(), level, str(usage.committed))
+        # Publishing is blocking I/O; it happens once per budget period, off the loop.
+        asyncio.get_running_loop().run_in_executor(None, _enqueue_alert, args)
+
+
+def _enqueue_alert(args: tuple[object, ...]) -> None:
+    try:
+        budget_alert_raise_task.delay(*args)
+    except Exception:
+        # An alert must never fail a request; the next period's crossing tries again.
+        logger.exception("Could not enqueue the budget alert %s", args)
+
+
+def budget_exceeded(usage: Usage) -> BudgetExceeded:
+    rule = usage.rule
+    reset = usage.period_end.isoformat()
+    message = (
+        f"The {rule.describe()} is exhausted: ${usage.spent:.4f} spent and ${usage.held:.4f} held by requests "
+        f"in flight, of its ${rule.limit:.4f} limit. It resets at {reset}."
+    )
+    retry_after = int((usage.period_end - timezone.now()).total_seconds())
+    return BudgetExceeded(message, retry_after_s=retry_after)

@@ -1,0 +1,101 @@
+"""200 concurrent requests from several processes against a hard budget that affords 50.
+
+A real gateway (two uvicorn worker processes) in front of a local upstream whose usage is
+fixed, so a request's worst case equals its actual cost and the budget's arithmetic can
+be checked exactly: the recorded spend never exceeds the limit, and no more than one
+request's worth of the limit is left unspent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.upstream import running_upstream
+from billing.models import Budget
+from routing.models import RequestRecord
+from tests.conftest import flush_records, subprocess_env
+from tests.factories import make_key, make_policy, openai_endpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+# 64 characters: an estimated 16 + 4 (message overhead) = 20 prompt tokens, which is what
+# the local upstream reports; with max_tokens=6 (its completion) the worst case is exact.
+PROMPT = "Count the vowels in this sentence and answer with a number only."
+PRICE = Decimal("10")  # USD per 1M tokens, in and out
+COST = (20 + 6) * PRICE / 1_000_000
+AFFORDABLE = 50
+CLIENTS, PER_CLIENT = 4, 50
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_requests_from_several_processes_never_overspend_a_hard_budget(budget_keys_cleared):
+    assert len(PROMPT) == 64
+    with running_upstream() as upstream:
+        cheap = openai_endpoint(
+            "race-cheap", upstream.base_url, "cheap", input_price_per_m=PRICE, output_price_per_m=PRICE
+        )
+        # The strong tier is free, so only the cheap tier's cost is reserved and spent.
+        strong = openai_endpoint("race-strong", upstream.base_url, "strong", input_price_per_m=0, output_price_per_m=0)
+        _, key = make_key(make_policy("race", [(cheap, 0.0), (strong, 1.0)]), team="racers")
+        Budget.objects.create(name="racers", scope="team", scope_value="racers", limit=COST * AFFORDABLE)
+
+        port = free_port()
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "cascadeops.asgi:application", "--port", str(port), "--workers", "2",
+             "--no-access-log", "--lifespan", "off", "--log-level", "warning"],
+            cwd=ROOT, env=subprocess_env(),
+        )  # fmt: skip
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/v1/models")
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            clients = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "tests.billing.race_client", url, key, str(PER_CLIENT), PROMPT],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(CLIENTS)
+            ]
+            statuses: Counter[str] = Counter()
+            for client in clients:
+                out, _ = client.communicate(timeout=120)
+                statuses.update(json.loads(out))
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+
+    assert sum(statuses.values()) == CLIENTS * PER_CLIENT
+    assert set(statuses) <= {"200", "429"}, statuses
+    flush_records()
+    spent = sum(RequestRecord.objects.values_list("cost", flat=True), Decimal(0))
+    assert RequestRecord.objects.count() == statuses["200"]
+    assert spent <= COST * AFFORDABLE
+    assert statuses["200"] >= AFFORDABLE - 1, statuses

@@ -1,0 +1,105 @@
+"""Both budget stores, directly: atomic reservations, settlement, expiry, exact money."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+
+from billing.budget_store import DatabaseBudgetStore, RedisBudgetStore
+from billing.budgets import HOLD_TTL_S, BudgetExhausted, BudgetRule, Requester, applicable, period_bounds
+from billing.models import Budget
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def stores() -> list[object]:
+    params = [pytest.param(DatabaseBudgetStore, id="database")]
+    marks = [] if settings.REDIS_URL else [pytest.mark.skip(reason="REDIS_URL is not set (CI sets it)")]
+    return [*params, pytest.param(RedisBudgetStore, id="redis", marks=marks)]
+
+
+@pytest.fixture
+def rule(db, budget_keys_cleared) -> BudgetRule:
+    row = Budget.objects.create(name="team", scope="team", scope_value="growth", limit=Decimal("1.00"))
+    return BudgetRule(row.id, row.name, row.scope, row.scope_value, row.period, row.limit, 80, "alert", 0.5, "reject")
+
+
+def run(coroutine_function, *args):
+    return async_to_sync(coroutine_function)(*args)
+
+
+@pytest.mark.parametrize("store_class", stores())
+def test_a_reservation_that_fits_is_held_until_settled(store_class, rule):
+    store = store_class()
+
+    hold = run(store.reserve, [rule], Decimal("0.40"), "a", NOW)
+    assert run(store.usage, [rule], NOW)[0].held == Decimal("0.40")
+
+    run(store.settle, hold, Decimal("0.1234567"), NOW)
+    usage = run(store.usage, [rule], NOW)[0]
+    assert usage.held == 0
+    # Exact in the database; Redis counts micro-dollars, rounded up, never down.
+    assert Decimal("0.1234567") <= usage.spent <= Decimal("0.123457")
+
+
+@pytest.mark.parametrize("store_class", stores())
+def test_a_reservation_past_the_limit_fails_and_holds_nothing(store_class, rule):
+    store = store_class()
+    run(store.reserve, [rule], Decimal("0.70"), "a", NOW)
+
+    with pytest.raises(BudgetExhausted) as caught:
+        run(store.reserve, [rule], Decimal("0.40"), "b", NOW)
+
+    assert caught.value.usage.held == Decimal("0.70")
+    assert run(store.usage, [rule], NOW)[0].held == Decimal("0.70")
+
+
+@pytest.mark.parametrize("store_class", stores())
+def test_holds_of_a_dead_worker_expire(store_class, rule):
+    store = store_class()
+    run(store.reserve, [rule], Decimal("0.90"), "dead", NOW)
+
+    later = NOW + timedelta(seconds=HOLD_TTL_S + 1)
+    run(store.reserve, [rule], Decimal("0.90"), "alive", later)
+
+    assert run(store.usage, [rule], later)[0].held == Decimal("0.90")
+
+
+@pytest.mark.parametrize("store_class", stores())
+def test_a_new_period_starts_from_zero(store_class, rule):
+    store = store_class()
+    hold = run(store.reserve, [rule], Decimal("0.90"), "a", NOW)
+    run(store.settle, hold, Decimal("0.90"), NOW)
+
+    next_month = NOW + timedelta(days=10)
+    assert run(store.usage, [rule], next_month)[0].spent == 0
+
+
+def test_periods_follow_the_billing_time_zone():
+    start, end = period_bounds("month", NOW, "America/New_York")
+    assert (start.isoformat(), end.isoformat()) == ("2026-11-01T00:00:00-04:00", "2026-12-01T00:00:00-05:00")
+    start, end = period_bounds("day", datetime(2026, 11, 23, 3, 0, tzinfo=UTC), "America/New_York")
+    assert start.isoformat() == "2026-11-22T00:00:00-05:00"
+
+
+def test_scopes_match_their_own_requests_only():
+    def rule(scope: str, value: str) -> BudgetRule:
+        return BudgetRule(1, "b", scope, value, "month", Decimal(1), 80, "alert", 0.5, "reject")
+
+    who = Requester(team="growth", app="bot", api_key_prefix="co-abc", policy="demo", end_user="u1")
+    rules = [rule("global", ""), rule("team", "growth"), rule("team", "other"), rule("end_user", "u1"),
+             rule("end_user", ""), rule("policy", "demo"), rule("api_key", "co-abc"), rule("app", "web")]  # fmt: skip
+
+    matched = [(r.scope, r.scope_value) for r in applicable(rules, who)]
+
+    assert matched == [
+        ("global", ""),
+        ("team", "growth"),
+        ("end_user", "u1"),
+        ("policy", "demo"),
+        ("api_key", "co-abc"),
+    ]
