@@ -92,6 +92,7 @@ class PolicyAdmin(admin.ModelAdmin):
         "optimisation_goal",
         "sample_rate",
         "shadow_rate",
+        "router_threshold",
         "version",
         "created",
         "updated",

@@ -106,6 +106,13 @@ class Policy(models.Model):
         help_text="Share of requests answered by a cheaper tier that the strongest tier re-checks off the answer "
         "path, at extra cost (0: off).",
     )
+    router_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=UNIT_INTERVAL,
+        help_text="With an active prompt-only router: requests it rates at least this likely to need the "
+        "strongest tier start there, the rest on the cheapest (empty: the task rules choose).",
+    )
     enabled = models.BooleanField(default=True)
     version = models.PositiveIntegerField(default=1, editable=False)
     created = models.DateTimeField(auto_now_add=True)

@@ -33,9 +33,10 @@ from .choices import ScorerKind, ScorerVersionKind
 from .config_version import discard_stale_connections
 from .engine.learned import LearnedModel, LearnedScorer
 from .engine.ports import Provider, Scorer
+from .engine.router import PromptRouter, first_tier_for
 from .engine.scoring import SCORERS
 from .engine.scoring import scorer_for as named_scorer
-from .engine.types import ModelEndpoint, PolicySnapshot, ProviderKind, TaskRule, Tier
+from .engine.types import ChatRequest, ModelEndpoint, PolicySnapshot, ProviderKind, TaskRule, Tier
 from .models import ApiKey, Policy, ScorerVersion
 from .models import ModelEndpoint as EndpointRow
 from .providers import build_provider
@@ -171,6 +172,9 @@ class PolicyQuality:
     shadow_rate: float = 0.0
     scorer_version: int | None = None  # the active learned ScorerVersion's id
     scorer: Scorer | None = None
+    router_version: int | None = None  # the active prompt-only router's ScorerVersion id
+    router: PromptRouter | None = None
+    router_threshold: float | None = None
 
 
 def load_quality(current: Mapping[int, PolicyQuality]) -> dict[int, PolicyQuality]:
@@ -190,13 +194,39 @@ def load_quality(current: Mapping[int, PolicyQuality]) -> dict[int, PolicyQualit
     missing = [version for version in active.values() if version not in loaded]
     for version, model in ScorerVersion.objects.filter(id__in=missing).values_list("id", "model"):
         loaded[version] = _learned_scorer(version, model)
-    rows = Policy.objects.filter(enabled=True).values_list("id", "sample_rate", "shadow_rate")
+    routers = _active_routers(current)
+    rows = Policy.objects.filter(enabled=True).values_list("id", "sample_rate", "shadow_rate", "router_threshold")
     quality = {}
-    for policy_id, sample_rate, shadow_rate in rows:
+    for policy_id, sample_rate, shadow_rate, router_threshold in rows:
         active_version = active.get(policy_id)
         scorer = loaded.get(active_version) if active_version is not None else None
-        quality[policy_id] = PolicyQuality(sample_rate, shadow_rate, active_version, scorer)
+        router_version, router = routers.get(policy_id, (None, None))
+        quality[policy_id] = PolicyQuality(
+            sample_rate, shadow_rate, active_version, scorer, router_version, router, router_threshold
+        )
     return quality
+
+
+def _active_routers(current: Mapping[int, PolicyQuality]) -> dict[int, tuple[int, PromptRouter | None]]:
+    """Each enabled policy's active prompt-only router, reusing the ones already loaded."""
+    loaded = {q.router_version: q.router for q in current.values() if q.router_version is not None}
+    active = dict(
+        ScorerVersion.objects.filter(active=True, kind=ScorerVersionKind.ROUTER, policy__enabled=True).values_list(
+            "policy_id", "id"
+        )
+    )
+    missing = [version for version in active.values() if version not in loaded]
+    for version, model in ScorerVersion.objects.filter(id__in=missing).values_list("id", "model"):
+        loaded[version] = _router(version, model)
+    return {policy_id: (version, loaded.get(version)) for policy_id, version in active.items()}
+
+
+def _router(version: int, model: object) -> PromptRouter | None:
+    try:
+        return PromptRouter.from_dict(model)  # type: ignore[arg-type]
+    except Exception:
+        logger.exception("Router version %s does not load; its policy starts where its task rules say", version)
+        return None
 
 
 def _learned_scorer(version: int, model: object) -> Scorer | None:
@@ -287,6 +317,13 @@ class ConfigCache:
             quality = self.quality.get(policy.id)
             return quality.scorer if quality and quality.scorer else SCORERS[ScorerKind.HEURISTIC]
         return named_scorer(policy.scorer)
+
+    def first_tier_for(self, policy: PolicySnapshot, chat: ChatRequest) -> int | None:
+        """Where the policy's prompt-only router starts `chat`; None leaves it to the task rules."""
+        quality = self.quality.get(policy.id)
+        if quality is None or quality.router is None or quality.router_threshold is None:
+            return None
+        return first_tier_for(quality.router, chat.prompt, threshold=quality.router_threshold, tiers=len(policy.tiers))
 
     def _prices_changed(self) -> bool:
         return self.prices_change_at is not None and timezone.now() >= self.prices_change_at

@@ -71,7 +71,13 @@ async def route(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Http
     created = timezone.now()
     budgets = config_cache.budgets_for(key, policy, chat.user)
     async with budget_hold(budgets, policy, chat, str(request_id)) as plan:
-        result = await run_cascade(chat, plan.policy, config_cache.providers, config_cache.scorer_for(policy))
+        result = await run_cascade(
+            chat,
+            plan.policy,
+            config_cache.providers,
+            config_cache.scorer_for(policy),
+            first_tier=config_cache.first_tier_for(plan.policy, chat),
+        )
         plan.actual = result.cost
     # Recorded against the policy as configured: its strongest tier is the baseline even
     # when a budget routed this request on the cheap tier alone.

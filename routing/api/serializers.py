@@ -117,6 +117,7 @@ class PolicySerializer(serializers.ModelSerializer):
             "optimisation_goal",
             "sample_rate",
             "shadow_rate",
+            "router_threshold",
             "enabled",
             "version",
             "tiers",

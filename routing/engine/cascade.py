@@ -71,18 +71,21 @@ async def run_cascade(
     scorer: Scorer,
     *,
     allow_escalation: bool = True,
+    first_tier: int | None = None,
     clock: Clock = time.perf_counter,
 ) -> CascadeResult:
     """Route `chat` through `policy`'s tiers and return every attempt and the answer.
 
     `allow_escalation=False` accepts the first answer whatever its score (budgets in
-    degrade mode use it); failed tiers still fall through. The result's `completion`
-    is None only when every tier tried failed.
+    degrade mode use it); failed tiers still fall through. `first_tier` overrides the
+    task rules' choice of where to start (a prompt-only router's pick). The result's
+    `completion` is None only when every tier tried failed.
     """
     started = clock()
     match = classify(chat, policy)
+    start = match.first_tier if first_tier is None else min(max(first_tier, 0), len(policy.tiers) - 1)
     run = _Run()
-    for index in range(match.first_tier, len(policy.tiers)):
+    for index in range(start, len(policy.tiers)):
         tier = policy.tiers[index]
         called = await _call(chat, tier, providers, clock)
         if isinstance(called, Attempt):
