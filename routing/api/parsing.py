@@ -32,7 +32,7 @@ def parse_chat_request(data: dict[str, Any]) -> tuple[ChatRequest, str]:
         messages=_messages(data.get("messages")),
         max_tokens=_max_tokens(data),
         temperature=_temperature(data.get("temperature")),
-        user=_string(data, "user"),
+        user=_user(data),
         metadata=_metadata(data.get("metadata")),
         logprobs=_boolean(data, "logprobs"),
     )
@@ -102,6 +102,16 @@ def _string(data: dict[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise RequestInvalid(f"'{name}' must be a string; got {type(value).__name__}.", param=name)
     return value
+
+
+MAX_USER = 200  # RequestRecord.end_user
+
+
+def _user(data: dict[str, Any]) -> str:
+    user = _string(data, "user")
+    if len(user) > MAX_USER or "\x00" in user:
+        raise RequestInvalid(f"'user' must be at most {MAX_USER} characters, without NUL.", param="user")
+    return user
 
 
 def _boolean(data: dict[str, Any], name: str) -> bool:

@@ -92,6 +92,7 @@ def test_parallel_requests_from_several_processes_never_overspend_a_hard_budget(
             gateway.terminate()
             gateway.wait(timeout=30)
 
+    print(f"budget race: {dict(statuses)}; limit affords {AFFORDABLE} requests")
     assert sum(statuses.values()) == CLIENTS * PER_CLIENT
     assert set(statuses) <= {"200", "429"}, statuses
     flush_records()
@@ -99,3 +100,4 @@ def test_parallel_requests_from_several_processes_never_overspend_a_hard_budget(
     assert RequestRecord.objects.count() == statuses["200"]
     assert spent <= COST * AFFORDABLE
     assert statuses["200"] >= AFFORDABLE - 1, statuses
+    print(f"budget race: recorded spend {spent} of limit {COST * AFFORDABLE}")

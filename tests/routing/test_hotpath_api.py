@@ -145,6 +145,7 @@ def test_a_body_that_is_not_an_object_is_a_400(client, demo_key):
         (chat(temperature=5), "temperature"),
         (chat(temperature="hot"), "temperature"),
         (chat(user=7), "user"),
+        (chat(user="u" * 201), "user"),
         (chat(metadata={"k": 1}), "metadata"),
         (chat(model=3), "model"),
         (chat(stream=True), "stream"),
