@@ -22,6 +22,9 @@ class Metric(models.TextChoices):
     P95_LATENCY = "p95_latency", "p95 latency (ms)"
     ERROR_RATE = "error_rate", "Error rate (%)"
     COST_ANOMALY = "cost_anomaly", "Cost anomaly (standard deviations from the trailing mean)"
+    # Not measured every minute: raised by billing when a budget crosses its soft limit or
+    # reaches its limit (dashboard.budget_events); the value is the % of the limit used.
+    BUDGET = "budget", "Budget limits (% of a budget's limit used, when it crosses its soft limit or limit)"
 
 
 class Comparator(models.TextChoices):

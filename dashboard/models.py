@@ -221,12 +221,25 @@ class AlertEvent(models.Model):
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # One to one: a budget's crossing of a level in a period is one event, however often
+    # billing's signal or the sweep that catches lost ones delivers it.
+    budget_alert = models.OneToOneField(
+        "billing.BudgetAlert",
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="event",
+        help_text="A budget rule's event: the budget, period and level it is about.",
+    )
 
     class Meta:
         ordering = ["-started_at"]
         constraints = [
+            # Budget events fire side by side (one per budget, period and level) on one rule.
             models.UniqueConstraint(
-                fields=["rule"], condition=models.Q(state=EventState.FIRING), name="alertevent_one_firing_per_rule"
+                fields=["rule"],
+                condition=models.Q(state=EventState.FIRING, budget_alert__isnull=True),
+                name="alertevent_one_firing_per_rule",
             ),
         ]
         indexes = [models.Index(fields=["state", "started_at"])]

@@ -38,6 +38,13 @@ class TaskCategory(models.TextChoices):
 class RecordStatus(models.TextChoices):
     ANSWERED = "answered", "Answered"
     FAILED = "failed", "Every tier failed"
+    CANCELLED = "cancelled", "Client went away"
+
+
+class CacheKind(models.TextChoices):
+    NONE = "", "Not cached"
+    EXACT = "exact", "Exact match"
+    SEMANTIC = "semantic", "Semantic match"
 
 
 class AttemptOutcome(models.TextChoices):

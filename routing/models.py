@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from .choices import (
     AttemptOutcome,
+    CacheKind,
     JudgeMethod,
     LabelSource,
     OptimisationGoal,
@@ -70,6 +71,29 @@ class ModelEndpoint(models.Model):
     temperature = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
     connect_timeout_s = models.FloatField(default=3.0, validators=[MinValueValidator(0.01)])
     read_timeout_s = models.FloatField(default=60.0, validators=[MinValueValidator(0.01)])
+    max_retries = models.PositiveSmallIntegerField(
+        default=2, help_text="Retries of a retryable error (timeout, 429, 5xx), with exponential backoff and jitter."
+    )
+    breaker_failure_rate = models.FloatField(
+        default=0.5, validators=UNIT_INTERVAL, help_text="Failure share over the window that opens the breaker."
+    )
+    breaker_min_requests = models.PositiveIntegerField(
+        default=10, help_text="Calls in the window before the failure share can open the breaker."
+    )
+    breaker_window_s = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1)], help_text="Seconds of calls the failure share is taken over."
+    )
+    breaker_open_s = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1)], help_text="Seconds an open breaker waits before a trial call."
+    )
+    fallback_endpoint = models.ForeignKey(
+        "self",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Called in this endpoint's place while its breaker is open (empty: skip to the next tier).",
+    )
     options = models.JSONField(default=dict, blank=True, help_text="Provider-specific settings.")
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -112,6 +136,23 @@ class Policy(models.Model):
         validators=UNIT_INTERVAL,
         help_text="With an active prompt-only router: requests it rates at least this likely to need the "
         "strongest tier start there, the rest on the cheapest (empty: the task rules choose).",
+    )
+    cache_ttl_s = models.PositiveIntegerField(
+        default=3600, help_text="Seconds an exact-match answer is served from the cache (0: no caching)."
+    )
+    semantic_cache = models.BooleanField(
+        default=False, help_text="Also answer from the nearest earlier prompt by embedding similarity."
+    )
+    semantic_threshold = models.FloatField(
+        default=0.95, validators=UNIT_INTERVAL, help_text="Cosine similarity a semantic match needs."
+    )
+    semantic_multi_turn = models.BooleanField(
+        default=False, help_text="Let conversations with earlier turns use the semantic cache."
+    )
+    semantic_verify_rate = models.FloatField(
+        default=0.05,
+        validators=UNIT_INTERVAL,
+        help_text="Share of semantic hits re-asked to the model off the answer path, to measure false hits.",
     )
     enabled = models.BooleanField(default=True)
     version = models.PositiveIntegerField(default=1, editable=False)
@@ -208,6 +249,12 @@ class ApiKey(models.Model):
     app = models.CharField(max_length=100)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests this key may send per minute (empty: no limit)."
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Prompt and completion tokens this key may use per minute (empty: no limit)."
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -263,6 +310,14 @@ class RequestRecord(models.Model):
     quality_label = models.FloatField(null=True, blank=True, validators=UNIT_INTERVAL)
     error = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    cache = models.CharField(max_length=10, choices=CacheKind.choices, blank=True, default=CacheKind.NONE)
+    cost_avoided = models.DecimalField(
+        max_digits=18,
+        decimal_places=10,
+        default=Decimal(0),
+        help_text="A cache hit: what the cached answer cost when it was first routed.",
+    )
+    streamed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created"]
@@ -391,6 +446,26 @@ class ShadowEvaluation(models.Model):
 
     def __str__(self) -> str:
         return f"shadow of {self.record_id}: {self.status}"
+
+
+class SemanticCacheCheck(models.Model):
+    """A semantic cache hit re-asked to the model off the answer path: was the hit right?
+
+    The share of checks that disagree is the semantic cache's measured false-hit rate.
+    """
+
+    record = models.OneToOneField(RequestRecord, models.CASCADE, related_name="semantic_check")
+    policy = models.ForeignKey(Policy, models.CASCADE, related_name="+")
+    similarity = models.FloatField(help_text="Cosine similarity of the prompt to the cached one.")
+    agreed = models.BooleanField(help_text="Whether the fresh answer agreed with the cached one.")
+    fresh_cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"semantic check of {self.record_id}: {'agreed' if self.agreed else 'false hit'}"
 
 
 class ScorerVersion(models.Model):
