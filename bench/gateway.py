@@ -1,14 +1,26 @@
-"""Gateway overhead: the same load against a zero-delay upstream, directly and through CascadeOps.
+"""Gateway overhead, CPU per request, cache hits and a memory soak, on loopback.
 
-`make bench` runs this. It starts, as separate processes on loopback, the local
-OpenAI-compatible upstream (`bench.upstream`) and one uvicorn worker serving the gateway in
-embedded mode (a temporary SQLite file and record spool), with a two-tier policy whose
-cheap tier is that upstream and accepts every answer. For each concurrency it sends the
-same chat request N times to the upstream directly and then through the gateway, and
-reports the difference of the latency percentiles as the gateway's overhead.
+`make bench` runs this. It starts, as separate processes, the local OpenAI-compatible
+upstream (`bench.upstream`, zero delay) and one uvicorn worker serving the gateway in
+embedded mode (a temporary SQLite file and record spool) with two two-tier policies
+whose cheap tier is that upstream and accepts every answer: `bench` caches nothing,
+`bench-cached` caches exact matches. Then:
 
-The load generator shares the machine's cores with both servers, so absolute figures are
-pessimistic; run it on an idle machine and compare runs made on the same one.
+1. overhead: at each concurrency the same chat request goes to the upstream directly, then
+   through the gateway (`bench`); the difference of the latency percentiles is the
+   gateway's overhead. Each run also reads the server's CPU time from /proc before and
+   after, giving CPU milliseconds per request: on a busy two-core machine that figure moves
+   far less than latency or throughput, and it is what the issue compares with LiteLLM
+   (about 17 ms of CPU per request).
+2. the generator: its own CPU per request, and the requests per second it reaches
+   against the upstream at the highest concurrency, to show it is not the bottleneck.
+3. cache hits: one request repeated through `bench-cached`; the responses marked
+   `x-cascadeops-cache: hit-exact` give the latency of a hit.
+4. soak: `--soak-seconds` of load at concurrency 10 with the record flusher running,
+   sampling the worker's resident memory every second: start, end, peak and slope.
+
+The generator shares the machine's cores with both servers, so latency and throughput
+are pessimistic; CPU per request is not. Compare runs made on the same machine.
 """
 
 from __future__ import annotations
@@ -19,20 +31,37 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.loadgen import (
+    LoadRun,
+    LoadSummary,
+    Target,
+    encode_request,
+    percentile,
+    python_load,
+    summarise,
+    wrk_available,
+    wrk_load,
+)
+from bench.procstats import CpuMeter, peak_rss_mb, rss_mb, slope_mb_per_min
+
 ROOT = Path(__file__).resolve().parent.parent
-BODY = {"model": "bench", "messages": [{"role": "user", "content": "What is 6 times 7? Answer briefly."}]}
+PROMPT = "What is 6 times 7? Answer briefly."
+CACHE_HEADER = "x-cascadeops-cache"
+CACHE_HIT = "hit-exact"
+SOAK_CONCURRENCY = 10
+SOAK_CACHED_PROMPTS = 500
 SEED_SCRIPT = """
 import django; django.setup()
 from decimal import Decimal
@@ -43,9 +72,15 @@ cheap = ModelEndpoint.objects.create(name="bench-cheap", provider_kind="openai_c
     model_id="cheap", input_price_per_m=Decimal("0.15"), output_price_per_m=Decimal("0.60"))
 strong = ModelEndpoint.objects.create(name="bench-strong", provider_kind="openai_compat", base_url=upstream,
     model_id="strong", input_price_per_m=Decimal("2.50"), output_price_per_m=Decimal("10.00"))
-policy = services.policy_create(name="bench", tiers=[(cheap, 0.0), (strong, 1.0)])
-print(services.api_key_create(name="bench", policy=policy, team="bench", app="bench")[1])
+plain = services.policy_create(name="bench", tiers=[(cheap, 0.0), (strong, 1.0)], cache_ttl_s=0)
+cached = services.policy_create(name="bench-cached", tiers=[(cheap, 0.0), (strong, 1.0)], cache_ttl_s=3600)
+print(services.api_key_create(name="bench", policy=plain, team="bench", app="bench")[1])
+print(services.api_key_create(name="bench-cached", policy=cached, team="bench", app="bench-cached")[1])
 """
+
+
+def chat_body(policy: str, prompt: str = PROMPT) -> dict[str, object]:
+    return {"model": policy, "messages": [{"role": "user", "content": prompt}]}
 
 
 def free_port() -> int:
@@ -84,103 +119,292 @@ def gateway_env(var_dir: str, use_redis: bool) -> dict[str, str]:
     return env
 
 
-def seed(env: dict[str, str], upstream: str) -> str:
+def seed(env: dict[str, str], upstream: str) -> tuple[str, str]:
+    """Migrate the bench database and create the policies; returns (plain key, caching key)."""
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     script = SEED_SCRIPT.format(upstream=upstream)
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
+    plain, cached = out.stdout.strip().splitlines()[-2:]
+    return plain, cached
 
 
-async def load(url: str, headers: dict[str, str], concurrency: int, total: int) -> tuple[list[float], float]:
-    """Latencies (ms) of `total` requests from `concurrency` clients, and the wall time (s)."""
-    latencies: list[float] = []
-    remaining = iter(range(total))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
+@dataclass(frozen=True, slots=True)
+class Servers:
+    """The running upstream and gateway, and what the measurements need to reach them."""
 
-        async def worker() -> None:
-            for _ in remaining:
-                started = time.perf_counter()
-                response = await client.post(url, json=BODY)
-                latencies.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 200:
-                    raise RuntimeError(f"{url} answered {response.status_code}: {response.text[:200]}")
+    upstream_port: int
+    upstream_pid: int
+    gateway_port: int
+    gateway_pid: int
+    plain_key: str
+    cached_key: str
+    env: dict[str, str]
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, time.perf_counter() - started
+    @property
+    def upstream_url(self) -> str:
+        return f"http://127.0.0.1:{self.upstream_port}/v1/chat/completions"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}/v1/chat/completions"
+
+    def direct(self, body: dict[str, object]) -> Target:
+        request = encode_request(f"127.0.0.1:{self.upstream_port}", "/v1/chat/completions", body)
+        return Target("127.0.0.1", self.upstream_port, [request])
+
+    def through(self, key: str, bodies: list[dict[str, object]]) -> Target:
+        auth = {"Authorization": f"Bearer {key}"}
+        host = f"127.0.0.1:{self.gateway_port}"
+        return Target(
+            "127.0.0.1", self.gateway_port, [encode_request(host, "/v1/chat/completions", b, auth) for b in bodies]
+        )
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+@contextmanager
+def bench_servers(use_redis: bool, app: str = "cascadeops.asgi:application", **extra_env: str) -> Iterator[Servers]:
+    """The upstream and one gateway worker serving `app`, seeded, until the block ends."""
+    up_port, gw_port = free_port(), free_port()
+    upstream = f"http://127.0.0.1:{up_port}/v1"
+    # Under var/, as an install keeps it: the record spool creates a segment file every
+    # CASCADEOPS_RECORD_SEGMENT_SECONDS, and
+    # what that costs depends on the file system (see `gateway_sys_ms_per_request`).
+    (ROOT / "var").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / "var") as var_dir:
+        env = {**gateway_env(var_dir, use_redis), **extra_env}
+        up_cmd = [sys.executable, "-m", "bench.upstream", "--port", str(up_port)]
+        # httptools and uvloop named, not "auto": without them uvicorn falls back to h11 and
+        # asyncio, measured at a quarter to a half more CPU per request: better to fail than to measure that.
+        gw_cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(gw_port), "--http", "httptools",
+                  "--loop", "uvloop", "--no-access-log", "--lifespan", "off", "--log-level", "warning"]  # fmt: skip
+        with process(up_cmd, env) as up:
+            wait_for(f"{upstream}/models")
+            plain, cached = seed(env, upstream)
+            with process(gw_cmd, env) as gw:
+                wait_for(f"http://127.0.0.1:{gw_port}/v1/models")
+                yield Servers(up_port, up.pid, gw_port, gw.pid, plain, cached, env)
 
 
-def summarise(direct: tuple[list[float], float], gateway: tuple[list[float], float]) -> dict[str, float]:
-    (d, d_wall), (g, g_wall) = direct, gateway
+Cpu = tuple[float, float]  # (user, system) ms per request
+
+
+async def measured(target: Target, pid: int, concurrency: int, seconds: float) -> tuple[LoadSummary, Cpu]:
+    """Python-generator load on `target` and the CPU ms per request the process `pid` spent."""
+    meter = CpuMeter(pid)
+    run = await python_load(target, concurrency, seconds=seconds)
+    return summarise(run), meter.split_ms_per_request(len(run.latencies_ms))
+
+
+def measured_wrk(
+    url: str, body: dict[str, object], key: str | None, pid: int, c: int, s: float
+) -> tuple[LoadSummary, Cpu]:
+    meter = CpuMeter(pid)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    summary = wrk_load(url, body, headers, c, s)
+    return summary, meter.split_ms_per_request(summary.requests)
+
+
+async def overhead_level(servers: Servers, concurrency: int, seconds: float, use_wrk: bool) -> dict[str, Any]:
+    body = chat_body("bench")
+    if use_wrk:
+        direct, up_cpu = measured_wrk(servers.upstream_url, body, None, servers.upstream_pid, concurrency, seconds)
+        gw = measured_wrk(servers.gateway_url, body, servers.plain_key, servers.gateway_pid, concurrency, seconds)
+    else:
+        direct, up_cpu = await measured(servers.direct(body), servers.upstream_pid, concurrency, seconds)
+        gw = await measured(servers.through(servers.plain_key, [body]), servers.gateway_pid, concurrency, seconds)
+    through, (gw_user, gw_sys) = gw
+    gw_cpu = gw_user + gw_sys
+    if through.non_2xx or direct.non_2xx:
+        raise RuntimeError(f"non-2xx answers at c={concurrency}: gateway {through.non_2xx}, direct {direct.non_2xx}")
     figures = {
-        "overhead_p50_ms": percentile(g, 0.50) - percentile(d, 0.50),
-        "overhead_p99_ms": percentile(g, 0.99) - percentile(d, 0.99),
-        "rps": len(g) / g_wall,
-        "gateway_p50_ms": percentile(g, 0.50),
-        "gateway_p99_ms": percentile(g, 0.99),
-        "gateway_mean_ms": statistics.fmean(g),
-        "direct_p50_ms": percentile(d, 0.50),
-        "direct_p99_ms": percentile(d, 0.99),
-        "direct_rps": len(d) / d_wall,
-        "requests": len(g),
+        "overhead_p50_ms": through.p50_ms - direct.p50_ms,
+        "overhead_p99_ms": through.p99_ms - direct.p99_ms,
+        "rps": through.rps,
+        "gateway_p50_ms": through.p50_ms,
+        "gateway_p99_ms": through.p99_ms,
+        "gateway_mean_ms": through.mean_ms,
+        "gateway_cpu_ms_per_request": gw_cpu,
+        "gateway_sys_ms_per_request": gw_sys,
+        # What one worker could serve with a core to itself, from its CPU per request.
+        "gateway_rps_per_core": 1000 / gw_cpu if gw_cpu else 0.0,
+        "direct_p50_ms": direct.p50_ms,
+        "direct_p99_ms": direct.p99_ms,
+        "direct_rps": direct.rps,
+        "upstream_cpu_ms_per_request": sum(up_cpu),
+        "client_cpu_us_per_request": through.client_cpu_us_per_request,
+        "requests": through.requests,
     }
-    return {k: round(v, 3) for k, v in figures.items()}
+    return {"generator": through.generator, **{k: round(v, 3) for k, v in figures.items()}}
 
 
-async def measure(upstream: str, gateway: str, key: str, levels: list[int], total: int) -> dict[str, Any]:
-    direct_url, gateway_url = f"{upstream}/chat/completions", f"{gateway}/v1/chat/completions"
-    auth = {"Authorization": f"Bearer {key}"}
-    await load(gateway_url, auth, 4, 300)  # warm-up: config cache, connection pools
-    await load(direct_url, {}, 4, 300)
-    results: dict[str, Any] = {}
-    for c in levels:
-        direct = await load(direct_url, {}, c, total)
-        through = await load(gateway_url, auth, c, total)
-        results[f"c{c}"] = summarise(direct, through)
-        print(f"c={c}: {json.dumps(results[f'c{c}'])}", flush=True)
+def generator_figures(levels: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The generator's own cost, and the rate it reached against the bare upstream."""
+    top = levels[max(levels, key=lambda name: int(name[1:]))]
+    client_us = top["client_cpu_us_per_request"]
+    return {
+        "generator": top["generator"],
+        "concurrency": int(max(levels, key=lambda name: int(name[1:]))[1:]),
+        "rps_against_upstream": top["direct_rps"],
+        "client_cpu_us_per_request": client_us,
+        "max_rps_per_core": round(1e6 / client_us, 1) if client_us else None,
+    }
+
+
+async def cache_hits(servers: Servers, total: int) -> dict[str, Any]:
+    """Latency of exact-cache hits: one request repeated at concurrency 1."""
+    target = servers.through(servers.cached_key, [chat_body("bench-cached", "Cache me: what is 6 times 7?")])
+    meter = CpuMeter(servers.gateway_pid)
+    run: LoadRun = await python_load(target, 1, total=total, watch_header=CACHE_HEADER)
+    cpu_user, cpu_sys = meter.split_ms_per_request(len(run.latencies_ms))
+    hits = [ms for ms, tag in zip(run.latencies_ms, run.tags, strict=True) if tag == CACHE_HIT]
+    result: dict[str, Any] = {"requests": len(run.latencies_ms), "hits": len(hits)}
+    if not hits:
+        result["note"] = f"no response carried `{CACHE_HEADER}: {CACHE_HIT}`: the exact cache is not in this build"
+        return result
+    result.update(
+        hit_p50_ms=round(percentile(hits, 0.50), 3),
+        hit_p99_ms=round(percentile(hits, 0.99), 3),
+        # Every request but the first is a hit, so this is (nearly) CPU per hit.
+        gateway_cpu_ms_per_request=round(cpu_user + cpu_sys, 3),
+        gateway_sys_ms_per_request=round(cpu_sys, 3),
+    )
+    return result
+
+
+async def sample_rss(pid: int, samples: list[tuple[float, float]], started: float) -> None:
+    while True:
+        samples.append((time.monotonic() - started, rss_mb(pid)))
+        await asyncio.sleep(1.0)
+
+
+def soak_target(servers: Servers) -> Target:
+    """Mostly the plain policy; every tenth request a cached one from a fixed pool of prompts."""
+    plain = servers.through(servers.plain_key, [chat_body("bench")]).requests[0]
+    prompts = [chat_body("bench-cached", f"Soak prompt {i}: what is {i} plus 1?") for i in range(SOAK_CACHED_PROMPTS)]
+    requests: list[bytes] = []
+    for cached in servers.through(servers.cached_key, prompts).requests:
+        requests += [plain] * 9 + [cached]
+    return Target("127.0.0.1", servers.gateway_port, requests)
+
+
+async def soak(servers: Servers, seconds: float) -> dict[str, Any]:
+    """Load at concurrency 10 for `seconds`, the flusher running, sampling the worker's memory."""
+    samples: list[tuple[float, float]] = []
+    with process([sys.executable, "manage.py", "run_recorder"], servers.env):
+        started = time.monotonic()
+        sampler = asyncio.create_task(sample_rss(servers.gateway_pid, samples, started))
+        meter = CpuMeter(servers.gateway_pid)
+        run = await python_load(soak_target(servers), SOAK_CONCURRENCY, seconds=seconds)
+        cpu_ms = meter.ms_per_request(len(run.latencies_ms))
+        sampler.cancel()
+    summary = summarise(run)
+    second_half = [s for s in samples if s[0] >= seconds / 2]
+    return {
+        "seconds": seconds,
+        "concurrency": SOAK_CONCURRENCY,
+        "requests": summary.requests,
+        "rps": round(summary.rps, 1),
+        "non_2xx": summary.non_2xx,
+        "p50_ms": round(summary.p50_ms, 3),
+        "p99_ms": round(summary.p99_ms, 3),
+        "gateway_cpu_ms_per_request": round(cpu_ms, 3),
+        "rss_start_mb": round(samples[0][1], 1),
+        "rss_end_mb": round(samples[-1][1], 1),
+        "rss_peak_mb": round(max(m for _, m in samples), 1),
+        "rss_high_water_mb": round(peak_rss_mb(servers.gateway_pid), 1),
+        # + 0.0: a flat line reads 0.0, not -0.0.
+        "rss_slope_mb_per_min": round(slope_mb_per_min(samples), 3) + 0.0,
+        "rss_slope_second_half_mb_per_min": round(slope_mb_per_min(second_half), 3) + 0.0,
+        # At most ~120 points, for a chart.
+        "rss_samples": [[round(t, 1), round(m, 1)] for t, m in samples[:: max(1, len(samples) // 120)]],
+    }
+
+
+async def measure(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> dict[str, Any]:
+    warm = servers.through(servers.plain_key, [chat_body("bench")])
+    await python_load(warm, 4, total=300)  # config cache, connection pools
+    await python_load(servers.direct(chat_body("bench")), 4, total=300)
+    levels: dict[str, Any] = {}
+    for c in args.levels:
+        levels[f"c{c}"] = await overhead_level(servers, c, args.seconds, use_wrk)
+        print(f"c={c}: {json.dumps(levels[f'c{c}'])}", flush=True)
+    results: dict[str, Any] = {**levels, "generator": generator_figures(levels)}
+    results["cache"] = await cache_hits(servers, args.cache_requests)
+    print(f"cache: {json.dumps(results['cache'])}", flush=True)
+    if args.soak_seconds > 0:
+        results["soak"] = await soak(servers, args.soak_seconds)
+        print(f"soak: {json.dumps({k: v for k, v in results['soak'].items() if k != 'rss_samples'})}", flush=True)
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench/results/gateway.json")
-    parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
-    parser.add_argument("--concurrency", default="1,10,50")
-    parser.add_argument("--redis", action="store_true", help="record to a Redis stream instead of the spool")
-    args = parser.parse_args()
-    levels = [int(c) for c in args.concurrency.split(",")]
+def human_summary(results: dict[str, Any]) -> str:
+    meta, g = results["meta"], results["generator"]
+    lines = [f"{meta['gateway']}; {meta['machine']}; generator {g['generator']}"]
+    lines.append("  c  overhead p50/p99 ms  gateway RPS (direct)  CPU ms/req: gateway (of it system), upstream")
+    for name in (k for k in results if k.startswith("c") and k[1:].isdigit()):
+        r = results[name]
+        overhead = f"{r['overhead_p50_ms']:7.2f} / {r['overhead_p99_ms']:<8.2f}"
+        rates = f"{r['rps']:9.0f} ({r['direct_rps']:6.0f})"
+        cpu = f"{r['gateway_cpu_ms_per_request']:.2f} ({r['gateway_sys_ms_per_request']:.2f})"
+        lines.append(f"{name[1:]:>3}  {overhead}  {rates}  {cpu:>14}, {r['upstream_cpu_ms_per_request']:.2f}")
+    lines.append(
+        f"generator: {g['client_cpu_us_per_request']:.0f} µs CPU/request (≈{g['max_rps_per_core']} RPS per core); "
+        f"{g['rps_against_upstream']:.0f} RPS against the bare upstream at c={g['concurrency']}"
+    )
+    lines.append(cache_line(results["cache"]))
+    if "soak" in results:
+        lines.append(soak_line(results["soak"]))
+    return "\n".join(lines)
 
-    up_port, gw_port = free_port(), free_port()
-    upstream = f"http://127.0.0.1:{up_port}/v1"
-    # Under var/, not /tmp: the record spool creates a file per request, and this machine's
-    # /tmp makes that ten times slower than the work tree's file system.
-    (ROOT / "var").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / "var") as var_dir:
-        env = gateway_env(var_dir, args.redis)
-        up_cmd = [sys.executable, "-m", "bench.upstream", "--port", str(up_port)]
-        gw_cmd = [sys.executable, "-m", "uvicorn", "cascadeops.asgi:application", "--port", str(gw_port),
-                  "--no-access-log", "--lifespan", "off", "--log-level", "warning"]  # fmt: skip
-        with process(up_cmd, env):
-            wait_for(f"{upstream}/models")
-            key = seed(env, upstream)
-            with process(gw_cmd, env):
-                wait_for(f"http://127.0.0.1:{gw_port}/v1/models")
-                results = asyncio.run(measure(upstream, f"http://127.0.0.1:{gw_port}", key, levels, args.requests))
+
+def cache_line(cache: dict[str, Any]) -> str:
+    if not cache.get("hits"):
+        return f"cache hits: none ({cache.get('note', '')})"
+    return (
+        f"cache hits: p50 {cache['hit_p50_ms']} ms, p99 {cache['hit_p99_ms']} ms, "
+        f"{cache['gateway_cpu_ms_per_request']} ms CPU/request ({cache['hits']}/{cache['requests']} hits)"
+    )
+
+
+def soak_line(result: dict[str, Any]) -> str:
+    return (
+        f"soak {result['seconds']:.0f} s at c={result['concurrency']}: {result['requests']} requests, "
+        f"{result['non_2xx']} non-2xx; RSS start {result['rss_start_mb']} MB, end {result['rss_end_mb']} MB, "
+        f"peak {result['rss_peak_mb']} MB; slope {result['rss_slope_mb_per_min']} MB/min "
+        f"(second half {result['rss_slope_second_half_mb_per_min']})"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench/results/gateway.json")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load per measurement")
+    parser.add_argument("--concurrency", default="1,10,50")
+    parser.add_argument("--cache-requests", type=int, default=2000, help="repeats of the cached request")
+    parser.add_argument("--soak-seconds", type=float, default=600.0, help="0: no soak")
+    parser.add_argument("--loadgen", choices=["auto", "python", "wrk"], default="auto",
+                        help="auto: wrk when it is on the PATH, else the Python client")  # fmt: skip
+    parser.add_argument("--redis", action="store_true", help="record to a Redis stream instead of the spool")
+    args = parser.parse_args(argv)
+    args.levels = [int(c) for c in args.concurrency.split(",")]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and wrk_available())
+    with bench_servers(args.redis) as servers:
+        results = asyncio.run(measure(servers, args, use_wrk))
     results["meta"] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "gateway": "1 uvicorn worker, embedded mode" + (" + Redis stream" if args.redis else " (record spool)"),
-        "requests_per_level": args.requests,
+        "seconds_per_measurement": args.seconds,
     }
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
+    print(human_summary(results))
     print(f"wrote {out}")
 
 

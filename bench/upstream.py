@@ -11,7 +11,16 @@ server can stand in for every tier of a cascade:
 - `slow-<ms>`: answers after that many milliseconds;
 - `malformed`: a 200 whose body is not JSON;
 - `no-usage`: an answer without the `usage` object;
-- anything else: the behaviour's answer, status, delay and error rate.
+- anything else: the behaviour's answer, status and delay, with its injected faults.
+
+Faults, for chaos tests and resilience benchmarks, are drawn per request from `seed`: a
+share of errors (`error_rate`, statuses from `error_statuses`, e.g. 500 and 503), a share
+of timeouts (`timeout_rate`: the request hangs until the caller gives up, longer than any
+read timeout), and latency spikes (`spike_rate` of the answers come `spike_s` late). At
+run time `POST /_chaos/outage` with `{"model": "cheap", "seconds": 5}` makes every request
+for that model fail with `status` (default 503) for that long, to open a circuit breaker;
+`GET /_chaos/stats` says what was served, per model and kind. A request with
+`"stream": true` is answered as OpenAI-style server-sent events ending in `data: [DONE]`.
 
 In tests::
 
@@ -20,7 +29,9 @@ In tests::
         ...
         assert upstream.calls["cheap"] == 1
 
-For a benchmark: `python -m bench.upstream --port 8001 --delay 0`.
+For a benchmark: `python -m bench.upstream --port 8001 --delay 0`; for chaos:
+`python -m bench.upstream --error-rate 0.1 --error-statuses 500,503 --timeout-rate 0.05
+--spike-rate 0.05 --spike-ms 300`.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any
 
@@ -53,6 +64,7 @@ STARTUP_TIMEOUT_S = 10.0
 FAIL_MODEL = re.compile(r"fail-(\d{3})")
 SLOW_MODEL = re.compile(r"slow-(\d+)")
 JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 DEFAULT_ANSWER = "The answer is 42."
 
 
@@ -67,8 +79,13 @@ class UpstreamBehaviour:
     finish_reason: str = "stop"
     # Sent, like OpenAI does, only to requests that ask for logprobs.
     logprobs: tuple[float, ...] | None = None
-    # The share of requests answered with a 500 instead, drawn from `seed`.
+    # Injected faults, drawn per request from `seed`: a share answered with one of
+    # `error_statuses`, a share that hangs (a timeout), a share of answers `spike_s` late.
     error_rate: float = 0.0
+    error_statuses: tuple[int, ...] = (500,)
+    timeout_rate: float = 0.0
+    spike_rate: float = 0.0
+    spike_s: float = 0.0
     seed: int = 0
     prompt_tokens: int = 20
     completion_tokens: int = 6
@@ -87,6 +104,7 @@ class Plan:
     finish_reason: str = "stop"
     usage: bool = True
     malformed: bool = False
+    fault: str = "ok"  # what `/_chaos/stats` counts it as: ok, error, timeout, spike, outage
 
 
 class UpstreamApp:
@@ -98,6 +116,8 @@ class UpstreamApp:
         self.last_headers: dict[str, str] = {}
         self.last_request: dict[str, Any] = {}
         self.last_client: tuple[str, int] | None = None
+        self.faults: Counter[tuple[str, str]] = Counter()  # (model, fault) → requests
+        self._outages: dict[str, tuple[float, int]] = {}  # model → (until, status)
         self._rng = random.Random(self.behaviour.seed)
         self._created = int(time.time())
         # Bodies depend only on the model and the plan: build each one once.
@@ -112,6 +132,10 @@ class UpstreamApp:
             await self._chat_completions(scope, receive, send)
         elif route == ("GET", "/v1/models"):
             await respond(send, 200, self._models_body)
+        elif route == ("POST", "/_chaos/outage"):
+            await self._start_outage(receive, send)
+        elif route == ("GET", "/_chaos/stats"):
+            await respond(send, 200, json.dumps(self.fault_stats()).encode())
         else:
             await respond(send, 404, error_body(404, f"no route for {route[0]} {route[1]}"))
 
@@ -123,12 +147,36 @@ class UpstreamApp:
         model = str(request["model"])
         self._record(scope, request, model)
         plan = self._plan(model)
+        self.faults[(model, plan.fault)] += 1
         if plan.hang:
             await wait_for_disconnect(receive)
             return
         if plan.delay_s > 0:
             await asyncio.sleep(plan.delay_s)
+        if request.get("stream") and plan.status == 200 and not plan.malformed:
+            await self._stream(send, model, plan, request)
+            return
         await respond(send, plan.status, self._body(model, plan, bool(request.get("logprobs"))))
+
+    async def _stream(self, send: Send, model: str, plan: Plan, request: dict[str, Any]) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        options = request.get("stream_options") or {}
+        for event in sse_events(self.behaviour, model, plan, self._created, bool(options.get("include_usage"))):
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    async def _start_outage(self, receive: Receive, send: Send) -> None:
+        order = json.loads(await read_body(receive) or b"{}")
+        until = time.monotonic() + float(order["seconds"])
+        self._outages[str(order["model"])] = (until, int(order.get("status", 503)))
+        await respond(send, 200, json.dumps({"model": order["model"], "seconds": order["seconds"]}).encode())
+
+    def fault_stats(self) -> dict[str, dict[str, int]]:
+        """Requests served per model and fault kind."""
+        stats: dict[str, dict[str, int]] = {}
+        for (model, fault), count in sorted(self.faults.items()):
+            stats.setdefault(model, {})[fault] = count
+        return stats
 
     def _record(self, scope: Scope, request: dict[str, Any], model: str) -> None:
         self.calls[model] += 1
@@ -141,11 +189,23 @@ class UpstreamApp:
         special = plan_for_model(model)
         if special is not None:
             return special
+        outage = self._outages.get(model)
+        if outage is not None and time.monotonic() < outage[0]:
+            return Plan(status=outage[1], fault="outage")
         b = self.behaviour
-        status = b.status
-        if b.error_rate > 0 and self._rng.random() < b.error_rate:
-            status = 500
-        return Plan(status=status, delay_s=b.delay_s, hang=b.hang, finish_reason=b.finish_reason, usage=b.usage)
+        plan = Plan(status=b.status, delay_s=b.delay_s, hang=b.hang, finish_reason=b.finish_reason, usage=b.usage)
+        return self._with_fault(plan) if b.error_rate or b.timeout_rate or b.spike_rate else plan
+
+    def _with_fault(self, plan: Plan) -> Plan:
+        """The plan with an injected error, timeout or latency spike, or as it was."""
+        b, draw = self.behaviour, self._rng.random()
+        if draw < b.error_rate:
+            return replace(plan, status=self._rng.choice(b.error_statuses), fault="error")
+        if draw < b.error_rate + b.timeout_rate:
+            return replace(plan, hang=True, fault="timeout")
+        if self._rng.random() < b.spike_rate:
+            return replace(plan, delay_s=plan.delay_s + b.spike_s, fault="spike")
+        return plan
 
     def _body(self, model: str, plan: Plan, logprobs: bool) -> bytes:
         key = (model, plan, logprobs)
@@ -197,6 +257,30 @@ def chat_completion(behaviour: UpstreamBehaviour, model: str, plan: Plan, *, cre
     if plan.usage:
         body["usage"] = usage_object(behaviour)
     return body
+
+
+def sse_events(
+    behaviour: UpstreamBehaviour, model: str, plan: Plan, created: int, include_usage: bool
+) -> Iterator[bytes]:
+    """The answer as OpenAI chat.completion.chunk events, a word at a time."""
+
+    def event(delta: dict[str, Any], finish_reason: str | None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        chunk = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [choice]}  # fmt: skip
+        if include_usage:
+            chunk["usage"] = None
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    yield event({"role": "assistant", "content": ""}, None)
+    words = behaviour.answer.split(" ")
+    for i, word in enumerate(words):
+        yield event({"content": word if i == 0 else f" {word}"}, None)
+    yield event({}, plan.finish_reason)
+    if include_usage and plan.usage:
+        usage = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [], "usage": usage_object(behaviour)}  # fmt: skip
+        yield b"data: " + json.dumps(usage).encode() + b"\n\n"
 
 
 def usage_object(behaviour: UpstreamBehaviour) -> dict[str, Any]:
@@ -351,6 +435,10 @@ def main(argv: list[str] | None = None) -> None:
         status=args.status,
         delay_s=args.delay,
         error_rate=args.error_rate,
+        error_statuses=tuple(int(s) for s in args.error_statuses.split(",")),
+        timeout_rate=args.timeout_rate,
+        spike_rate=args.spike_rate,
+        spike_s=args.spike_ms / 1000,
         seed=args.seed,
     )
     print(f"upstream: http://{args.host}:{args.port}/v1 ({behaviour})", flush=True)
@@ -371,7 +459,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before every answer")
     parser.add_argument("--answer", default=DEFAULT_ANSWER)
     parser.add_argument("--status", type=int, default=200)
-    parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered with a 500")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered with an error")
+    parser.add_argument("--error-statuses", default="500", help="the error statuses, drawn evenly: 500,503")
+    parser.add_argument("--timeout-rate", type=float, default=0.0, help="share of requests that hang until cut off")
+    parser.add_argument("--spike-rate", type=float, default=0.0, help="share of answers delayed by --spike-ms")
+    parser.add_argument("--spike-ms", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 

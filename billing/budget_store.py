@@ -7,14 +7,16 @@ period, or Redis lost its data) starts from the ledger's spend for the period so
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Sum
 from redis.commands.core import AsyncScript
 
@@ -22,6 +24,7 @@ from cascadeops import redis as shared_redis
 
 from .budgets import (
     HOLD_TTL_S,
+    MISSING,
     RESERVE_LUA,
     SETTLE_LUA,
     USAGE_LUA,
@@ -40,6 +43,8 @@ from .budgets import (
 from .choices import BudgetScope
 from .models import Budget, BudgetCounter, BudgetReservation, LedgerEntry
 
+logger = logging.getLogger(__name__)
+
 LEDGER_FIELD: dict[str, str] = {
     BudgetScope.TEAM: "team",
     BudgetScope.APP: "app",
@@ -47,6 +52,25 @@ LEDGER_FIELD: dict[str, str] = {
     BudgetScope.POLICY: "policy",
     BudgetScope.END_USER: "end_user",
 }
+# How often a script is re-run after seeding missing counters. Seeding writes them, so the
+# second run finds them; only a Redis evicting keys as fast as they are written fails this.
+SEED_ATTEMPTS = 3
+
+
+class BudgetCounterUnavailable(Exception):
+    """Redis keeps losing a budget counter as soon as it is rebuilt (memory pressure)."""
+
+
+def discard_stale_connections() -> None:
+    """Close database connections past their age or broken, as `request_finished` would.
+
+    The budget stores reach the database from the routing API's worker threads, which
+    send no request signals, so they clean up for themselves (billing's twin of
+    `routing.config_version.discard_stale_connections`: billing imports no routing).
+    Never inside a transaction: that connection is in use (in tests, the test's own).
+    """
+    if not connection.in_atomic_block:
+        close_old_connections()
 
 
 def ledger_spend(rule: BudgetRule, start: datetime, end: datetime) -> Decimal:
@@ -57,12 +81,23 @@ def ledger_spend(rule: BudgetRule, start: datetime, end: datetime) -> Decimal:
     return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)
 
 
+def _ledger_spend_from_thread(rule: BudgetRule, start: datetime, end: datetime) -> Decimal:
+    discard_stale_connections()
+    return ledger_spend(rule, start, end)
+
+
 def _bounds(rules: Sequence[BudgetRule], now: datetime) -> list[tuple[datetime, datetime]]:
     return [period_bounds(r.period, now, settings.BILLING_TIME_ZONE) for r in rules]
 
 
 class RedisBudgetStore:
-    """Counters in Redis hashes, changed only by Lua scripts, so each step is atomic."""
+    """Counters in Redis hashes, changed only by Lua scripts, so each step is atomic.
+
+    A counter Redis does not have is rebuilt from the ledger before any script uses it
+    (`_seed`), so losing Redis's data never restarts a period's spend at 0. What the
+    ledger cannot know is the spend settled in the last seconds whose records are still
+    in the record buffer; a budget may overspend by that much once, after a loss.
+    """
 
     SCRIPTS = {"reserve": RESERVE_LUA, "settle": SETTLE_LUA, "usage": USAGE_LUA}
 
@@ -77,47 +112,62 @@ class RedisBudgetStore:
             scripts = self._scripts[client] = {n: client.register_script(lua) for n, lua in self.SCRIPTS.items()}
         return scripts[name]
 
-    async def usage(self, rules: Sequence[BudgetRule], now: datetime) -> list[Usage]:
-        bounds = _bounds(rules, now)
-        keys = hold_keys(rules, [b[0] for b in bounds])
-        raw = await self._script("usage")(keys=keys, args=[int(now.timestamp())])
-        usages = []
-        for i, (rule, (start, end)) in enumerate(zip(rules, bounds, strict=True)):
-            spent_raw, held_raw = raw[2 * i], raw[2 * i + 1]
-            spent = from_units(spent_raw) if spent_raw else await self._initialise(rule, start, end, keys[2 * i], now)
-            usages.append(Usage(rule, start, end, spent, from_units(held_raw)))
-        return usages
+    async def _run(self, name: str, usages: Sequence[Usage], args: list[str | int], now: datetime) -> list[Any]:
+        """Run a script; seed the counters it reports missing from the ledger and run it again."""
+        keys = hold_keys([u.rule for u in usages], [u.period_start for u in usages])
+        for _ in range(SEED_ATTEMPTS):
+            raw: list[Any] = await self._script(name)(keys=keys, args=args)
+            if int(raw[0]) != MISSING:
+                return raw
+            for index in (int(i) - 1 for i in raw[1:]):
+                await self._seed(usages[index], keys[2 * index], now)
+        raise BudgetCounterUnavailable(f"Redis lost the counters of {', '.join(u.rule.describe() for u in usages)}")
 
-    async def _initialise(self, rule: BudgetRule, start: datetime, end: datetime, key: str, now: datetime) -> Decimal:
-        spent = await sync_to_async(ledger_spend)(rule, start, end)
+    async def _seed(self, usage: Usage, key: str, now: datetime) -> None:
+        spent = await sync_to_async(_ledger_spend_from_thread)(usage.rule, usage.period_start, usage.period_end)
         client = shared_redis.async_client()
-        # HSETNX: if another worker initialised it meanwhile, its value (and any spend
-        # settled since) wins.
-        await client.hsetnx(key, "spent", to_units(spent))
-        await client.expire(key, key_ttl_s(end, now))
-        return from_units(await client.hget(key, "spent") or 0)
+        async with client.pipeline(transaction=True) as pipe:
+            # HSETNX: if another worker seeded it meanwhile, its value (and any spend
+            # settled on it since) wins.
+            pipe.hsetnx(key, "spent", to_units(spent))
+            pipe.expire(key, key_ttl_s(usage.period_end, now))
+            created, _ = await pipe.execute()
+        if created:
+            logger.info("Budget counter %s started from the ledger's spend, $%s", key, spent)
+
+    async def usage(self, rules: Sequence[BudgetRule], now: datetime) -> list[Usage]:
+        periods = _periods(rules, now)
+        raw = await self._run("usage", periods, [], now)
+        return [
+            Usage(p.rule, p.period_start, p.period_end, from_units(raw[1 + 2 * i]), from_units(raw[2 + 2 * i]))
+            for i, p in enumerate(periods)
+        ]
 
     async def reserve(self, rules: Sequence[BudgetRule], amount: Decimal, hold_id: str, now: datetime) -> Hold:
-        bounds = _bounds(rules, now)
-        args: list[str | int] = [int(now.timestamp()), to_units(amount), hold_id, HOLD_TTL_S]
-        for rule, (_, end) in zip(rules, bounds, strict=True):
-            args += [limit_units(rule.limit), int(rule.blocks), key_ttl_s(end, now)]
-        raw = await self._script("reserve")(keys=hold_keys(rules, [b[0] for b in bounds]), args=args)
+        periods = _periods(rules, now)
+        args: list[str | int] = [to_units(amount), hold_id, HOLD_TTL_S]
+        for period in periods:
+            args += [limit_units(period.rule.limit), int(period.rule.blocks), key_ttl_s(period.period_end, now)]
+        raw = await self._run("reserve", periods, args, now)
         if int(raw[0]) == 0:
-            index = int(raw[1]) - 1
-            start, end = bounds[index]
-            usage = Usage(rules[index], start, end, from_units(raw[2]), from_units(raw[3]))
+            period = periods[int(raw[1]) - 1]
+            usage = Usage(period.rule, period.period_start, period.period_end, from_units(raw[2]), from_units(raw[3]))
             raise BudgetExhausted(usage, amount)
         usages = tuple(
-            Usage(rule, start, end, from_units(raw[1 + 2 * i]), from_units(raw[2 + 2 * i]))
-            for i, (rule, (start, end)) in enumerate(zip(rules, bounds, strict=True))
+            Usage(p.rule, p.period_start, p.period_end, from_units(raw[1 + 2 * i]), from_units(raw[2 + 2 * i]))
+            for i, p in enumerate(periods)
         )
         return Hold(hold_id=hold_id, usages=usages, amount=amount)
 
     async def settle(self, hold: Hold, actual: Decimal, now: datetime) -> None:
-        rules = [u.rule for u in hold.usages]
-        keys = hold_keys(rules, [u.period_start for u in hold.usages])
-        await self._script("settle")(keys=keys, args=[hold.hold_id, to_units(actual)])
+        await self._run("settle", hold.usages, [hold.hold_id, to_units(actual)], now)
+
+
+def _periods(rules: Sequence[BudgetRule], now: datetime) -> list[Usage]:
+    """Each rule's current period, as a usage with nothing counted yet."""
+    return [
+        Usage(r, start, end, Decimal(0), Decimal(0)) for r, (start, end) in zip(rules, _bounds(rules, now), strict=True)
+    ]
 
 
 class DatabaseBudgetStore:
@@ -136,6 +186,7 @@ class DatabaseBudgetStore:
         await sync_to_async(self._settle)(hold, actual)
 
     def _usage(self, rules: Sequence[BudgetRule], now: datetime) -> list[Usage]:
+        discard_stale_connections()
         with transaction.atomic():
             return [
                 self._locked_usage(rule, start, end, now)
@@ -143,6 +194,7 @@ class DatabaseBudgetStore:
             ]
 
     def _reserve(self, rules: Sequence[BudgetRule], amount: Decimal, hold_id: str, now: datetime) -> Hold:
+        discard_stale_connections()
         with transaction.atomic():
             usages = [self._locked_usage(r, s, e, now) for r, (s, e) in zip(rules, _bounds(rules, now), strict=True)]
             for usage in usages:
@@ -162,6 +214,7 @@ class DatabaseBudgetStore:
             return Hold(hold_id=hold_id, usages=held, amount=amount)
 
     def _settle(self, hold: Hold, actual: Decimal) -> None:
+        discard_stale_connections()
         with transaction.atomic():
             for usage in hold.usages:
                 counter = self._counter(usage.rule, usage.period_start, usage.period_end)
@@ -175,6 +228,8 @@ class DatabaseBudgetStore:
         return Usage(rule, start, end, counter.spent, held)
 
     def _counter(self, rule: BudgetRule, start: datetime, end: datetime) -> BudgetCounter:
+        # The row is the marker: a period at $0 is a row at 0, read as it is; a missing row
+        # (a new period, or one deleted) starts from the ledger.
         counter = BudgetCounter.objects.select_for_update().filter(budget_id=rule.id, period_start=start).first()
         if counter is None:
             counter, _ = BudgetCounter.objects.get_or_create(

@@ -196,7 +196,19 @@ CASCADEOPS_CONFIG_REFRESH_SECONDS = env.float("CASCADEOPS_CONFIG_REFRESH_SECONDS
 CASCADEOPS_RECORD_SPOOL_DIR = Path(env("CASCADEOPS_RECORD_SPOOL_DIR", default=str(VAR_DIR / "record-spool")))
 # A record a crashed flusher had claimed is taken over after this many seconds.
 CASCADEOPS_RECORD_CLAIM_TIMEOUT_SECONDS = env.float("CASCADEOPS_RECORD_CLAIM_TIMEOUT_SECONDS", default=30.0)
+# A web worker appends its records to one spool segment and closes it (hands it to the
+# flusher) once it is this many seconds old: the longest a record waits to be flushable.
+CASCADEOPS_RECORD_SEGMENT_SECONDS = env.float("CASCADEOPS_RECORD_SEGMENT_SECONDS", default=0.5)
 CASCADEOPS_RECORD_STREAM = env("CASCADEOPS_RECORD_STREAM", default="cascadeops:records")
+# Redis key prefix of the circuit breakers: gateways sharing one Redis share breakers
+# when they share this prefix.
+CASCADEOPS_BREAKER_PREFIX = env("CASCADEOPS_BREAKER_PREFIX", default="cascadeops:breaker")
+# The response cache (routing.cache, routing.semantic_cache): Redis key prefix (gateways
+# sharing a Redis and this prefix share cached answers), the in-process LRU's size in
+# embedded mode, and how many recent prompt vectors each policy's semantic index searches.
+CASCADEOPS_CACHE_PREFIX = env("CASCADEOPS_CACHE_PREFIX", default="cascadeops:cache")
+CASCADEOPS_CACHE_MAX_ENTRIES = env.int("CASCADEOPS_CACHE_MAX_ENTRIES", default=10_000)
+CASCADEOPS_SEMANTIC_INDEX_SIZE = env.int("CASCADEOPS_SEMANTIC_INDEX_SIZE", default=5_000)
 # What deploying CascadeOps cost (USD); when set, finance reports show the months of
 # savings that pay it back. Unset: no break-even figure.
 CASCADEOPS_IMPLEMENTATION_COST_USD = env("CASCADEOPS_IMPLEMENTATION_COST_USD", cast=Decimal, default=None)
@@ -206,3 +218,14 @@ CASCADEOPS_DASHBOARD_TICK_SECONDS = env.float("CASCADEOPS_DASHBOARD_TICK_SECONDS
 # the longer windows.
 CASCADEOPS_ROLLUP_MINUTE_RETENTION_DAYS = env.int("CASCADEOPS_ROLLUP_MINUTE_RETENTION_DAYS", default=14)
 CASCADEOPS_ROLLUP_HOUR_RETENTION_DAYS = env.int("CASCADEOPS_ROLLUP_HOUR_RETENTION_DAYS", default=400)
+# Prometheus /metrics: every worker process counts in memory-mapped files in this directory
+# (prometheus_client's multiprocess mode, which reads the variable when it is imported, so
+# it is set here, before anything imports it); `serve` empties it when it starts.
+CASCADEOPS_METRICS_DIR = Path(env("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics")))
+CASCADEOPS_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(CASCADEOPS_METRICS_DIR)
+# Who may read /metrics: a bearer token, or (sending no credentials) an address in these CIDRs.
+CASCADEOPS_METRICS_TOKEN = env("CASCADEOPS_METRICS_TOKEN", default="")
+CASCADEOPS_METRICS_ALLOW = env.list("CASCADEOPS_METRICS_ALLOW", default=["127.0.0.1/32", "::1/128"])
+# On SIGTERM, in-flight requests get this long to finish before they are cancelled.
+CASCADEOPS_SHUTDOWN_GRACE_SECONDS = env.float("CASCADEOPS_SHUTDOWN_GRACE_SECONDS", default=30.0)

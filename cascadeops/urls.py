@@ -5,11 +5,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from routing.api import feedback, hotpath
+from routing.api.metrics import metrics_view
 
 urlpatterns = [
     path("v1/chat/completions", hotpath.chat_completions, name="chat-completions"),
     path("v1/models", hotpath.list_models, name="models"),
     path("v1/feedback", feedback.feedback, name="feedback"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/routing/", include("routing.api.urls")),

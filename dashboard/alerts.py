@@ -90,6 +90,8 @@ def format_value(metric: str, value: float | None) -> str:
         return f"{value:,.0f} ms"
     if metric == Metric.COST_ANOMALY:
         return f"{value:.1f}σ"
+    if metric == Metric.BUDGET:
+        return f"{value:.1f} % of its limit"
     return f"{value:.2f} %" if metric != Metric.DAILY_BUDGET_PCT else f"{value:.1f} % of budget"
 
 
@@ -114,6 +116,9 @@ class Notice:
 
     @property
     def condition(self) -> str:
+        if self.metric == Metric.BUDGET:
+            used, threshold = format_value(self.metric, self.value), format_value(self.metric, self.threshold)
+            return f"Spent and held: {used} (alerts at {threshold})"
         label = Metric(self.metric).label
         symbol = Comparator(self.comparator).label
         threshold = format_value(self.metric, self.threshold)

@@ -81,8 +81,7 @@ class Totals:
         self.escalated += bool(p["escalated"])
         self.escalations += p["escalations"]
         self.errors += p["status"] == "failed"
-        # Billing and the response cache will add these keys; until then they count zero.
-        self.cache_hits += bool(p.get("cache_hit"))
+        self.cache_hits += bool(p.get("cache"))  # "exact" or "semantic" (routing.cache)
         self.baseline_cost += Decimal(p.get("baseline_cost") or 0)
         self.input_tokens += p["input_tokens"]
         self.output_tokens += p["output_tokens"]

@@ -131,7 +131,7 @@ def alert_panel_get(*, now: datetime) -> AlertPanel:
     since = now - timedelta(hours=ALERT_PANEL_HOURS)
     events = (
         AlertEvent.objects.filter(Q(state=EventState.FIRING) | Q(resolved_at__gte=since))
-        .select_related("rule__policy", "acknowledged_by")
+        .select_related("rule__policy", "acknowledged_by", "budget_alert__budget")
         .order_by("state", "-started_at")[:ALERT_PANEL_EVENTS]
     )
     failing = (

@@ -18,8 +18,8 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import alerts
-from .choices import DeliveryChannel, DeliveryStatus, EventState, NoticeKind, Resolution
+from . import alerts, budget_events
+from .choices import DeliveryChannel, DeliveryStatus, EventState, Metric, NoticeKind, Resolution
 from .exceptions import DeliveryFailed
 from .models import AlertDelivery, AlertEvent, AlertRule, Rollup, SpendRollup
 from .rollups import COUNTERS, Payload, Totals, minute_start, rollup_deltas, spend_deltas
@@ -135,15 +135,17 @@ def alert_rules_evaluate(*, now: datetime | None = None) -> int:
     """Evaluate every enabled rule not evaluated yet this minute; returns how many were.
 
     Safe to run twice (two beats, a retried task): each rule is claimed for the minute
-    first, so only one run evaluates it.
+    first, so only one run evaluates it. Budget rules measure nothing: billing raises
+    their events (`dashboard.budget_events`); this only sweeps them.
     """
     now = now or timezone.now()
     evaluated = 0
-    for rule in AlertRule.objects.filter(enabled=True).select_related("policy"):
+    for rule in AlertRule.objects.filter(enabled=True).exclude(metric=Metric.BUDGET).select_related("policy"):
         if _claim(rule, now):
             alert_rule_evaluate(rule=rule, now=now)
             evaluated += 1
     _requeue_lost_deliveries(now)
+    budget_events.budget_events_sweep(now=now)
     return evaluated
 
 
@@ -261,7 +263,9 @@ def alert_delivery_send(*, delivery_id: int, final: bool) -> None:
     failure is recorded as given up instead. A delivery already sent is not sent again
     (a task redelivered after a worker died).
     """
-    delivery = AlertDelivery.objects.select_related("event__rule__policy").get(id=delivery_id)
+    delivery = AlertDelivery.objects.select_related("event__rule__policy", "event__budget_alert__budget").get(
+        id=delivery_id
+    )
     if delivery.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
         return
     try:
@@ -286,6 +290,8 @@ def _send(delivery: AlertDelivery) -> None:
 
 
 def _notice(delivery: AlertDelivery) -> alerts.Notice:
+    if delivery.event.budget_alert_id is not None:
+        return budget_events.budget_notice(delivery)
     event, rule = delivery.event, delivery.event.rule
     value = event.value if delivery.kind == NoticeKind.FIRING else event.last_value
     return alerts.Notice(

@@ -20,6 +20,7 @@ from routing.models import Policy
 from . import charts, groups, selectors, services
 from .models import AlertEvent
 from .rollups import WINDOWS, window_get
+from .semantic_cache import FalseHitRate, semantic_false_hits_get
 
 CHART_NAMES = ["cost", "today", "escalation", "tiers", "cache", "latency", "quality", "errors"]
 ACKNOWLEDGE_PERMISSION = "dashboard.change_alertevent"
@@ -77,10 +78,16 @@ def _targets_url(request: HttpRequest) -> str | None:
     )
 
 
+def _false_hits(board: selectors.Board) -> list[FalseHitRate]:
+    policy_id = board.policy.id if board.policy else None
+    return semantic_false_hits_get(policy_id=policy_id, since=board.window.since(board.now))
+
+
 def _render_board(request: HttpRequest, policy_id: int | None) -> HttpResponse:
     board = _board(request, policy_id)
     context = {
         "board": board,
+        "false_hits": _false_hits(board),
         "figures": _figures(board),
         "config": _config(board),
         "chart_names": CHART_NAMES,
@@ -115,6 +122,9 @@ def board_data(request: HttpRequest, policy_id: int | None = None) -> JsonRespon
         "compliance": render_to_string(
             "dashboard/_compliance.html",
             {"checks": board.compliance, "window": board.window, "targets_url": _targets_url(request)},
+        ),
+        "semantic": render_to_string(
+            "dashboard/_semantic_cache.html", {"rates": _false_hits(board), "window": board.window}
         ),
     }
     return JsonResponse({"figures": _figures(board), "html": html})

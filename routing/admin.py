@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from . import learning, services
+from .breakers import breaker_states_by_id
 from .models import (
     ApiKey,
     ModelEndpoint,
@@ -27,8 +31,27 @@ from .models import (
 MIN_TIERS = 2
 
 
+# The breaker state of each listed endpoint, read once per change-list page.
+_listed_breakers: ContextVar[dict[int, str] | None] = ContextVar("listed_breakers", default=None)
+
+
+class ModelEndpointForm(forms.ModelForm):
+    """An endpoint cannot stand in for itself while its breaker is open."""
+
+    class Meta:
+        model = ModelEndpoint
+        fields = ["fallback_endpoint"]  # the admin adds the fieldsets' fields
+
+    def clean_fallback_endpoint(self) -> ModelEndpoint | None:
+        fallback: ModelEndpoint | None = self.cleaned_data.get("fallback_endpoint")
+        if fallback is not None and self.instance.pk is not None and fallback.pk == self.instance.pk:
+            raise ValidationError("An endpoint cannot be its own fallback.")
+        return fallback
+
+
 @admin.register(ModelEndpoint)
 class ModelEndpointAdmin(admin.ModelAdmin):
+    form = ModelEndpointForm
     list_display = [
         "name",
         "display_name",
@@ -36,16 +59,57 @@ class ModelEndpointAdmin(admin.ModelAdmin):
         "model_id",
         "input_price_per_m",
         "output_price_per_m",
+        "fallback_endpoint",
+        "breaker",
         "enabled",
     ]
     list_filter = ["provider_kind", "enabled"]
+    list_select_related = ["fallback_endpoint"]
     search_fields = ["name", "display_name", "model_id"]
     fieldsets = [
         (None, {"fields": ["name", "display_name", "provider_kind", "model_id", "enabled"]}),
-        ("Connection", {"fields": ["base_url", "credentials_env", "connect_timeout_s", "read_timeout_s", "options"]}),
+        ("Connection", {"fields": ["base_url", "credentials_env", "options"]}),
         ("Prices (USD per 1M tokens)", {"fields": ["input_price_per_m", "output_price_per_m"]}),
         ("Model", {"fields": ["context_window", "max_tokens", "temperature", "typical_latency_ms", "quality_prior"]}),
+        (
+            "Resilience",
+            {
+                "fields": [
+                    "connect_timeout_s",
+                    "read_timeout_s",
+                    "max_retries",
+                    "breaker_failure_rate",
+                    "breaker_min_requests",
+                    "breaker_window_s",
+                    "breaker_open_s",
+                    "fallback_endpoint",
+                ],
+                "description": (
+                    "Retries apply to timeouts and unavailable providers only. The breaker opens when at least "
+                    "the minimum number of calls in the window failed at the failure rate or more; after the "
+                    "open time one trial call decides whether it closes. While it is open, the fallback "
+                    "endpoint answers in this one's place, or the tier is skipped."
+                ),
+            },
+        ),
     ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # One breaker read for the whole page, rendered before the states are dropped.
+        token = _listed_breakers.set(breaker_states_by_id(ModelEndpoint.objects.values_list("id", flat=True)))
+        try:
+            response = super().changelist_view(request, extra_context)
+            if isinstance(response, TemplateResponse):
+                response.render()
+            return response
+        finally:
+            _listed_breakers.reset(token)
+
+    @admin.display(description="breaker")
+    def breaker(self, endpoint: ModelEndpoint) -> str:
+        """The live breaker state ("—" when the shared store could not be read)."""
+        states = _listed_breakers.get() or {}
+        return states.get(endpoint.pk, "—").replace("_", "-")
 
 
 class TierFormSet(BaseInlineFormSet):
@@ -82,20 +146,44 @@ class PolicyAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
     readonly_fields = ["version", "created", "updated"]
     inlines = [PolicyTierInline, TaskRuleInline]
-    fields = [
-        "name",
-        "description",
-        "enabled",
-        "scorer",
-        "max_escalations",
-        "short_prompt_tokens",
-        "optimisation_goal",
-        "sample_rate",
-        "shadow_rate",
-        "router_threshold",
-        "version",
-        "created",
-        "updated",
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "description",
+                    "enabled",
+                    "scorer",
+                    "max_escalations",
+                    "short_prompt_tokens",
+                    "optimisation_goal",
+                    "sample_rate",
+                    "shadow_rate",
+                    "router_threshold",
+                    "version",
+                    "created",
+                    "updated",
+                ]
+            },
+        ),
+        (
+            "Caching",
+            {
+                "fields": [
+                    "cache_ttl_s",
+                    "semantic_cache",
+                    "semantic_threshold",
+                    "semantic_multi_turn",
+                    "semantic_verify_rate",
+                ],
+                "description": (
+                    "Exact-match answers are served for the cache lifetime (0: off). The semantic cache also "
+                    "answers prompts whose embedding is at least the threshold close to an earlier one, and "
+                    "re-asks the model for the verify rate's share of those hits to measure false hits."
+                ),
+            },
+        ),
     ]
 
 
@@ -105,7 +193,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["team", "policy"]
     search_fields = ["name", "prefix", "team", "app"]
     readonly_fields = ["prefix", "revoked_at", "created"]
-    fields = ["name", "team", "app", "policy", "expires_at", "prefix", "revoked_at", "created"]
+    fieldsets = [
+        (None, {"fields": ["name", "team", "app", "policy", "expires_at", "prefix", "revoked_at", "created"]}),
+        (
+            "Rate limits",
+            {
+                "fields": ["requests_per_minute", "tokens_per_minute"],
+                "description": "Per minute, shared by every worker; empty: no limit. Over it: 429 with Retry-After.",
+            },
+        ),
+    ]
     actions = ["revoke"]
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:

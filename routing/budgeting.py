@@ -21,15 +21,18 @@ from decimal import Decimal
 from django.utils import timezone
 
 from billing.budget_store import budget_store
-from billing.budgets import BudgetExhausted, BudgetRule, Degrade, Usage, degrade_for
+from billing.budgets import HOLD_TTL_S, BudgetExhausted, BudgetRule, BudgetStore, Degrade, Hold, Usage, degrade_for
 
 from .engine.costing import worst_case_cost
 from .engine.types import ChatRequest, PolicySnapshot
-from .exceptions import BudgetExceeded
+from .exceptions import BudgetExceeded, BudgetUnavailable
 from .tasks import budget_alert_raise as budget_alert_raise_task
 
 logger = logging.getLogger(__name__)
 NO_DEGRADE = Degrade()
+# A cascade is cut off this long after it starts, so it never outlives its budget hold:
+# an expired hold would let other requests spend what this one is about to be billed.
+CASCADE_DEADLINE_S = HOLD_TTL_S - 30
 
 
 @dataclass
@@ -53,27 +56,48 @@ def degraded_policy(policy: PolicySnapshot, degrade: Degrade) -> PolicySnapshot:
 
 @asynccontextmanager
 async def budget_hold(
-    rules: list[BudgetRule], policy: PolicySnapshot, chat: ChatRequest, hold_id: str
+    rules: list[BudgetRule], policy: PolicySnapshot, chat: ChatRequest, hold_id: str, first_tier: int | None = None
 ) -> AsyncIterator[BudgetPlan]:
-    """Reserve the request's worst case on every budget in `rules`; settle on the way out."""
+    """Reserve the request's worst case on every budget in `rules`; settle on the way out.
+
+    `first_tier` is where a prompt router starts the cascade (None: the task rules say),
+    so the reservation covers the tiers that will really run. The caller sets
+    `plan.actual`, also when the cascade is interrupted (what it has been billed).
+    """
     if not rules:
         yield BudgetPlan(policy=policy)
         return
     store = budget_store()
     now = timezone.now()
-    degrade = degrade_for(await store.usage(rules, now))
-    plan = BudgetPlan(policy=degraded_policy(policy, degrade), degrade=degrade)
     try:
-        hold = await store.reserve(rules, worst_case_cost(plan.policy, chat), hold_id, now)
+        degrade = degrade_for(await store.usage(rules, now))
+        plan = BudgetPlan(policy=degraded_policy(policy, degrade), degrade=degrade)
+        hold = await store.reserve(rules, worst_case_cost(plan.policy, chat, first_tier), hold_id, now)
     except BudgetExhausted as exc:
         raise budget_exceeded(exc.usage) from exc
+    except Exception as exc:
+        # Failing closed: a budget nobody can check could be overspent without limit.
+        logger.exception("The budget store cannot be reached; request %s is refused", hold_id)
+        raise BudgetUnavailable("The gateway cannot check this request's budgets right now; retry shortly.") from exc
     alerts_raise(hold.usages)
     try:
         yield plan
     finally:
-        # Shielded: a client that disconnects must still release the hold now, not
-        # leave it to expire.
-        await asyncio.shield(store.settle(hold, plan.actual, timezone.now()))
+        await settle(store, hold, plan.actual)
+
+
+async def settle(store: BudgetStore, hold: Hold, actual: Decimal) -> None:
+    """Settle the hold to what the request cost; never fails the request.
+
+    Shielded: a client that disconnects must still release the hold now, not leave it to
+    expire. The request has been answered and recorded by now, so a store that fails
+    here must not turn it into an error: the hold expires, and the budget's counter
+    misses this request's spend (the ledger has it). That is logged, loudly.
+    """
+    try:
+        await asyncio.shield(store.settle(hold, actual, timezone.now()))
+    except Exception:
+        logger.exception("Could not settle hold %s at $%s; it expires within %s s", hold.hold_id, actual, HOLD_TTL_S)
 
 
 # (budget id, period start, level) already announced by this process: the task is

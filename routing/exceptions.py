@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -88,3 +89,34 @@ class BudgetExceeded(ApiError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(self.retry_after_s, 1))}
+
+
+class BudgetUnavailable(ApiError):
+    """The budget store cannot be reached: a request under a budget is refused, not let through."""
+
+    status = 503
+    type = "server_error"
+    code = "budget_store_unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class RateLimited(ApiError):
+    """The API key's requests or tokens per minute are used up; says when to retry.
+
+    `type` is "requests" or "tokens", as OpenAI sends it; the `x-ratelimit-*` headers
+    come along, and `Retry-After` in whole seconds, at least one.
+    """
+
+    status = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, limit_type: str, retry_after_s: float, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.type = limit_type
+        self.retry_after_s = retry_after_s
+        self.limit_headers = headers
+
+    def headers(self) -> dict[str, str]:
+        return {**self.limit_headers, "Retry-After": str(max(math.ceil(self.retry_after_s), 1))}

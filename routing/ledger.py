@@ -38,7 +38,7 @@ def _lines(p: Payload) -> list[LedgerLine]:
     owner.requests = 1
     owner.escalated_requests = int(bool(p["escalated"]))
     owner.baseline_cost = Decimal(p.get("baseline_cost", "0"))
-    owner.cache_hits = int(bool(p.get("cache_hit")))
+    owner.cache_hits = int(bool(p.get("cache")))
     owner.cost_avoided = Decimal(p.get("cost_avoided", "0"))
     return lines
 

@@ -77,6 +77,8 @@ def _payload(record: RequestRecord) -> dict[str, Any]:
         "escalated": record.escalated,
         "final_model": record.final_model,
         "baseline_cost": str(record.baseline_cost),
+        "cache": record.cache,
+        "cost_avoided": str(record.cost_avoided),
         "metadata": record.metadata,
         "attempts": [
             {

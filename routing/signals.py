@@ -21,7 +21,7 @@ from django.dispatch import Signal
 from billing.models import Budget, PriceBookEntry
 from billing.services import price_book_record
 
-from . import config_version, labels, samples, shadow
+from . import config_version, labels, samples, semantic_cache, shadow
 from .models import ApiKey, ModelEndpoint, Policy, PolicyTier, ScorerVersion, TaskRule
 
 records_stored = Signal()  # kwargs: payloads (list of routing.recorder payload dicts)
@@ -58,3 +58,5 @@ post_save.connect(endpoint_prices_recorded, sender=ModelEndpoint, dispatch_uid="
 records_stored.connect(samples.samples_store, dispatch_uid="samples_store")
 records_stored.connect(labels.labels_from_replay, dispatch_uid="labels_from_replay")
 records_stored.connect(shadow.shadow_schedule, dispatch_uid="shadow_schedule")
+# Semantic cache hits drawn for verification are re-asked once their record is stored.
+records_stored.connect(semantic_cache.semantic_checks_schedule, dispatch_uid="semantic_checks_schedule")

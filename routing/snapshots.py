@@ -62,6 +62,8 @@ class KeyInfo:
     app: str
     expires_at: datetime | None
     revoked: bool
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
 
     def problem(self) -> str | None:
         """Why this key may not be used now, or None."""
@@ -72,9 +74,19 @@ class KeyInfo:
         return None
 
 
-def endpoint_snapshot(row: EndpointRow, at: datetime) -> ModelEndpoint:
-    """The endpoint with the prices in force at `at`: the price book's, else its own fields."""
+def endpoint_snapshot(row: EndpointRow, at: datetime, *, with_fallback: bool = True) -> ModelEndpoint:
+    """The endpoint with the prices in force at `at`: the price book's, else its own fields.
+
+    Its fallback (one level deep: a fallback's own fallback is not followed) comes along
+    when it is enabled.
+    """
     price = price_in_force(endpoint_prices(row), at)
+    fallback_row = row.fallback_endpoint if with_fallback else None
+    fallback = (
+        endpoint_snapshot(fallback_row, at, with_fallback=False)
+        if fallback_row is not None and fallback_row.enabled and fallback_row.id != row.id
+        else None
+    )
     return ModelEndpoint(
         id=row.id,
         name=row.name,
@@ -94,6 +106,12 @@ def endpoint_snapshot(row: EndpointRow, at: datetime) -> ModelEndpoint:
         connect_timeout_s=row.connect_timeout_s,
         read_timeout_s=row.read_timeout_s,
         options=MappingProxyType(dict(row.options or {})),
+        max_retries=row.max_retries,
+        breaker_failure_rate=row.breaker_failure_rate,
+        breaker_min_requests=row.breaker_min_requests,
+        breaker_window_s=row.breaker_window_s,
+        breaker_open_s=row.breaker_open_s,
+        fallback=fallback,
     )
 
 
@@ -131,14 +149,21 @@ def policy_snapshot(policy: Policy, at: datetime | None = None) -> PolicySnapsho
         task_rules=rules,
         short_prompt_tokens=policy.short_prompt_tokens,
         optimisation_goal=policy.optimisation_goal,
+        cache_ttl_s=policy.cache_ttl_s,
+        semantic_cache=policy.semantic_cache,
+        semantic_threshold=policy.semantic_threshold,
+        semantic_multi_turn=policy.semantic_multi_turn,
+        semantic_verify_rate=policy.semantic_verify_rate,
     )
 
 
-def load_policies() -> list[PolicySnapshot]:
-    """Every enabled policy with at least one enabled tier, as snapshots."""
+def load_policies(at: datetime | None = None) -> list[PolicySnapshot]:
+    """Every enabled policy with at least one enabled tier, as snapshots priced at `at` (now)."""
     discard_stale_connections()
-    rows = Policy.objects.filter(enabled=True).prefetch_related("tiers__endpoint__prices", "task_rules")
-    at = timezone.now()
+    rows = Policy.objects.filter(enabled=True).prefetch_related(
+        "tiers__endpoint__prices", "tiers__endpoint__fallback_endpoint__prices", "task_rules"
+    )
+    at = at or timezone.now()
     snapshots = [policy_snapshot(p, at) for p in rows]
     return [s for s in snapshots if s.tiers]
 
@@ -161,6 +186,8 @@ def load_key(key_hash: str) -> KeyInfo | None:
         app=row.app,
         expires_at=row.expires_at,
         revoked=row.revoked_at is not None,
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
     )
 
 
@@ -247,11 +274,14 @@ class LoadedConfig:
 
 def load_config(current_quality: Mapping[int, PolicyQuality]) -> LoadedConfig:
     """Everything the hot path needs from the database, read in one go (one thread hop)."""
+    # One instant for both: prices read at one moment and the next change looked up from
+    # a later one would miss a change that took effect in between, until the next edit.
+    at = timezone.now()
     return LoadedConfig(
-        policies=load_policies(),
+        policies=load_policies(at),
         quality=load_quality(current_quality),
         budgets=budget_rules_load(),
-        prices_change_at=next_price_change(timezone.now()),
+        prices_change_at=next_price_change(at),
     )
 
 
@@ -300,6 +330,8 @@ class ConfigCache:
 
     def _refresh_providers(self, policies: list[PolicySnapshot]) -> None:
         wanted = {tier.endpoint.id: tier.endpoint for p in policies for tier in p.tiers}
+        fallbacks = {e.fallback.id: e.fallback for e in list(wanted.values()) if e.fallback is not None}
+        wanted = fallbacks | wanted
         for endpoint_id, endpoint in wanted.items():
             current = self.providers.get(endpoint_id)
             if current is None or current.endpoint != endpoint:

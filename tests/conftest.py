@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from routing.cache import cache_clear
+from routing.semantic_cache import semantic_clear
 from routing.snapshots import config_cache
 
 
@@ -20,13 +22,23 @@ def _isolated_routing_state(settings: object, tmp_path: Path) -> Iterator[None]:
     settings.CASCADEOPS_RECORD_SPOOL_DIR = tmp_path / "record-spool"  # type: ignore[attr-defined]
     stream = f"cascadeops:test:records:{uuid.uuid4().hex}"
     settings.CASCADEOPS_RECORD_STREAM = stream  # type: ignore[attr-defined]
+    # Cached answers are keyed by policy id and version, which another test (or an earlier
+    # run against the same Redis) reuses for another policy: each test gets its own cache.
+    cache_prefix = f"cascadeops:test:cache:{uuid.uuid4().hex}"
+    settings.CASCADEOPS_CACHE_PREFIX = cache_prefix  # type: ignore[attr-defined]
+    # Breakers are keyed by endpoint id, which test databases hand out again.
+    breaker_prefix = f"cascadeops:test:breaker:{uuid.uuid4().hex}"
+    settings.CASCADEOPS_BREAKER_PREFIX = breaker_prefix  # type: ignore[attr-defined]
     config_cache.__init__()  # type: ignore[misc]
     yield
     config_cache.__init__()  # type: ignore[misc]
+    cache_clear()
+    semantic_clear()
     if settings.REDIS_URL:  # type: ignore[attr-defined]
         from cascadeops.redis import sync_client
 
-        sync_client().delete(stream)
+        client = sync_client()
+        client.delete(stream, *client.scan_iter(f"{cache_prefix}:*"), *client.scan_iter(f"{breaker_prefix}:*"))
 
 
 @pytest.fixture
@@ -131,6 +143,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         "DATABASE_URL": subprocess_database_url(),
         "CASCADEOPS_RECORD_SPOOL_DIR": str(settings.CASCADEOPS_RECORD_SPOOL_DIR),
         "CASCADEOPS_RECORD_STREAM": settings.CASCADEOPS_RECORD_STREAM,
+        "CASCADEOPS_CACHE_PREFIX": settings.CASCADEOPS_CACHE_PREFIX,
+        "CASCADEOPS_BREAKER_PREFIX": settings.CASCADEOPS_BREAKER_PREFIX,
         "LOG_LEVEL": "WARNING",
         **extra,
     }

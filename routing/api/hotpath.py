@@ -6,8 +6,12 @@ durable, answer. Every failure becomes an OpenAI-format error; none is a bare 50
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -16,10 +20,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from .. import recorder
-from ..budgeting import budget_hold
+from .. import ratelimit, recorder
+from ..breakers import breaker_board
+from ..budgeting import CASCADE_DEADLINE_S, BudgetPlan, budget_hold
+from ..cache import DEFAULT_CONTROL, CacheControl, CacheHit, cache_control, cache_lookup, cache_store, hit_payload
+from ..cache import HEADER as CACHE_HEADER
+from ..choices import RecordStatus
 from ..engine import run_cascade
-from ..engine.types import CascadeResult, ChatRequest, PolicySnapshot
+from ..engine.classify import classify
+from ..engine.costing import start_tier
+from ..engine.interrupted import CLIENT_GONE, interrupted_result, past_deadline
+from ..engine.types import Attempt, CascadeResult, ChatRequest, Outcome, PolicySnapshot
 from ..exceptions import (
     ApiError,
     InternalError,
@@ -31,6 +42,7 @@ from ..exceptions import (
 )
 from ..models import hash_api_key
 from ..snapshots import KeyInfo, config_cache
+from . import streaming
 from .parsing import parse_body, parse_chat_request
 
 logger = logging.getLogger(__name__)
@@ -45,7 +57,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         key = await authenticate(request)
         chat, model = parse_chat_request(parse_body(read_body(request)))
         policy = policy_for(key, model)
-        return await route(key, policy, chat)
+        admission = await ratelimit.admit(key, policy, chat)
+        serve = streaming.stream_route if chat.stream else route
+        return ratelimit.with_headers(await serve(key, policy, chat, cache_control(request.headers)), admission)
     except ApiError as exc:
         return error_response(exc)
     except Exception:
@@ -64,34 +78,97 @@ async def list_models(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"object": "list", "data": data})
     except ApiError as exc:
         return error_response(exc)
+    except Exception:
+        logger.exception("Unhandled error in list_models")
+        return error_response(InternalError("The gateway failed to handle this request; it has been logged."))
 
 
-async def route(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> HttpResponse:
+async def route(
+    key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest, control: CacheControl = DEFAULT_CONTROL
+) -> HttpResponse:
     request_id = uuid.uuid4()
     created = timezone.now()
-    budgets = config_cache.budgets_for(key, policy, chat.user)
-    async with budget_hold(budgets, policy, chat, str(request_id)) as plan:
-        result = await run_cascade(
-            chat,
-            plan.policy,
-            config_cache.providers,
-            config_cache.scorer_for(policy),
-            first_tier=config_cache.first_tier_for(plan.policy, chat),
-        )
-        plan.actual = result.cost
     # Recorded against the policy as configured: its strongest tier is the baseline even
     # when a budget routed this request on the cheap tier alone.
-    await recorder.enqueue(
-        recorder.record_payload(
-            request_id=request_id, created=created, key=key, policy=policy, chat=chat, result=result
-        )
+    record = functools.partial(
+        recorder.record_payload, request_id=request_id, created=created, key=key, policy=policy, chat=chat
     )
+    # Before any budget hold: a hit costs nothing, so it reserves nothing.
+    lookup = await cache_lookup(policy, chat, control)
+    if lookup.hit is not None:
+        return await answer_from_cache(request_id, created, policy, chat, lookup.hit, record)
+    first_tier = config_cache.first_tier_for(policy, chat)
+    budgets = config_cache.budgets_for(key, policy, chat.user)
+    async with budget_hold(budgets, policy, chat, str(request_id), first_tier) as plan:
+        result = await cascade_until_deadline(chat, plan, first_tier, record)
+        # Recorded before the hold settles: whatever settling does, the spend is on record.
+        await recorder.enqueue(record(result=result))
     if not result.answered:
         raise tiers_failed(result, str(request_id))
+    await cache_store(lookup, policy, result, degraded=plan.degrade.any)
     headers = routing_headers(request_id, policy, result)
+    headers[CACHE_HEADER] = lookup.status
     if plan.degrade.any:
         headers["x-cascadeops-budget-degraded"] = "cheap-only" if plan.degrade.cheap_only else "lower-threshold"
     return JsonResponse(openai_response(request_id, created, result), headers=headers)
+
+
+async def answer_from_cache(
+    request_id: uuid.UUID,
+    created: Any,
+    policy: PolicySnapshot,
+    chat: ChatRequest,
+    hit: CacheHit,
+    record: Callable[..., recorder.Payload],
+) -> HttpResponse:
+    """A cached answer: recorded at cost 0 with the cost it avoided; no budget, no provider."""
+    result = hit.result()
+    await recorder.enqueue(hit_payload(record(result=result), hit, chat))
+    headers = routing_headers(request_id, policy, result) | hit.headers()
+    return JsonResponse(openai_response(request_id, created, result), headers=headers)
+
+
+async def cascade_until_deadline(
+    chat: ChatRequest, plan: BudgetPlan, first_tier: int | None, record: Callable[..., recorder.Payload]
+) -> CascadeResult:
+    """Run the cascade, cut off at the deadline; sets what the budget hold settles to.
+
+    A cascade cut off at the deadline is a failed request (504). One cancelled because
+    the client went away is recorded here, as cancelled, before the cancellation goes on:
+    its tiers were paid for even though nobody reads the answer.
+    """
+    done: list[Attempt] = []
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(CASCADE_DEADLINE_S):
+            result = await run_cascade(
+                chat,
+                plan.policy,
+                config_cache.providers,
+                config_cache.scorer_for(plan.policy),
+                first_tier=first_tier,
+                breakers=breaker_board(),
+                progress=done,
+            )
+    except (asyncio.CancelledError, TimeoutError) as exc:
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        result = interrupted_result(
+            plan.policy,
+            chat,
+            task=classify(chat, plan.policy).category,
+            done=done,
+            start=start_tier(plan.policy, chat, first_tier),
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            reason=CLIENT_GONE if cancelled else past_deadline(CASCADE_DEADLINE_S),
+            kind="cancelled" if cancelled else "timeout",
+        )
+        plan.actual = result.cost
+        if not cancelled:
+            return result
+        await recorder.enqueue(record(result=result, status=RecordStatus.CANCELLED))
+        raise
+    plan.actual = result.cost
+    return result
 
 
 async def authenticate(request: HttpRequest) -> KeyInfo:
@@ -144,7 +221,8 @@ def policy_for(key: KeyInfo, model: str) -> PolicySnapshot:
 
 def tiers_failed(result: CascadeResult, request_id: str) -> TiersFailed:
     reasons = "; ".join(f"tier {a.tier} ({a.model}): {a.error_kind}: {a.error}" for a in result.attempts)
-    all_timeouts = all(a.error_kind == "timeout" for a in result.attempts)
+    failed = [a for a in result.attempts if a.outcome is Outcome.FAILED]
+    all_timeouts = bool(failed) and all(a.error_kind == "timeout" for a in failed)
     return TiersFailed(f"Every tier failed. {reasons}", request_id=request_id, all_timeouts=all_timeouts)
 
 

@@ -35,13 +35,13 @@ def parse_chat_request(data: dict[str, Any]) -> tuple[ChatRequest, str]:
         user=_user(data),
         metadata=_metadata(data.get("metadata")),
         logprobs=_boolean(data, "logprobs"),
+        stream=_boolean(data, "stream"),
+        include_usage=_include_usage(data),
     )
     return chat, _string(data, "model")
 
 
 def _reject_unsupported(data: dict[str, Any]) -> None:
-    if data.get("stream"):
-        raise RequestInvalid("Streaming is not supported yet; send stream: false.", param="stream")
     n = data.get("n", 1)
     if n not in (1, None):
         raise RequestInvalid("Only n=1 is supported: a cascade returns one answer.", param="n")
@@ -67,12 +67,13 @@ def _message(item: Any, index: int) -> Message:
 
 
 def _content(value: Any, param: str) -> str:
+    # NUL means nothing to a model, and PostgreSQL cannot store it in a sampled prompt.
     if isinstance(value, str):
-        return value
+        return value.replace("\x00", "")
     if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in value):
         parts = [p.get("text") for p in value]
         if all(isinstance(t, str) for t in parts):
-            return "\n".join(parts)  # type: ignore[arg-type]
+            return "\n".join(parts).replace("\x00", "")  # type: ignore[arg-type]
     raise RequestInvalid(f"'{param}' must be a string or an array of text parts.", param=param)
 
 
@@ -123,6 +124,26 @@ def _boolean(data: dict[str, Any], name: str) -> bool:
     return value
 
 
+def _include_usage(data: dict[str, Any]) -> bool:
+    """`stream_options.include_usage`; the options are refused without `stream`, as OpenAI does."""
+    options = data.get("stream_options")
+    if options is None:
+        return False
+    if not _boolean(data, "stream"):
+        raise RequestInvalid(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+        )
+    if not isinstance(options, dict):
+        raise RequestInvalid("'stream_options' must be an object.", param="stream_options")
+    usage = options.get("include_usage")
+    if usage is not None and not isinstance(usage, bool):
+        raise RequestInvalid(
+            f"'stream_options.include_usage' must be true or false; got {usage!r}.",
+            param="stream_options.include_usage",
+        )
+    return bool(usage)
+
+
 def _metadata(value: Any) -> MappingProxyType[str, str]:
     if value is None:
         return MappingProxyType({})
@@ -137,4 +158,6 @@ def _metadata(value: Any) -> MappingProxyType[str, str]:
                 f"under a key of at most {MAX_METADATA_KEY}.",
                 param="metadata",
             )
+        if "\x00" in key or "\x00" in item:
+            raise RequestInvalid(f"'metadata.{key}' must not contain NUL characters.", param="metadata")
     return MappingProxyType(dict(value))

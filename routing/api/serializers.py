@@ -34,7 +34,10 @@ def _duplicates(positions: Iterable[int]) -> list[int]:
 
 
 class ModelEndpointSerializer(serializers.ModelSerializer):
-    """A model in the registry; `credentials_env` names an environment variable, never a key."""
+    """A model in the registry; `credentials_env` names an environment variable, never a key.
+
+    `fallback_endpoint` (an endpoint id) answers in this one's place while its breaker is open.
+    """
 
     url = serializers.HyperlinkedIdentityField(view_name="model-endpoint-detail")
 
@@ -58,11 +61,22 @@ class ModelEndpointSerializer(serializers.ModelSerializer):
             "temperature",
             "connect_timeout_s",
             "read_timeout_s",
+            "max_retries",
+            "breaker_failure_rate",
+            "breaker_min_requests",
+            "breaker_window_s",
+            "breaker_open_s",
+            "fallback_endpoint",
             "options",
             "enabled",
             "created",
             "updated",
         ]
+
+    def validate_fallback_endpoint(self, fallback: ModelEndpoint | None) -> ModelEndpoint | None:
+        if fallback is not None and self.instance is not None and fallback.pk == self.instance.pk:
+            raise serializers.ValidationError("An endpoint cannot be its own fallback.")
+        return fallback
 
 
 class PolicyTierSerializer(serializers.ModelSerializer):
@@ -118,6 +132,11 @@ class PolicySerializer(serializers.ModelSerializer):
             "sample_rate",
             "shadow_rate",
             "router_threshold",
+            "cache_ttl_s",
+            "semantic_cache",
+            "semantic_threshold",
+            "semantic_multi_turn",
+            "semantic_verify_rate",
             "enabled",
             "version",
             "tiers",

@@ -1,8 +1,9 @@
 """The cascade: classify, call the cheapest suitable tier, score, escalate.
 
 `run_cascade` is the whole routing decision for one request. It gets everything as
-arguments (a frozen policy snapshot, provider objects keyed by endpoint id, a scorer),
-so the same code serves the HTTP hot path, offline replays and benchmarks.
+arguments (a frozen policy snapshot, provider objects keyed by endpoint id, a scorer,
+the circuit breakers), so the same code serves the HTTP hot path, offline replays and
+benchmarks.
 
 Each tier's answer is scored; below the tier's threshold the next, stronger tier is
 called, at most `policy.max_escalations` times. A tier that fails (error, timeout, open
@@ -10,38 +11,113 @@ breaker, or a bug in the provider) always falls through to the next one while an
 remain: an answer from a stronger model beats no answer. For the same reason, when the
 tiers after an escalation all fail, the best answer already in hand is returned rather
 than none. Every attempt is recorded with its cost, because every tier tried is paid for.
+
+Calling one tier is more than one provider call:
+
+- an open breaker skips the endpoint: its fallback endpoint answers in its place when
+  it has one (at the fallback's prices), else the tier fails without a call;
+- each try has a deadline of the endpoint's connect plus read timeout, whatever the
+  provider does with them;
+- a retryable error (timeout, unavailable) is tried again up to `max_retries` times,
+  after an exponential, jittered wait (`Backoff`), unless the breaker opened meanwhile;
+- every try's outcome is counted by the endpoint's breaker. Errors that are the
+  caller's doing (a bad request, a refusal) do not count as the endpoint failing.
+
+A tier is one `Attempt` however many tries it took: its latency spans them all, and
+usage a provider billed for a failed try is added to it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from .classify import classify
 from .costing import attempt_cost, resolve_max_tokens
-from .errors import ProviderError, ProviderMisconfigured
-from .ports import Provider, Scorer
+from .errors import BreakerOpen, ProviderError, ProviderMisconfigured, ProviderTimeout
+from .ports import Breakers, Provider, Scorer
+from .tokens import max_prompt_tokens
 from .types import (
     Attempt,
     CascadeResult,
     ChatRequest,
     Completion,
+    ModelEndpoint,
     Outcome,
     PolicySnapshot,
     Tier,
 )
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long to wait before retrying an endpoint: exponential, with full jitter.
+
+    Retry `n` (from 0) waits a uniform random time below `min(cap_s, base_s * 2**n)`, so
+    requests that failed together do not retry together. A provider's Retry-After is a
+    floor; one longer than `cap_s` means the endpoint is not worth waiting for in this
+    request, and the cascade moves on. `sleep` and `jitter` are the seams tests replace.
+    """
+
+    base_s: float = 0.1
+    cap_s: float = 2.0
+    sleep: Sleep = asyncio.sleep
+    jitter: Callable[[], float] = random.random
+
+    def delay_s(self, retry: int, retry_after_s: float | None = None) -> float | None:
+        """Seconds to wait before retry number `retry`; None: do not retry."""
+        if retry_after_s is not None and retry_after_s > self.cap_s:
+            return None
+        jittered = self.jitter() * min(self.cap_s, self.base_s * 2.0**retry)
+        return max(jittered, retry_after_s or 0.0)
+
+
+BACKOFF = Backoff()
+
+
+@dataclass(frozen=True, slots=True)
+class _Usage:
+    """Tokens a provider billed for failed tries of one tier."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    def plus(self, other: _Usage | ProviderError) -> _Usage:
+        return _Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+        )
+
+
+def billable(exc: ProviderError, chat: ChatRequest, tier: Tier) -> _Usage | ProviderError:
+    """What a failed try may have been billed: the usage the provider reported with the error,
+    or, for a call cut off by a timeout, its full allowance (most providers finish generating
+    after the caller hung up, and bill it); the reservation counts every try so."""
+    if isinstance(exc, ProviderTimeout) and not (exc.input_tokens or exc.output_tokens):
+        return _Usage(max_prompt_tokens(chat), resolve_max_tokens(chat, tier))
+    return exc
+
+
+NO_USAGE = _Usage()
 
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
     """A successful provider call, before the cascade has judged it."""
 
+    tier: Tier  # the tier as called: its endpoint is the fallback when that answered
     completion: Completion
     latency_ms: float
+    billed: _Usage = NO_USAGE
 
 
 @dataclass(slots=True)
@@ -51,6 +127,7 @@ class _Run:
     attempts: list[Attempt] = field(default_factory=list)
     answers: dict[int, Completion] = field(default_factory=dict)  # attempt index → answer
     accepted: int | None = None
+    progress: list[Attempt] | None = None  # the caller's copy, appended to as attempts are made
 
     @property
     def escalations(self) -> int:
@@ -62,6 +139,8 @@ class _Run:
         if attempt.outcome is Outcome.ACCEPTED:
             self.accepted = len(self.attempts)
         self.attempts.append(attempt)
+        if self.progress is not None:
+            self.progress.append(attempt)
 
 
 async def run_cascade(
@@ -72,29 +151,36 @@ async def run_cascade(
     *,
     allow_escalation: bool = True,
     first_tier: int | None = None,
+    breakers: Breakers | None = None,
+    progress: list[Attempt] | None = None,
+    backoff: Backoff = BACKOFF,
     clock: Clock = time.perf_counter,
 ) -> CascadeResult:
     """Route `chat` through `policy`'s tiers and return every attempt and the answer.
 
     `allow_escalation=False` accepts the first answer whatever its score (budgets in
     degrade mode use it); failed tiers still fall through. `first_tier` overrides the
-    task rules' choice of where to start (a prompt-only router's pick). The result's
-    `completion` is None only when every tier tried failed.
+    task rules' choice of where to start (a prompt-only router's pick). `breakers` None
+    calls every endpoint whatever its health (offline replays, benchmarks). Each attempt
+    is appended to `progress` as soon as it is made, so a caller whose cascade is
+    cancelled knows what was already paid for. The result's `completion` is None only
+    when every tier tried failed.
     """
     started = clock()
     match = classify(chat, policy)
     start = match.first_tier if first_tier is None else min(max(first_tier, 0), len(policy.tiers) - 1)
-    run = _Run()
+    run = _Run(progress=progress)
+    caller = _Caller(chat, providers, breakers, backoff, clock)
     for index in range(start, len(policy.tiers)):
         tier = policy.tiers[index]
-        called = await _call(chat, tier, providers, clock)
+        called = await caller.call(tier)
         if isinstance(called, Attempt):
             run.record(called)
             continue
         score = scorer.score(chat, called.completion, task=match.category)
         accept = _accepts(policy, index, run.escalations, score, allow_escalation)
         outcome = Outcome.ACCEPTED if accept else Outcome.ESCALATED
-        run.record(_answered(tier, called, score, outcome), called.completion)
+        run.record(_answered(called, score, outcome), called.completion)
         if accept:
             break
     _fall_back_to_best_answer(run)
@@ -132,59 +218,128 @@ def _fall_back_to_best_answer(run: _Run) -> None:
     run.accepted = best
 
 
-def _answered(tier: Tier, answer: _Answer, score: float, outcome: Outcome) -> Attempt:
-    done = answer.completion
-    cost = attempt_cost(tier.endpoint, done.input_tokens, done.output_tokens, done.cached_input_tokens)
+def _answered(answer: _Answer, score: float, outcome: Outcome) -> Attempt:
+    done, endpoint = answer.completion, answer.tier.endpoint
+    input_tokens = done.input_tokens + answer.billed.input_tokens
+    output_tokens = done.output_tokens + answer.billed.output_tokens
+    cached_input_tokens = done.cached_input_tokens + answer.billed.cached_input_tokens
     return Attempt(
-        tier=tier.position,
-        endpoint_id=tier.endpoint.id,
-        model=tier.endpoint.name,
+        tier=answer.tier.position,
+        endpoint_id=endpoint.id,
+        model=endpoint.name,
         outcome=outcome,
-        input_tokens=done.input_tokens,
-        output_tokens=done.output_tokens,
-        cached_input_tokens=done.cached_input_tokens,
-        cost=cost,
-        price_version=tier.endpoint.price_version,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached_input_tokens,
+        cost=attempt_cost(endpoint, input_tokens, output_tokens, cached_input_tokens),
+        price_version=endpoint.price_version,
         latency_ms=answer.latency_ms,
         score=score,
         quality_label=done.quality_label,
     )
 
 
-def _failed(tier: Tier, latency_ms: float, exc: Exception, kind: str) -> Attempt:
+def _failed(tier: Tier, latency_ms: float, exc: Exception, kind: str, billed: _Usage = NO_USAGE) -> Attempt:
+    """The attempt of a tier that gave no answer; it costs what the provider billed for it."""
+    endpoint = tier.endpoint
     return Attempt(
         tier=tier.position,
-        endpoint_id=tier.endpoint.id,
-        model=tier.endpoint.name,
+        endpoint_id=endpoint.id,
+        model=endpoint.name,
         outcome=Outcome.FAILED,
+        input_tokens=billed.input_tokens,
+        output_tokens=billed.output_tokens,
+        cached_input_tokens=billed.cached_input_tokens,
+        cost=attempt_cost(endpoint, billed.input_tokens, billed.output_tokens, billed.cached_input_tokens),
+        price_version=endpoint.price_version if billed != NO_USAGE else 0,
         latency_ms=latency_ms,
         error=str(exc) or type(exc).__name__,
         error_kind=kind,
     )
 
 
-async def _call(chat: ChatRequest, tier: Tier, providers: Mapping[int, Provider], clock: Clock) -> _Answer | Attempt:
-    """Call `tier`'s provider: its answer, or the FAILED attempt that replaces it."""
-    started = clock()
-    try:
-        provider = _provider(tier, providers)
-        completion = await provider.complete(chat, max_tokens=resolve_max_tokens(chat, tier))
-    except ProviderError as exc:
-        return _failed(tier, _elapsed_ms(started, clock), exc, exc.kind)
-    # A provider bug must cost one tier, not the request: the next tier may still answer.
-    # CancelledError is a BaseException and still propagates, so a client that went
-    # away stops the cascade.
-    except Exception as exc:
-        return _failed(tier, _elapsed_ms(started, clock), exc, ProviderError.kind)
-    return _Answer(completion, _elapsed_ms(started, clock))
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    """Calls tiers for one request: breaker, fallback, deadline and retries."""
+
+    chat: ChatRequest
+    providers: Mapping[int, Provider]
+    breakers: Breakers | None
+    backoff: Backoff
+    clock: Clock
+    # False for a live stream's tier: an opened stream is not yet an answer, so its
+    # caller reports the success once the stream has ended well.
+    record_success: bool = True
+
+    async def call(self, tier: Tier) -> _Answer | Attempt:
+        """The tier's answer, or the FAILED attempt that replaces it."""
+        provider = self.providers.get(tier.endpoint.id)
+        if provider is None:
+            return _failed(tier, 0.0, _no_provider(tier.endpoint), ProviderMisconfigured.kind)
+        if await self._allowed(tier.endpoint):
+            return await self._tries(tier, provider)
+        return await self._call_fallback(tier)
+
+    async def _call_fallback(self, tier: Tier) -> _Answer | Attempt:
+        """The tier's breaker is open: its fallback endpoint answers, if it has one that may be called."""
+        fallback = tier.endpoint.fallback
+        provider = self.providers.get(fallback.id) if fallback is not None else None
+        if fallback is None or provider is None:
+            return _failed(tier, 0.0, BreakerOpen(f"circuit breaker open for {tier.endpoint.name}"), BreakerOpen.kind)
+        if not await self._allowed(fallback):
+            message = f"circuit breaker open for {tier.endpoint.name} and its fallback {fallback.name}"
+            return _failed(tier, 0.0, BreakerOpen(message), BreakerOpen.kind)
+        return await self._tries(dataclasses.replace(tier, endpoint=fallback), provider)
+
+    async def _tries(self, tier: Tier, provider: Provider) -> _Answer | Attempt:
+        """Call until an answer, an error not worth retrying, or the retries run out."""
+        started, billed, retry = self.clock(), NO_USAGE, 0
+        while True:
+            try:
+                completion = await self._try(tier, provider)
+            except ProviderError as exc:
+                billed = billed.plus(billable(exc, self.chat, tier))
+                more = await self._record(tier.endpoint, ok=not exc.breaker_failure)
+                wait_s = self._retry_wait_s(tier, exc, retry) if more else None
+                if wait_s is None:
+                    return _failed(tier, _elapsed_ms(started, self.clock), exc, exc.kind, billed)
+            # A provider bug must cost one tier, not the request: the next tier may still
+            # answer. CancelledError is a BaseException and still propagates, so a client
+            # that went away stops the cascade.
+            except Exception as exc:
+                await self._record(tier.endpoint, ok=False)
+                return _failed(tier, _elapsed_ms(started, self.clock), exc, ProviderError.kind, billed)
+            else:
+                if self.record_success:
+                    await self._record(tier.endpoint, ok=True)
+                return _Answer(tier, completion, _elapsed_ms(started, self.clock), billed)
+            await self.backoff.sleep(wait_s)
+            retry += 1
+
+    async def _try(self, tier: Tier, provider: Provider) -> Completion:
+        """One provider call, cut off at the endpoint's timeouts even if the provider ignores them."""
+        deadline_s = tier.endpoint.connect_timeout_s + tier.endpoint.read_timeout_s
+        try:
+            async with asyncio.timeout(deadline_s if deadline_s > 0 else None):
+                return await provider.complete(self.chat, max_tokens=resolve_max_tokens(self.chat, tier))
+        except TimeoutError as exc:
+            raise ProviderTimeout(f"{tier.endpoint.name}: no answer within {deadline_s:g}s") from exc
+
+    def _retry_wait_s(self, tier: Tier, exc: ProviderError, retry: int) -> float | None:
+        if not exc.retryable or retry >= tier.endpoint.max_retries:
+            return None
+        return self.backoff.delay_s(retry, getattr(exc, "retry_after_s", None))
+
+    async def _allowed(self, endpoint: ModelEndpoint) -> bool:
+        return self.breakers is None or await self.breakers.allow(endpoint)
+
+    async def _record(self, endpoint: ModelEndpoint, *, ok: bool) -> bool:
+        """Count the outcome; whether the endpoint may still be called."""
+        return self.breakers is None or await self.breakers.record(endpoint, ok)
 
 
-def _provider(tier: Tier, providers: Mapping[int, Provider]) -> Provider:
-    try:
-        return providers[tier.endpoint.id]
-    except KeyError:
-        message = f"no provider for endpoint {tier.endpoint.id} ({tier.endpoint.name})"
-        raise ProviderMisconfigured(message) from None
+def _no_provider(endpoint: ModelEndpoint) -> ProviderMisconfigured:
+    return ProviderMisconfigured(f"no provider for endpoint {endpoint.id} ({endpoint.name})")
 
 
 def _elapsed_ms(started: float, clock: Clock) -> float:

@@ -8,10 +8,11 @@ single token on the cheapest model (fractions of a micro-dollar).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from .classify import classify
-from .tokens import estimate_prompt_tokens, estimate_tokens
+from .tokens import estimate_prompt_tokens, estimate_tokens, max_prompt_tokens
 from .types import CascadeResult, ChatRequest, ModelEndpoint, PolicySnapshot, Tier
 
 PER_MILLION = Decimal(1_000_000)
@@ -58,18 +59,49 @@ def cached_input_price(endpoint: ModelEndpoint) -> Decimal:
     return price if price.is_finite() and price >= 0 else endpoint.input_price_per_m
 
 
-def worst_case_cost(policy: PolicySnapshot, chat: ChatRequest) -> Decimal:
-    """The cost if every tier that may run answered with its full token allowance.
+def start_tier(policy: PolicySnapshot, chat: ChatRequest, first_tier: int | None = None) -> int:
+    """The tier a cascade starts on: `first_tier` (a prompt router's pick) or the task rules'."""
+    if first_tier is None:
+        return classify(chat, policy).first_tier
+    return min(max(first_tier, 0), len(policy.tiers) - 1)
 
-    Budgets reserve this before the call. Every tier from the one the task rules
-    start on may run, since failures fall through whatever `max_escalations` says.
+
+def worst_case_cost(policy: PolicySnapshot, chat: ChatRequest, first_tier: int | None = None) -> Decimal:
+    """The cost if every tier that may run were billed its full token allowance on every try.
+
+    Budgets reserve this before the call. Every tier from the start tier on may run,
+    since failures fall through whatever `max_escalations` says; a tier may be tried
+    `1 + max_retries` times, each try that timed out billed in full; a tier whose breaker
+    is open may be answered by its fallback endpoint, so it counts at the dearer of the two.
     """
-    prompt_tokens = estimate_prompt_tokens(chat)
-    first = classify(chat, policy).first_tier
-    costs = (
-        attempt_cost(tier.endpoint, prompt_tokens, resolve_max_tokens(chat, tier)) for tier in policy.tiers[first:]
-    )
-    return sum(costs, Decimal(0))
+    tiers = policy.tiers[start_tier(policy, chat, first_tier) :]
+    return sum((tier_worst_case(tier, chat) for tier in tiers), Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class WorstCase:
+    """The most one tier can be billed: on which endpoint, for how many tokens."""
+
+    endpoint: ModelEndpoint
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def cost(self) -> Decimal:
+        return attempt_cost(self.endpoint, self.input_tokens, self.output_tokens)
+
+
+def tier_worst_case_usage(tier: Tier, chat: ChatRequest) -> WorstCase:
+    """Every try of `tier` (or of its fallback endpoint) billed its full allowance."""
+    prompt_tokens, output_tokens = max_prompt_tokens(chat), resolve_max_tokens(chat, tier)
+    endpoints = (tier.endpoint,) if tier.endpoint.fallback is None else (tier.endpoint, tier.endpoint.fallback)
+    cases = (WorstCase(e, prompt_tokens * (1 + e.max_retries), output_tokens * (1 + e.max_retries)) for e in endpoints)
+    return max(cases, key=lambda case: case.cost)
+
+
+def tier_worst_case(tier: Tier, chat: ChatRequest) -> Decimal:
+    """The most one tier (every try, on it or its fallback endpoint) can cost."""
+    return tier_worst_case_usage(tier, chat).cost
 
 
 def resolve_max_tokens(chat: ChatRequest, tier: Tier) -> int:

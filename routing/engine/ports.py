@@ -25,3 +25,18 @@ class Scorer(Protocol):
     name: str
 
     def score(self, chat: ChatRequest, completion: Completion, *, task: str) -> float: ...
+
+
+@runtime_checkable
+class Breakers(Protocol):
+    """Every endpoint's circuit breaker (`engine.breaker` has the rules).
+
+    `allow` says whether a call may go out now (in half-open state: to one caller only);
+    `record` counts a finished call's outcome and says whether more calls may go out.
+    Implementations shared through a store fail open: when the store cannot be reached,
+    calls are allowed.
+    """
+
+    async def allow(self, endpoint: ModelEndpoint) -> bool: ...
+
+    async def record(self, endpoint: ModelEndpoint, ok: bool) -> bool: ...

@@ -13,11 +13,16 @@ run on every answer:
   them, kept honest by the heuristic's hard failures.
 
 `features()` exposes every signal as a number so a learned scorer can reuse them.
+
+Both run on every answer on the hot path, so the code favours cheap exact shortcuts
+(no "=" means no sums to check; a regex anchored at the end only needs the end of the
+text) over rescans; none of them changes a score.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 import math
 import operator
@@ -108,21 +113,23 @@ def features(chat: ChatRequest, completion: Completion, task: str) -> Features:
     """Every signal the heuristic uses, as numbers (flags are 0.0 or 1.0)."""
     text = normalise_quotes(completion.text)
     lowered = text.lower()
+    prompt = chat.prompt
     checked, errors = check_arithmetic(text)
-    math_task = is_math_task(chat, task, checked)
+    math_task = is_math_task(chat, task, checked, prompt=prompt)
     final = final_number(text)
+    words = len(text.split())
     return {
         "empty": flag(not text.strip()),
         "truncated": flag(is_truncated(chat, completion, text, math_task=math_task)),
         "refusals": float(count_phrases(lowered, REFUSAL_PHRASES)),
         "hedges": float(count_phrases(lowered, HEDGE_PHRASES)),
         "repetition": repetition(text),
-        "words": float(len(text.split())),
-        "prompt_words": float(len(chat.prompt.split())),
-        "too_short": flag(len(text.split()) < MIN_WORDS and task not in SHORT_ANSWER_TASKS),
+        "words": float(words),
+        "prompt_words": float(len(prompt.split())),
+        "too_short": flag(words < MIN_WORDS and task not in SHORT_ANSWER_TASKS),
         "math": flag(math_task),
         "no_final_answer": flag(math_task and final is None),
-        "fractional_count": flag(math_task and is_fractional_count(chat.prompt, final)),
+        "fractional_count": flag(math_task and is_fractional_count(prompt, final)),
         "arithmetic_checked": float(checked),
         "arithmetic_errors": float(errors),
     }
@@ -137,25 +144,30 @@ def normalise_quotes(text: str) -> str:
 
 
 def count_phrases(lowered: str, phrases: tuple[str, ...]) -> int:
-    return sum(lowered.count(phrase) for phrase in phrases)
+    return sum(map(lowered.count, phrases))
 
 
-def is_math_task(chat: ChatRequest, task: str, equalities: int) -> bool:
+_MATH_PROMPT = compiled(MATH_PATTERN)
+
+
+def is_math_task(chat: ChatRequest, task: str, equalities: int, *, prompt: str | None = None) -> bool:
     """A "math" task, or an unclassified one whose prompt reads like a word problem or
     whose answer works through sums (word problems spell numbers out: "five apples")."""
     if task == "math":
         return True
     if task not in (UNKNOWN, ""):
         return False
-    pattern = compiled(MATH_PATTERN)
-    looks_like_math = pattern is not None and bool(pattern.search(chat.prompt))
-    return looks_like_math or equalities >= MATH_ANSWER_EQUALITIES
+    if equalities >= MATH_ANSWER_EQUALITIES:
+        return True
+    return _MATH_PROMPT is not None and bool(_MATH_PROMPT.search(chat.prompt if prompt is None else prompt))
 
 
 # --- truncation ----------------------------------------------------------------------
 
 # An operator, "=", an open bracket, a dangling comma or colon, or half a thousands group.
 _MID_EXPRESSION = re.compile(r"(?:[=+\-*/(,:\u00d7]|\s[xX]|\d,\d{1,2})$")
+# The longest text _MID_EXPRESSION can match: only this much of the end needs searching.
+_MID_EXPRESSION_CHARS = 4
 _TERMINAL = re.compile(r"""[.!?)\]"'*`]$""")
 
 
@@ -177,14 +189,14 @@ def is_truncated(chat: ChatRequest, completion: Completion, text: str, *, math_t
 def stops_mid_expression(text: str) -> bool:
     stripped = text.rstrip()
     unclosed_annotation = stripped.rfind("<<") > stripped.rfind(">>")
-    return unclosed_annotation or bool(_MID_EXPRESSION.search(stripped))
+    return unclosed_annotation or bool(_MID_EXPRESSION.search(stripped[-_MID_EXPRESSION_CHARS:]))
 
 
 def lacks_an_ending(text: str) -> bool:
     """Worked answers end with a sentence or a `#### 42` line; chat may end anyhow."""
     lines = text.strip().splitlines()
     last_line = lines[-1].strip() if lines else ""
-    return bool(last_line) and not (last_line.startswith("####") or _TERMINAL.search(last_line))
+    return bool(last_line) and not (last_line.startswith("####") or _TERMINAL.search(last_line[-1:]))
 
 
 # --- repetition ----------------------------------------------------------------------
@@ -202,12 +214,17 @@ def line_repetition(text: str) -> float:
     return 1.0 - len(set(lines)) / len(lines)
 
 
+_WORD = re.compile(r"\w+")
+MIN_NGRAMS: Final = 20
+
+
 def ngram_repetition(text: str) -> float:
-    words = re.findall(r"\w+", text.lower())
-    grams = [tuple(words[i : i + NGRAM]) for i in range(len(words) - NGRAM + 1)]
-    if len(grams) < 20:
+    words = _WORD.findall(text.lower())
+    count = len(words) - NGRAM + 1
+    if count < MIN_NGRAMS:
         return 0.0
-    return 1.0 - len(set(grams)) / len(grams)
+    grams = set(zip(*(words[i:] for i in range(NGRAM)), strict=False))
+    return 1.0 - len(grams) / count
 
 
 # --- final answer --------------------------------------------------------------------
@@ -277,6 +294,8 @@ def check_arithmetic(text: str) -> tuple[int, int]:
     an annotation and the prose around it are usually the same sum, so equalities are
     de-duplicated before counting.
     """
+    if "=" not in text[:MAX_CHECKED_CHARS]:
+        return 0, 0  # every annotation or prose sum has one
     verdicts: dict[Equality, bool] = {}
     equalities = stated_equalities(unescape(text[:MAX_CHECKED_CHARS]))
     for left, right in equalities[:MAX_CHECKED_EQUALITIES]:
@@ -297,8 +316,11 @@ def unescape(text: str) -> str:
     )
 
 
+_SPACE_OR_DOLLAR = re.compile(r"[\s$]")
+
+
 def compact(expression: str) -> str:
-    return re.sub(r"[\s$]", "", expression).replace("x", "*").replace("X", "*")
+    return _SPACE_OR_DOLLAR.sub("", expression).replace("x", "*").replace("X", "*")
 
 
 def stated_equalities(text: str) -> list[Equality]:
@@ -334,6 +356,8 @@ def equality_holds(left: str, right: str) -> bool | None:
     """
     if _PLAIN_NUMBER.match(left) and _PLAIN_NUMBER.match(right):
         return None
+    if "%" not in left and "%" not in right:
+        return holds_with_percent(left, right, True)  # both readings are the same
     verdicts = [holds_with_percent(left, right, as_fraction) for as_fraction in (True, False)]
     if None in verdicts:
         return None
@@ -369,6 +393,9 @@ def rounds_to(value: float, stated: float, step: float) -> bool:
     return any(math.isclose(candidate * step, stated, rel_tol=1e-9, abs_tol=step / 1000) for candidate in candidates)
 
 
+# Answers repeat the same small expressions and results ("24", "16 - 3") across requests;
+# parsing one costs a compile() call. Bounded, so a hostile stream of answers can't grow it.
+@functools.lru_cache(maxsize=4096)
 def evaluate(expression: str, *, percent_as_fraction: bool = True) -> float | None:
     """The value of a plain arithmetic expression, or None if it is anything else.
 
@@ -389,9 +416,14 @@ def to_python(expression: str, *, percent_as_fraction: bool) -> str | None:
     if len(expression) > MAX_EXPRESSION_CHARS:
         return None
     source = _THOUSANDS_COMMA.sub("", unescape(expression)).replace("$", "")
-    source = re.sub(r"(?<=[\d)\s])[xX](?=[\s\d(])", "*", source)
-    source = re.sub(r"(\d+(?:\.\d+)?)%", r"(\1/100)" if percent_as_fraction else r"\1", source)
+    source = _TIMES_SIGN.sub("*", source)
+    if "%" in source:
+        source = _PERCENT.sub(r"(\1/100)" if percent_as_fraction else r"\1", source)
     return source if _PYTHON_ARITHMETIC.match(source) else None
+
+
+_TIMES_SIGN = re.compile(r"(?<=[\d)\s])[xX](?=[\s\d(])")
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 
 
 def arithmetic_value(node: ast.expr) -> float:
@@ -478,7 +510,7 @@ def penalised(start: float, f: Mapping[str, float], penalties: tuple[Penalty, ..
     """`start` minus `penalties`, in [0, 1]; an empty answer is 0 whatever else."""
     if f["empty"]:
         return 0.0
-    return clamp(start - sum(penalty(f) for penalty in penalties))
+    return clamp(start - sum([penalty(f) for penalty in penalties]))
 
 
 # --- scorers -------------------------------------------------------------------------

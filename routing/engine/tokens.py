@@ -21,3 +21,14 @@ def estimate_tokens(text: str) -> int:
 def estimate_prompt_tokens(chat: ChatRequest) -> int:
     """Tokens the whole conversation costs as input."""
     return sum(estimate_tokens(m.content) + TOKENS_PER_MESSAGE for m in chat.messages)
+
+
+def max_prompt_tokens(chat: ChatRequest) -> int:
+    """The most tokens the conversation can cost as input, whatever the tokenizer.
+
+    Byte-level BPE vocabularies never make a token of less than one byte, so the UTF-8
+    length bounds the count. The four-characters estimate above is right for English
+    and far too low for CJK text (three bytes a character, often a token each) or code;
+    a budget reservation must not be too low for any of them.
+    """
+    return sum(len(m.content.encode()) + TOKENS_PER_MESSAGE for m in chat.messages)

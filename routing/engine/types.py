@@ -64,6 +64,14 @@ class ModelEndpoint:
     read_timeout_s: float = 60.0
     # Provider-specific knobs (replay latency, Bedrock region, logprobs support, ...).
     options: Mapping[str, Any] = field(default_factory=_empty)
+    # Retries of a retryable error, and the circuit breaker's settings.
+    max_retries: int = 2
+    breaker_failure_rate: float = 0.5
+    breaker_min_requests: int = 10
+    breaker_window_s: int = 30
+    breaker_open_s: int = 30
+    # Called in this endpoint's place while its breaker is open (None: skip the tier).
+    fallback: ModelEndpoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +108,12 @@ class PolicySnapshot:
     # Prompts estimated under this many tokens start on the cheapest tier (0: off).
     short_prompt_tokens: int = 0
     optimisation_goal: str = "balanced"
+    # Exact-match cache lifetime (0: off) and the semantic cache's settings.
+    cache_ttl_s: int = 0
+    semantic_cache: bool = False
+    semantic_threshold: float = 0.95
+    semantic_multi_turn: bool = False
+    semantic_verify_rate: float = 0.0
 
     @property
     def strongest(self) -> Tier:
@@ -112,6 +126,11 @@ class Message:
     content: str
 
 
+# ChatRequest fields that change how the answer is delivered, not the answer: a cache
+# key leaves them out, so a streamed and a plain request for the same prompt share one entry.
+DELIVERY_FIELDS = frozenset({"stream", "include_usage"})
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """The parts of an OpenAI chat-completions body that change the answer or its record."""
@@ -122,6 +141,10 @@ class ChatRequest:
     user: str = ""
     metadata: Mapping[str, str] = field(default_factory=_empty)
     logprobs: bool = False
+    # How the answer is delivered, not what it is: never part of a cache key
+    # (see DELIVERY_FIELDS).
+    stream: bool = False
+    include_usage: bool = False
 
     @property
     def prompt(self) -> str:

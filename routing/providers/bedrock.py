@@ -15,6 +15,10 @@ scheme (`https://...`) is used as the endpoint URL instead, for VPC endpoints an
 
 Retries are off (one attempt): a throttled or slow tier should fall through to the next
 tier of the cascade at once rather than hold the request through botocore's back-off.
+
+`stream` calls `ConverseStream`: a pool thread reads the event stream and hands each
+event to the event loop through a queue. Closing the generator early stops that thread
+and closes the event stream's connection, which ends the generation.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import boto3
 from botocore.config import Config
@@ -52,6 +56,8 @@ from routing.engine.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
+from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint
 
 if TYPE_CHECKING:
@@ -59,8 +65,10 @@ if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime.type_defs import (
         ConverseRequestTypeDef,
         ConverseResponseTypeDef,
+        ConverseStreamRequestTypeDef,
         MessageTypeDef,
         SystemContentBlockTypeDef,
+        TokenUsageTypeDef,
     )
 
 T = TypeVar("T")
@@ -80,6 +88,8 @@ ERRORS_BY_CODE: dict[str, type[ProviderError]] = {
     "AccessDeniedException": ProviderMisconfigured,
     "ResourceNotFoundException": ProviderMisconfigured,
     "UnrecognizedClientException": ProviderMisconfigured,
+    # Sent inside a ConverseStream, after the stream began.
+    "ModelStreamErrorException": ProviderUnavailable,
 }
 # Bedrock's stop reasons in the vocabulary of OpenAI's finish_reason.
 FINISH_REASONS = {
@@ -114,6 +124,41 @@ class BedrockProvider:
             raise provider_error(self.endpoint, exc) from exc
         latency_ms = (time.perf_counter() - started) * 1000
         return parse_converse_response(self.endpoint, response, latency_ms=latency_ms)
+
+    async def stream(self, chat: ChatRequest, *, max_tokens: int) -> AsyncGenerator[StreamEvent, None]:
+        """Ask for the answer with `ConverseStream`: its deltas as they come, then all of it."""
+        request = converse_request(self.endpoint, chat, max_tokens=max_tokens)
+        started = time.perf_counter()
+        feed = EventFeed(asyncio.get_running_loop())
+        call = functools.partial(contextvars.copy_context().run, self._converse_stream, request, feed)
+        self._pool.submit(call)
+        try:
+            answer = StreamedConverse(self.endpoint)
+            while (event := await feed.get()) is not None:
+                if text := answer.add(event):
+                    yield TextDelta(text)
+            yield StreamDone(answer.completion(chat, latency_ms=(time.perf_counter() - started) * 1000))
+        except (BotoCoreError, ClientError) as exc:
+            raise provider_error(self.endpoint, exc) from exc
+        finally:
+            feed.stop()
+
+    def _converse_stream(self, request: ConverseRequestTypeDef, feed: EventFeed) -> None:
+        """On a pool thread: read the event stream into `feed` until its end, a failure or `feed.stop()`."""
+        try:
+            # The same request shape (it differs only in guardrail options, which we never send).
+            stream_request = cast("ConverseStreamRequestTypeDef", request)
+            events = self._get_client().converse_stream(**stream_request)["stream"]
+            feed.opened(events)
+            for event in events:
+                if feed.stopped:
+                    break
+                feed.put(event)
+            feed.put(None)
+        except Exception as exc:  # handed to the event loop, which raises it in the caller
+            feed.put(exc)
+        finally:
+            feed.close_events()
 
     async def aclose(self) -> None:
         # Calls already started or queued still finish and answer whoever awaits them
@@ -206,6 +251,101 @@ def converse_messages(messages: Iterable[Message]) -> list[MessageTypeDef]:
     return merged
 
 
+class EventFeed:
+    """Hands ConverseStream events from a pool thread to the event loop, and a stop back."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[Mapping[str, Any] | Exception | None] = asyncio.Queue()
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._events: Any = None  # botocore's EventStream, once the call has answered
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    # On the pool thread.
+
+    def opened(self, events: Any) -> None:
+        with self._lock:
+            self._events = events
+        if self.stopped:
+            self.close_events()
+
+    def put(self, item: Mapping[str, Any] | Exception | None) -> None:
+        """An event, an exception, or None for the end."""
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:
+            self._stopped.set()  # the loop is closed: nobody is listening any more
+
+    def close_events(self) -> None:
+        with self._lock:
+            events, self._events = self._events, None
+        if events is not None:
+            events.close()
+
+    # On the event loop.
+
+    async def get(self) -> Mapping[str, Any] | None:
+        item = await self._queue.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """The caller is done: the thread stops at its next event.
+
+        Closing the event stream now also wakes a thread blocked reading the next one.
+        """
+        self._stopped.set()
+        self.close_events()
+
+
+class StreamedConverse:
+    """The answer a ConverseStream has sent so far: text, stop reason and usage."""
+
+    def __init__(self, endpoint: ModelEndpoint) -> None:
+        self.endpoint = endpoint
+        self.pieces: list[str] = []
+        self.stop_reason = ""
+        self.usage: TokenUsageTypeDef | None = None
+
+    def add(self, event: Mapping[str, Any]) -> str:
+        """Take in one event; the text it adds (tool-use and reasoning deltas are skipped)."""
+        if "contentBlockDelta" in event:
+            text = event["contentBlockDelta"].get("delta", {}).get("text", "")
+            self.pieces.append(text)
+            return str(text)
+        if "messageStop" in event:
+            self.stop_reason = str(event["messageStop"].get("stopReason", ""))
+        elif "metadata" in event:
+            self.usage = event["metadata"].get("usage")
+        return ""
+
+    def completion(self, chat: ChatRequest, *, latency_ms: float) -> Completion:
+        """The whole answer; raises when the model refused or the stream stopped short."""
+        check_stop_reason(self.endpoint, self.stop_reason, self.usage)
+        if not self.stop_reason:
+            raise ProviderUnavailable(f"{self.endpoint.name}: the stream ended without a stop reason")
+        text = "".join(self.pieces)
+        input_tokens, output_tokens, cached = (
+            usage_tokens(self.usage)
+            if self.usage is not None
+            else (estimate_prompt_tokens(chat), estimate_tokens(text), 0)
+        )
+        return Completion(
+            text=text,
+            finish_reason=FINISH_REASONS.get(self.stop_reason, self.stop_reason),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            latency_ms=latency_ms,
+            cached_input_tokens=cached,
+            model=self.endpoint.model_id,
+        )
+
+
 def parse_converse_response(
     endpoint: ModelEndpoint, response: ConverseResponseTypeDef, *, latency_ms: float
 ) -> Completion:
@@ -216,27 +356,46 @@ def parse_converse_response(
     compares like for like with the other providers.
     """
     stop_reason = str(response.get("stopReason", ""))
-    if stop_reason in REFUSALS:
-        raise ProviderRefused(f"{endpoint.name}: refused ({stop_reason})")
-    if stop_reason in MALFORMED:
-        raise ProviderUnavailable(f"{endpoint.name}: {stop_reason}")
     usage = response.get("usage")
+    check_stop_reason(endpoint, stop_reason, usage)
     if usage is None:
         raise ProviderUnavailable("malformed response: no usage")
-    # Bedrock counts cache reads and writes apart from `inputTokens`; the engine's usage
-    # (like OpenAI's) counts every input token in `input_tokens`, the cached ones among
-    # them, so add them back or cached requests would look cheaper than they were.
-    cache_read = usage.get("cacheReadInputTokens", 0)
-    cache_write = usage.get("cacheWriteInputTokens", 0)
+    input_tokens, output_tokens, cached = usage_tokens(usage)
     return Completion(
         text=response_text(response),
         finish_reason=FINISH_REASONS.get(stop_reason, stop_reason or "stop"),
-        input_tokens=usage["inputTokens"] + cache_read + cache_write,
-        output_tokens=usage["outputTokens"],
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         latency_ms=latency_ms,
-        cached_input_tokens=cache_read,
+        cached_input_tokens=cached,
         model=endpoint.model_id,
     )
+
+
+def check_stop_reason(endpoint: ModelEndpoint, stop_reason: str, usage: TokenUsageTypeDef | None) -> None:
+    """Raise for a refusal (billed at the usage Bedrock reported) or a malformed answer."""
+    if stop_reason in REFUSALS:
+        input_tokens, output_tokens, cached = usage_tokens(usage) if usage is not None else (0, 0, 0)
+        raise ProviderRefused(
+            f"{endpoint.name}: refused ({stop_reason})",
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_input_tokens=cached,
+        )
+    if stop_reason in MALFORMED:
+        raise ProviderUnavailable(f"{endpoint.name}: {stop_reason}")
+
+
+def usage_tokens(usage: TokenUsageTypeDef) -> tuple[int, int, int]:
+    """(input, output, cached input) tokens.
+
+    Bedrock counts cache reads and writes apart from `inputTokens`; the engine's usage
+    (like OpenAI's) counts every input token in `input_tokens`, the cached ones among
+    them, so add them back or cached requests would look cheaper than they were.
+    """
+    cache_read = usage.get("cacheReadInputTokens", 0)
+    cache_write = usage.get("cacheWriteInputTokens", 0)
+    return usage["inputTokens"] + cache_read + cache_write, usage["outputTokens"], cache_read
 
 
 def response_text(response: ConverseResponseTypeDef) -> str:
@@ -259,7 +418,8 @@ def client_error(endpoint: ModelEndpoint, exc: ClientError) -> ProviderError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-    cls = ERRORS_BY_CODE.get(code) or status_error_class(status)
+    # Errors inside an event stream are named in camel case ("throttlingException").
+    cls = ERRORS_BY_CODE.get(code[:1].upper() + code[1:]) or status_error_class(status)
     return cls(f"{endpoint.name}: {code or status}: {truncate(str(error.get('Message', '')))}")
 
 

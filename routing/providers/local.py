@@ -11,20 +11,23 @@ The CSV format is RouteLLM's: a `prompt` column, and per model a correctness col
 named after the model (`True`/`False`) and a `<model>_response` column with its answer.
 `endpoint.model_id` picks the model ("mixtral" and "gpt-4" are short for the two bundled
 ones); `endpoint.options["dataset"]` may name another CSV of the same format, and
-`endpoint.options["latency_ms"]` adds a simulated model latency.
+`endpoint.options["latency_ms"]` adds a simulated model latency. Streamed, the answer
+comes in word-sized deltas spread evenly over that latency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from routing.engine.errors import ProviderMisconfigured
+from routing.engine.streaming import StreamDone, StreamEvent, TextDelta, text_chunks
 from routing.engine.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, ModelEndpoint
 
@@ -69,6 +72,22 @@ class ReplayProvider:
         data = await self._load()
         model = model_column(self.endpoint, data)
         await simulate_latency(self.endpoint)
+        return self._answer(data, model, chat, max_tokens, started)
+
+    async def stream(self, chat: ChatRequest, *, max_tokens: int) -> AsyncGenerator[StreamEvent, None]:
+        """The same answer in word-sized deltas, spread evenly over the simulated latency."""
+        started = time.perf_counter()
+        data = await self._load()
+        completion = self._answer(data, model_column(self.endpoint, data), chat, max_tokens, started)
+        pieces = list(text_chunks(completion.text))
+        gap_s = latency_s(self.endpoint) / max(len(pieces), 1)
+        for piece in pieces:
+            if gap_s > 0:
+                await asyncio.sleep(gap_s)
+            yield TextDelta(piece)
+        yield StreamDone(dataclasses.replace(completion, latency_ms=(time.perf_counter() - started) * 1000))
+
+    def _answer(self, data: ReplayData, model: str, chat: ChatRequest, max_tokens: int, started: float) -> Completion:
         recorded = data.answer(model, chat.prompt)
         if recorded is None:
             text, label = simulated_answer(self.endpoint.model_id, chat.prompt), None
@@ -122,9 +141,12 @@ def model_column(endpoint: ModelEndpoint, data: ReplayData) -> str:
 
 
 async def simulate_latency(endpoint: ModelEndpoint) -> None:
-    latency_ms = float(endpoint.options.get("latency_ms", 0))
-    if latency_ms > 0:
-        await asyncio.sleep(latency_ms / 1000)
+    if (seconds := latency_s(endpoint)) > 0:
+        await asyncio.sleep(seconds)
+
+
+def latency_s(endpoint: ModelEndpoint) -> float:
+    return float(endpoint.options.get("latency_ms", 0)) / 1000
 
 
 def simulated_answer(model_id: str, prompt: str) -> str:

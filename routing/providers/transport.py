@@ -18,10 +18,19 @@ semantics) and replaces only what sits underneath: the pool and the HTTP/1.1 cod
   connection.
 - Response bodies are read fully (Content-Length, chunked, or until the server closes)
   and handed to httpx as a `ByteStream`, so httpx still decodes gzip and the like.
-  Streaming would wrap the reader in an `httpx.AsyncByteStream` instead.
+- A request whose `extensions[STREAM_RESPONSE]` is true gets its response as soon as the
+  headers are in, with a body that yields bytes as they arrive (server-sent events). The
+  connection stays busy until the body has been read to its end, when it goes back to the
+  pool, or closed (`response.aclose()`) before that, when it is dropped (unless the whole
+  body had already arrived): the server sees the close at once, which is how a caller
+  cancels a streamed answer.
+- `send_raw` is the same pool without httpx's objects: a request already encoded as bytes
+  (`Outgoing`) in, a `RawResponse` (status, headers and body as bytes) out. A caller that
+  sends the same request shape many times (`openai_compat`) encodes its request line and
+  static headers once and skips building an `httpx.Request` and `httpx.Response` per call.
 
-Not here: proxies, HTTP/2 and protocol upgrades. `openai_compat.build_client` uses httpx's
-own transport when the environment configures a proxy (see `environment_proxy_applies`).
+Not here: proxies, HTTP/2 and protocol upgrades. `openai_compat` uses httpx's own client
+and transport when the environment configures a proxy (see `environment_proxy_applies`).
 """
 
 from __future__ import annotations
@@ -36,15 +45,26 @@ from typing import NamedTuple, cast
 import httptools
 import httpx
 
-__all__ = ["FastHTTPTransport", "environment_proxy_applies"]
+__all__ = [
+    "STREAM_RESPONSE",
+    "FastHTTPTransport",
+    "Origin",
+    "Outgoing",
+    "RawResponse",
+    "environment_proxy_applies",
+    "url_origin",
+]
 
 DEFAULT_MAX_CONNECTIONS = 100
 # httpx's default: shorter than the idle timeout of most servers (uvicorn: 5 s, nginx: 75 s).
 DEFAULT_KEEPALIVE_EXPIRY_S = 5.0
 DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_PORT = 65535
 NO_BODY_STATUSES = frozenset({204, 304})
 # asyncio may run a timer up to a clock tick early; don't reschedule for less than this.
 TIMER_SLACK_S = 0.001
+# The request extension that asks for the body as it arrives (httpx ignores unknown ones).
+STREAM_RESPONSE = "cascadeops.stream_response"
 
 Origin = tuple[str, str, int]
 Body = bytes | AsyncIterable[bytes]
@@ -70,13 +90,26 @@ class FastHTTPTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
-            pool = self._pool_for(request.url)
+            pool = self._pool_at(url_origin(request.url))
             outgoing = encode_request(request)
-            return await pool.send(request, outgoing, request.extensions.get("timeout") or {})
+            streaming = bool(request.extensions.get(STREAM_RESPONSE))
+            raw = await pool.send(outgoing, request.extensions.get("timeout") or {}, streaming=streaming)
         except httpx.RequestError as exc:
             # httpx's client does this too; it helps callers that use the transport alone.
             exc.request = request
             raise
+        return raw.as_httpx(request)
+
+    async def send_raw(
+        self, origin: Origin, outgoing: Outgoing, timeouts: Timeouts, *, streaming: bool = False
+    ) -> RawResponse:
+        """Send a request encoded by the caller; raises httpx's exceptions like `handle_async_request`.
+
+        `timeouts` has httpx's keys (connect, read, write, pool; a missing one: no limit).
+        With `streaming`, the response comes as soon as its head is in; read `stream` to
+        its end or close it, as with `STREAM_RESPONSE`.
+        """
+        return await self._pool_at(origin).send(outgoing, timeouts, streaming=streaming)
 
     async def aclose(self) -> None:
         """Close every connection, idle or busy (as httpcore does); a later request opens new ones."""
@@ -86,8 +119,7 @@ class FastHTTPTransport(httpx.AsyncBaseTransport):
         # returning, so the server sees the close now, as it does after httpcore's aclose.
         await asyncio.sleep(0)
 
-    def _pool_for(self, url: httpx.URL) -> _Pool:
-        origin = url_origin(url)
+    def _pool_at(self, origin: Origin) -> _Pool:
         pool = self._pools.get(origin)
         if pool is None:
             ssl_context = self._tls_context() if origin[0] == "https" else None
@@ -114,15 +146,71 @@ def url_origin(url: httpx.URL) -> Origin:
     host = url.raw_host.decode("ascii")
     if not host:
         raise httpx.UnsupportedProtocol("Request URL is missing a host.")
-    return scheme, host, url.port or DEFAULT_PORTS[scheme]
+    port = url.port or DEFAULT_PORTS[scheme]
+    if port > MAX_PORT:
+        # Caught here, as a bad URL: the socket layer would raise OverflowError, not an OSError.
+        raise httpx.UnsupportedProtocol(f"Request URL has an invalid port {port}.")
+    return scheme, host, port
 
 
 class Outgoing(NamedTuple):
-    """A request as bytes: the request line and headers, the body, and whether it asks to close."""
+    """A request as bytes: the request line and headers (ending in a blank line) and the body.
+
+    `close`: the request asks the server to close the connection after it. `expects_body`:
+    False for HEAD, whose response has none. `replayable`: sending it twice is harmless,
+    so it may be sent again when a reused connection dies after it went out.
+    """
 
     head: bytes
     body: Body
-    close: bool
+    close: bool = False
+    expects_body: bool = True
+    replayable: bool = False
+
+
+class RawResponse:
+    """A response as the pool read it: status, headers and body, all as bytes.
+
+    The body is `content` when it was read whole, or `stream` (an async iterable of
+    bytes with `aclose()`) for a streamed response, whose `content` is empty. Content
+    codings (gzip, ...) are not decoded here; httpx decodes them in `as_httpx`'s response.
+    """
+
+    __slots__ = ("content", "headers", "http_version", "reason", "status", "stream")
+
+    def __init__(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes = b"",
+        *,
+        reason: bytes = b"",
+        http_version: bytes = b"HTTP/1.1",
+        stream: httpx.AsyncByteStream | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.content = content
+        self.reason = reason
+        self.http_version = http_version
+        self.stream = stream
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of the header `name` (given in lower case), or None."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def as_httpx(self, request: httpx.Request) -> httpx.Response:
+        # `stream=`, not `content=`: httpx would add a Content-Length header of its own.
+        return httpx.Response(
+            self.status,
+            headers=self.headers,
+            stream=self.stream or httpx.ByteStream(self.content),
+            request=request,
+            extensions={"http_version": self.http_version, "reason_phrase": self.reason},
+        )
 
 
 def encode_request(request: httpx.Request) -> Outgoing:
@@ -138,7 +226,7 @@ def encode_request(request: httpx.Request) -> Outgoing:
     # A CR or LF in a name or value would let it smuggle in headers of its own.
     if head.count(b"\n") != len(raw) + 2 or head.count(b"\r") != len(raw) + 2:
         raise httpx.LocalProtocolError("line breaks are not allowed in the request line or headers")
-    return Outgoing(head, request_body(request), close)
+    return Outgoing(head, request_body(request), close, request.method != "HEAD", replayable(request))
 
 
 def request_body(request: httpx.Request) -> Body:
@@ -177,19 +265,34 @@ class _Pool:
         self._slots_taken = 0
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
 
-    async def send(self, request: httpx.Request, outgoing: Outgoing, timeouts: Timeouts) -> httpx.Response:
-        """Send on an idle connection (once more on a new one if it was stale) or on a new one."""
+    async def send(self, outgoing: Outgoing, timeouts: Timeouts, *, streaming: bool = False) -> RawResponse:
+        """Send on an idle connection (once more on a new one if it was stale) or on a new one.
+
+        A streamed response's body gives the connection back when it ends; any other
+        response has been read whole, and its connection is given back here.
+        """
         conn = await self._acquire(timeouts.get("pool"))
+        handed_over = False
         try:
             if conn is not None:
                 try:
-                    return await conn.exchange(request, outgoing, timeouts, retryable=isinstance(outgoing.body, bytes))
+                    retryable = isinstance(outgoing.body, bytes)
+                    response = await conn.exchange(outgoing, timeouts, retryable=retryable, streaming=streaming)
+                    handed_over = streaming
+                    return response
                 except _StaleConnection:
                     self._forget(conn)
             conn = await self._connect(timeouts.get("connect"))
-            return await conn.exchange(request, outgoing, timeouts, retryable=False)
+            response = await conn.exchange(outgoing, timeouts, retryable=False, streaming=streaming)
+            handed_over = streaming
+            return response
         finally:
-            self._release(conn)
+            if not handed_over:
+                self._release(conn)
+
+    def release_streamed(self, conn: _Connection) -> None:
+        """A streamed body's end (read through, or closed early): give its connection back."""
+        self._release(conn)
 
     def close(self) -> None:
         # Busy connections give their slots back when their requests release them.
@@ -239,7 +342,7 @@ class _Pool:
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop), host, port, ssl=tls, server_hostname=host if tls else None
+                    lambda: _Connection(loop, self), host, port, ssl=tls, server_hostname=host if tls else None
                 )
         except TimeoutError as exc:  # before OSError: the kernel's ETIMEDOUT is one too
             raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from exc
@@ -272,8 +375,9 @@ class _Pool:
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection, carrying one request at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: _Pool | None = None) -> None:
         self._loop = loop
+        self._pool = pool
         self._transport: asyncio.Transport | None = None
         self._reader: _ResponseReader | None = None
         self._lost = False
@@ -309,11 +413,11 @@ class _Connection(asyncio.Protocol):
         self._reusable = False
 
     async def exchange(
-        self, request: httpx.Request, outgoing: Outgoing, timeouts: Timeouts, *, retryable: bool
-    ) -> httpx.Response:
-        """Send the request and read the whole response."""
+        self, outgoing: Outgoing, timeouts: Timeouts, *, retryable: bool, streaming: bool = False
+    ) -> RawResponse:
+        """Send the request and read the whole response (with `streaming`: its head only)."""
         self._reusable = False  # until the response has been read to its end
-        reader = self._reader = _ResponseReader(self._loop, expects_body=request.method != "HEAD")
+        reader = self._reader = _ResponseReader(self._loop, expects_body=outgoing.expects_body, streaming=streaming)
         try:
             try:
                 await self._write(outgoing.head, outgoing.body, timeouts.get("write"))
@@ -323,20 +427,32 @@ class _Connection(asyncio.Protocol):
                     raise _StaleConnection from exc
                 raise
             try:
-                await self._read(reader, timeouts.get("read"))
+                await self._read(reader, timeouts.get("read"), reader.head or reader.done)
             except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
                 # The request went out; the server may have acted on it before dying. Only
                 # a request safe to repeat is sent again (Go's net/http rule): a chat
                 # completion sent twice is paid for twice.
-                if retryable and not reader.received and replayable(request):
+                if retryable and not reader.received and outgoing.replayable:
                     raise _StaleConnection from exc
                 raise
-        finally:
-            self._reader = None
-            # The parser holds the reader's callbacks: let refcounting free both now.
-            del reader.parser
-        self._reusable = reader.keep_alive and not outgoing.close
-        return reader.response(request)
+        except BaseException:
+            self.end_exchange(reader)
+            raise
+        if streaming:
+            return reader.response(_StreamedBody(self, reader, timeouts.get("read"), outgoing.close))
+        self.end_exchange(reader, reusable=reader.keep_alive and not outgoing.close)
+        return reader.response()
+
+    def end_exchange(self, reader: _ResponseReader, *, reusable: bool = False) -> None:
+        self._reader = None
+        # The parser holds the reader's callbacks: let refcounting free both now.
+        del reader.parser
+        self._reusable = reusable
+
+    def release(self) -> None:
+        """Back to the pool (a streamed response's body calls this when it ends)."""
+        if self._pool is not None:
+            self._pool.release_streamed(self)
 
     async def _write(self, head: bytes, body: Body, timeout: float | None) -> None:
         if self._lost or self._transport is None:
@@ -365,26 +481,27 @@ class _Connection(asyncio.Protocol):
         finally:
             self._drain_waiter = None
 
-    async def _read(self, reader: _ResponseReader, timeout: float | None) -> None:
+    async def _read(self, reader: _ResponseReader, timeout: float | None, until: asyncio.Future[None]) -> None:
+        """Wait for `until`: the response's end, its head, or more of a streamed body."""
         if timeout is None:
-            await reader.done
+            await until
             return
-        # One timer per response, pushed back by each arriving chunk, rather than a
-        # timeout context per read: httpx's read timeout bounds silence, not the total.
+        # One timer per wait, pushed back by each arriving chunk, rather than a timeout
+        # context per read: httpx's read timeout bounds silence, not the total.
         self._last_read = self._loop.time()
-        self._read_timer = self._loop.call_later(timeout, self._check_read, reader, timeout)
+        self._read_timer = self._loop.call_later(timeout, self._check_read, reader, timeout, until)
         try:
-            await reader.done
+            await until
         finally:
             self._read_timer.cancel()
             self._read_timer = None
 
-    def _check_read(self, reader: _ResponseReader, timeout: float) -> None:
-        if reader.done.done():
+    def _check_read(self, reader: _ResponseReader, timeout: float, until: asyncio.Future[None]) -> None:
+        if until.done():
             return
         silent_for = self._loop.time() - self._last_read
         if silent_for < timeout - TIMER_SLACK_S:
-            self._read_timer = self._loop.call_later(timeout - silent_for, self._check_read, reader, timeout)
+            self._read_timer = self._loop.call_later(timeout - silent_for, self._check_read, reader, timeout, until)
             return
         reader.fail(httpx.ReadTimeout("timed out waiting for the response"))
         self.close()
@@ -443,9 +560,12 @@ class _ResponseReader:
     close_requested = False
     until_eof = False
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, expects_body: bool) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, expects_body: bool, streaming: bool = False) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.done: asyncio.Future[None] = loop.create_future()
+        # Streaming only: resolved when the head is in, and by every chunk of the body.
+        self.head: asyncio.Future[None] | None = loop.create_future() if streaming else None
+        self.more: asyncio.Future[None] | None = None
         self.expects_body = expects_body  # False for HEAD
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
@@ -474,8 +594,16 @@ class _ResponseReader:
 
     def fail(self, exc: Exception) -> None:
         self.keep_alive = False
+        if self.head is not None and not self.head.done():
+            self.head.set_exception(exc)
         if not self.done.done():
             self.done.set_exception(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Tell a streamed body's reader that there is more (or an end, or a failure)."""
+        if self.more is not None and not self.more.done():
+            self.more.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done.done():
@@ -485,20 +613,17 @@ class _ResponseReader:
         else:
             self.fail(disconnect_error(exc, self.received))
 
-    def response(self, request: httpx.Request) -> httpx.Response:
-        # `stream=`, not `content=`: httpx would add a Content-Length header of its own.
-        return httpx.Response(
-            self.status,
-            headers=self.headers,
-            stream=httpx.ByteStream(b"".join(self.chunks)),
-            request=request,
-            extensions={"http_version": self.http_version, "reason_phrase": self.reason},
+    def response(self, stream: httpx.AsyncByteStream | None = None) -> RawResponse:
+        content = b"" if stream is not None else b"".join(self.chunks)
+        return RawResponse(
+            self.status, self.headers, content, reason=self.reason, http_version=self.http_version, stream=stream
         )
 
     def _finish(self) -> None:
         self.complete = True
         if not self.done.done():
             self.done.set_result(None)
+        self._wake()
 
     # httptools callbacks
 
@@ -534,6 +659,8 @@ class _ResponseReader:
         has_body = self.expects_body and self.status not in NO_BODY_STATUSES
         self.until_eof = has_body and not self.chunked and (self.has_transfer_encoding or not self.has_length)
         self.keep_alive = version == "1.1" and not self.close_requested and not self.until_eof
+        if self.head is not None and not self.head.done():
+            self.head.set_result(None)
         if not self.expects_body:
             # llhttp doesn't know the request was a HEAD and would wait for a body.
             self._finish()
@@ -542,10 +669,64 @@ class _ResponseReader:
         if self.complete:
             raise _Stray
         self.chunks.append(body)
+        self._wake()
 
     def on_message_complete(self) -> None:
         if self.headers_complete:
             self._finish()
+
+
+class _StreamedBody(httpx.AsyncByteStream):
+    """A response body read as it arrives; its connection goes back to the pool at its end."""
+
+    def __init__(
+        self, conn: _Connection, reader: _ResponseReader, read_timeout: float | None, close_requested: bool
+    ) -> None:
+        self._conn = conn
+        self._reader = reader
+        self._read_timeout = read_timeout
+        self._close_requested = close_requested
+        self._ended = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        reader = self._reader
+        while True:
+            if reader.chunks:
+                data = b"".join(reader.chunks)
+                reader.chunks.clear()
+                yield data
+            elif reader.done.done():
+                reader.done.result()  # raises what ended the response early
+                self._end(reusable=reader.keep_alive and not self._close_requested)
+                return
+            else:
+                reader.more = asyncio.get_running_loop().create_future()
+                await self._conn._read(reader, self._read_timeout, reader.more)
+
+    async def aclose(self) -> None:
+        """Drop the connection unless the whole body is in: the server sees the close.
+
+        A body that has fully arrived leaves the connection in a clean state even when
+        its last bytes were not read (a caller that stops at an SSE `[DONE]`), so it goes
+        back to the pool.
+        """
+        if self._ended:
+            return
+        reader = self._reader
+        if reader.done.done() and reader.done.exception() is None:
+            self._end(reusable=reader.keep_alive and not self._close_requested)
+            return
+        self._conn.close()
+        self._end(reusable=False)
+        # Marks the failure `close()` just gave the reader as retrieved: nobody awaits it.
+        self._reader.done.exception()
+
+    def _end(self, *, reusable: bool) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._conn.end_exchange(self._reader, reusable=reusable)
+        self._conn.release()
 
 
 def disconnect_error(exc: Exception | None, received: bool) -> httpx.TransportError:

@@ -35,7 +35,7 @@ MIXTRAL_RIGHT = replay_prompts()[0]
 @pytest.fixture
 def demo(db, budget_keys_cleared):
     mixtral, gpt4 = replay_endpoints()
-    policy = make_policy("demo", [(mixtral, 0.9), (gpt4, 1.0)])
+    policy = make_policy("demo", [(mixtral, 0.9), (gpt4, 1.0)], cache_ttl_s=0)
     _, key = make_key(policy, team="growth", app="support-bot")
     return key
 

@@ -306,7 +306,9 @@ def test_traffic_that_breaks_a_rule_makes_exactly_one_event_and_one_delivery(
     prompt = next(p for p in replay_prompts() if p.startswith(MIXTRAL_WRONG))  # Mixtral is wrong: escalates
 
     for _ in range(3):
-        client.chat.completions.create(model="demo", messages=[{"role": "user", "content": prompt}])
+        client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": prompt}], extra_headers={"Cache-Control": "no-store"}
+        )
     flush_records()
     alerts_evaluate.delay()
     with time_machine.travel(timezone.now() + timedelta(minutes=1)):

@@ -73,7 +73,7 @@ def test_latency_percentiles_come_from_the_merged_sketches(traffic):
 def test_scores_quality_labels_baseline_and_cache_hits_are_summed(traffic):
     traffic.store(
         [
-            traffic.payload(created=T0, score=0.8, quality_label=1.0, baseline_cost="0.01", cache_hit=True),
+            traffic.payload(created=T0, score=0.8, quality_label=1.0, baseline_cost="0.01", cache="exact"),
             traffic.payload(created=T0, score=0.6, quality_label=0.0, baseline_cost="0.03"),
             traffic.payload(created=T0, score=0.7, baseline_cost="0"),
         ]

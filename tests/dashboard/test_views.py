@@ -14,9 +14,9 @@ from tests.dashboard.traffic import Traffic
 
 # A page reads: the session, the user, the policies, the window's rollups, today's hour
 # rollups, the top apps, the top end users, the SLA targets, the alert events, the
-# failing deliveries and the day budget. Never the request records: the count does not
-# grow with traffic.
-PAGE_QUERIES = 11
+# failing deliveries, the day budget and the semantic cache's checks. Never the request
+# records: the count does not grow with traffic.
+PAGE_QUERIES = 12
 
 
 def test_an_anonymous_visitor_is_sent_to_the_login_page(client, db):
@@ -136,7 +136,7 @@ def test_the_data_endpoint_returns_figures_and_panels(client, operator, traffic)
     data = client.get(reverse("dashboard:data"), {"window": "6h"}).json()
 
     assert set(data["figures"]) >= {"cost", "latency"}
-    assert set(data["html"]) == {"tiles", "top", "alerts", "compliance"}
+    assert set(data["html"]) == {"tiles", "top", "alerts", "compliance", "semantic"}
     assert "last 6 hours" in data["html"]["compliance"]
 
 

@@ -6,8 +6,10 @@ its clock, so these are the one seam every engine test mocks.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from routing.engine.types import (
     ChatRequest,
@@ -68,6 +70,37 @@ class FakeProvider:
         self.closed = True
 
 
+class HangingProvider:
+    """Never answers: each call waits until it is cancelled. `entered` is set once a call is waiting."""
+
+    def __init__(self, endpoint: ModelEndpoint) -> None:
+        self.endpoint = endpoint
+        self.entered = asyncio.Event()
+        self.calls = 0
+
+    async def complete(self, chat: ChatRequest, *, max_tokens: int) -> Completion:
+        self.calls += 1
+        self.entered.set()
+        await asyncio.Event().wait()
+        raise AssertionError("a hanging call returned")
+
+    async def aclose(self) -> None:
+        pass
+
+
+class SleepLog:
+    """An `asyncio.sleep` stand-in that remembers each wait and returns at once."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        self.waits: list[float] = []
+        self.clock = clock
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.clock is not None:
+            self.clock.advance(seconds)
+
+
 class FixedScorer:
     """Scores each answer by its text; remembers the task it was asked about."""
 
@@ -90,7 +123,9 @@ def endpoint(
     output_price: str = "2.00",
     max_tokens: int = 1024,
     options: Mapping[str, object] | None = None,
+    **resilience: Any,
 ) -> ModelEndpoint:
+    """An endpoint that is not retried unless a test asks (`max_retries=`, `breaker_*=`, `fallback=`)."""
     return ModelEndpoint(
         id=id,
         name=f"model-{id}",
@@ -100,6 +135,7 @@ def endpoint(
         output_price_per_m=Decimal(output_price),
         max_tokens=max_tokens,
         options=options or {},
+        **{"max_retries": 0, **resilience},
     )
 
 

@@ -71,7 +71,10 @@ async def test_falls_through_on_provider_timeout() -> None:
 
     failed, accepted = result.attempts
     assert (failed.outcome, failed.error_kind, failed.error) == (Outcome.FAILED, "timeout", "read timed out after 60s")
-    assert (failed.score, failed.cost, failed.input_tokens) == (None, Decimal(0), 0)
+    # Cut off mid-call, it may be billed in full: 30 bytes + 4 tokens in, 1,024 out,
+    # at $1 and $2 per million tokens.
+    assert (failed.score, failed.input_tokens, failed.output_tokens) == (None, 34, 1024)
+    assert failed.cost == Decimal("0.002082")
     assert accepted.outcome is Outcome.ACCEPTED
     assert result.completion is STRONG
 

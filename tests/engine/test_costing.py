@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
 
 from routing.engine import attempt_cost, worst_case_cost
 from routing.engine.costing import cached_input_price, resolve_max_tokens
+from routing.engine.types import Tier
 from tests.engine.fakes import chat, endpoint, policy, rules, tier
 
 
@@ -73,15 +75,50 @@ def test_no_tokens_cost_nothing() -> None:
 
 
 def test_worst_case_assumes_every_tier_answers_with_its_full_allowance() -> None:
-    # The prompt is 40 characters: 10 tokens + 4 for the message = 14 input tokens.
-    # Tier 0: 14 × $1 + 1,000 × $2 = $2,014 per million tokens.
-    # Tier 1: capped at 500 output tokens: 14 × $10 + 500 × $30 = $15,140 per million.
+    # The prompt is 40 bytes: at most 40 tokens + 4 for the message = 44 input tokens.
+    # Tier 0: 44 × $1 + 1,000 × $2 = $2,044 per million tokens.
+    # Tier 1: capped at 500 output tokens: 44 × $10 + 500 × $30 = $15,440 per million.
     snapshot = policy(
         tier(0, endpoint_max_tokens=1000, input_price="1", output_price="2"),
         tier(1, max_tokens=500, endpoint_max_tokens=4096, input_price="10", output_price="30"),
     )
 
-    assert worst_case_cost(snapshot, chat("x" * 40)) == Decimal("0.017154")
+    assert worst_case_cost(snapshot, chat("x" * 40)) == Decimal("0.017484")
+
+
+def test_worst_case_input_is_bounded_by_bytes_not_characters() -> None:
+    # 10 CJK characters are 30 UTF-8 bytes; tokenizers often spend a token (or more)
+    # on each, so the four-characters-a-token estimate (3 tokens) would reserve too little.
+    snapshot = policy(tier(0, endpoint_max_tokens=1, input_price="1000000", output_price="0"))
+
+    assert worst_case_cost(snapshot, chat("预算" * 5)) == Decimal(30 + 4)
+
+
+def test_worst_case_starts_on_the_prompt_routers_tier() -> None:
+    snapshot = policy(
+        tier(0, input_price="0", output_price="1"),
+        tier(1, endpoint_max_tokens=100, input_price="0", output_price="1000"),
+        tier(2, endpoint_max_tokens=100, input_price="0", output_price="3000"),
+    )
+
+    assert worst_case_cost(snapshot, chat("hi"), first_tier=1) == Decimal("0.4")
+    assert worst_case_cost(snapshot, chat("hi"), first_tier=7) == Decimal("0.3")
+
+
+def test_worst_case_counts_every_try_a_tier_may_make() -> None:
+    # Up to 1 + 2 retries, each cut off by a timeout and billed its 100 output tokens in full.
+    retried = dataclasses.replace(endpoint(1, input_price="0", output_price="1000", max_tokens=100), max_retries=2)
+    snapshot = policy(Tier(position=0, endpoint=retried, threshold=0.5))
+
+    assert worst_case_cost(snapshot, chat("hi")) == Decimal("0.3")
+
+
+def test_worst_case_counts_a_tier_at_its_dearer_fallback() -> None:
+    fallback = endpoint(9, input_price="0", output_price="5000")
+    primary = dataclasses.replace(endpoint(1, input_price="0", output_price="1", max_tokens=100), fallback=fallback)
+    snapshot = policy(Tier(position=0, endpoint=primary, threshold=0.5))
+
+    assert worst_case_cost(snapshot, chat("hi")) == Decimal("0.5")
 
 
 def test_worst_case_respects_the_requests_max_tokens() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
+from django.utils import timezone
 
 from routing.models import ApiKey, ModelEndpoint, Policy, hash_api_key
 from tests.factories import make_policy, replay_endpoints
@@ -32,6 +34,9 @@ def policy_form(endpoints: list[tuple[ModelEndpoint, str]], **fields: str) -> di
         "optimisation_goal": "balanced",
         "sample_rate": "0",
         "shadow_rate": "0",
+        "cache_ttl_s": "3600",
+        "semantic_threshold": "0.95",
+        "semantic_verify_rate": "0.05",
         "tiers-TOTAL_FORMS": str(len(endpoints)),
         "tiers-INITIAL_FORMS": "0",
         "tiers-MIN_NUM_FORMS": "2",
@@ -156,3 +161,103 @@ def test_the_revoke_action_revokes_keys(operator_client):
 
 def test_request_records_are_read_only_in_the_admin(operator_client):
     assert operator_client.get("/admin/routing/requestrecord/add/").status_code == 403
+
+
+# --- Resilience, caching and rate limits ------------------------------------------------
+
+
+def endpoint_form(endpoint: ModelEndpoint, **fields: str) -> dict[str, str]:
+    """The admin change form of `endpoint` as saved, with `fields` changed."""
+    data = {
+        name: "" if value is None else str(value)
+        for name, value in ModelEndpoint.objects.filter(pk=endpoint.pk).values().get().items()
+        if name not in {"id", "created", "updated", "fallback_endpoint_id", "options", "enabled"}
+    }
+    data |= {"options": "{}", "enabled": "on", "fallback_endpoint": ""}
+    return data | fields
+
+
+def test_an_operator_sets_retries_breaker_and_fallback_of_an_endpoint(operator_client):
+    mixtral, gpt4 = replay_endpoints()
+    form = endpoint_form(
+        mixtral,
+        max_retries="4",
+        breaker_failure_rate="0.25",
+        breaker_min_requests="20",
+        breaker_window_s="60",
+        breaker_open_s="15",
+        fallback_endpoint=str(gpt4.pk),
+        connect_timeout_s="1.5",
+        read_timeout_s="20",
+    )
+
+    response = operator_client.post(f"/admin/routing/modelendpoint/{mixtral.pk}/change/", form)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    mixtral.refresh_from_db()
+    assert (mixtral.max_retries, mixtral.breaker_failure_rate, mixtral.breaker_min_requests) == (4, 0.25, 20)
+    assert (mixtral.breaker_window_s, mixtral.breaker_open_s, mixtral.fallback_endpoint) == (60, 15, gpt4)
+    assert (mixtral.connect_timeout_s, mixtral.read_timeout_s) == (1.5, 20.0)
+
+
+def test_an_endpoint_cannot_be_its_own_fallback(operator_client):
+    mixtral, _ = replay_endpoints()
+
+    response = operator_client.post(
+        f"/admin/routing/modelendpoint/{mixtral.pk}/change/", endpoint_form(mixtral, fallback_endpoint=str(mixtral.pk))
+    )
+
+    assert response.status_code == 200
+    assert "cannot be its own fallback" in str(response.context["adminform"].form.errors)
+
+
+def test_the_endpoint_list_shows_each_breaker_live(operator_client, settings):
+    import uuid
+
+    from asgiref.sync import async_to_sync
+
+    from routing.breakers import breaker_board
+    from routing.snapshots import endpoint_snapshot
+
+    settings.CASCADEOPS_BREAKER_PREFIX = f"cascadeops:test:breaker:{uuid.uuid4().hex}"
+    mixtral, _ = replay_endpoints()
+    broken = dataclasses.replace(endpoint_snapshot(mixtral, timezone.now()), breaker_min_requests=1)
+    async_to_sync(breaker_board().record)(broken, False)
+
+    listing = operator_client.get("/admin/routing/modelendpoint/").content.decode()
+
+    shown = dict(re.findall(r'change/">([\w.-]+)</a></th>.*?class="field-breaker">([^<]*)<', listing))
+    assert shown == {"replay-mixtral": "open", "replay-gpt-4": "closed"}
+
+
+def test_an_operator_sets_a_policys_caching(operator_client):
+    mixtral, gpt4 = replay_endpoints()
+    form = policy_form(
+        [(mixtral, "0.7"), (gpt4, "1")],
+        cache_ttl_s="0",
+        semantic_cache="on",
+        semantic_threshold="0.9",
+        semantic_multi_turn="on",
+        semantic_verify_rate="0.1",
+    )
+
+    response = operator_client.post("/admin/routing/policy/add/", form)
+
+    assert response.status_code == 302, form_errors(response)
+    policy = Policy.objects.get(name="support")
+    assert (policy.cache_ttl_s, policy.semantic_cache, policy.semantic_threshold) == (0, True, 0.9)
+    assert (policy.semantic_multi_turn, policy.semantic_verify_rate) == (True, 0.1)
+
+
+def test_an_operator_sets_a_keys_rate_limits(operator_client):
+    mixtral, gpt4 = replay_endpoints()
+    policy = make_policy("support", [(mixtral, 0.7), (gpt4, 1.0)])
+
+    operator_client.post(
+        "/admin/routing/apikey/add/",
+        {"name": "bot", "team": "growth", "app": "bot", "policy": str(policy.pk), "requests_per_minute": "60",
+         "tokens_per_minute": "90000"},
+    )  # fmt: skip
+
+    key = ApiKey.objects.get()
+    assert (key.requests_per_minute, key.tokens_per_minute) == (60, 90_000)

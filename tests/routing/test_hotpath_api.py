@@ -147,8 +147,11 @@ def test_a_body_that_is_not_an_object_is_a_400(client, demo_key):
         (chat(user=7), "user"),
         (chat(user="u" * 201), "user"),
         (chat(metadata={"k": 1}), "metadata"),
+        (chat(metadata={"k": "a\x00b"}), "metadata"),
         (chat(model=3), "model"),
-        (chat(stream=True), "stream"),
+        (chat(stream="yes"), "stream"),
+        (chat(stream_options={"include_usage": True}), "stream_options"),
+        (chat(stream=True, stream_options={"include_usage": 1}), "stream_options.include_usage"),
         (chat(n=3), "n"),
     ],
 )

@@ -95,7 +95,8 @@ def test_a_three_tier_cascade_falls_through_failing_tiers_and_records_every_atte
 
         assert raw.headers["x-cascadeops-model"] == "replay-gpt-4"
         assert raw.headers["x-cascadeops-tier"] == "2"
-        assert upstream.calls["fail-500"] == 1 and upstream.calls["hang"] == 1
+        # Each tried once, then retried twice (max_retries' default) before falling through.
+        assert upstream.calls["fail-500"] == 3 and upstream.calls["hang"] == 3
     flush_records()
     attempts = RequestAttempt.objects.filter(record_id=raw.headers["x-cascadeops-request-id"]).order_by("position")
     assert [(a.model, a.outcome, a.error_kind) for a in attempts] == [

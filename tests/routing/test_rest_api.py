@@ -126,6 +126,53 @@ def test_endpoint_update_changes_prices(api: APIClient) -> None:
     assert endpoint.enabled is False
 
 
+def test_endpoint_create_sets_retries_breaker_and_fallback(api: APIClient) -> None:
+    _, gpt4 = replay_endpoints()
+    resilience = {
+        "connect_timeout_s": 1.5,
+        "read_timeout_s": 20.0,
+        "max_retries": 4,
+        "breaker_failure_rate": 0.25,
+        "breaker_min_requests": 20,
+        "breaker_window_s": 60,
+        "breaker_open_s": 15,
+        "fallback_endpoint": gpt4.id,
+    }
+
+    response = api.post(ENDPOINTS, endpoint_payload(**resilience), format="json")
+
+    assert response.status_code == 201, response.data
+    assert {name: response.data[name] for name in resilience} == resilience
+    endpoint = ModelEndpoint.objects.get(name="openai-gpt-4o-mini")
+    assert (endpoint.max_retries, endpoint.breaker_open_s, endpoint.fallback_endpoint) == (4, 15, gpt4)
+
+
+def test_endpoint_defaults_are_shown_for_the_resilience_fields(api: APIClient) -> None:
+    response = api.post(ENDPOINTS, endpoint_payload(), format="json")
+
+    assert response.status_code == 201, response.data
+    shown = {name: response.data[name] for name in ("max_retries", "breaker_min_requests", "fallback_endpoint")}
+    assert shown == {"max_retries": 2, "breaker_min_requests": 10, "fallback_endpoint": None}
+
+
+def test_endpoint_cannot_be_its_own_fallback(api: APIClient) -> None:
+    endpoint = ModelEndpointFactory()
+
+    response = api.patch(f"{ENDPOINTS}{endpoint.id}/", {"fallback_endpoint": endpoint.id}, format="json")
+
+    assert response.status_code == 400
+    assert "own fallback" in str(response.data["fallback_endpoint"])
+    endpoint.refresh_from_db()
+    assert endpoint.fallback_endpoint is None
+
+
+def test_endpoint_rejects_a_failure_rate_above_one(api: APIClient) -> None:
+    response = api.post(ENDPOINTS, endpoint_payload(breaker_failure_rate=1.5), format="json")
+
+    assert response.status_code == 400
+    assert "breaker_failure_rate" in response.data
+
+
 def test_endpoint_delete_removes_an_unused_endpoint(api: APIClient) -> None:
     endpoint = ModelEndpointFactory()
 
@@ -213,6 +260,30 @@ def test_policy_patch_keeps_tiers_and_moves_version_once(api: APIClient, three_e
     assert response.data["max_escalations"] == 2
     assert len(response.data["tiers"]) == 3
     assert len(response.data["task_rules"]) == 2
+
+
+def test_policy_caching_is_set_and_read_through_the_api(api: APIClient, three_endpoints: list[ModelEndpoint]) -> None:
+    caching = {
+        "cache_ttl_s": 600,
+        "semantic_cache": True,
+        "semantic_threshold": 0.9,
+        "semantic_multi_turn": True,
+        "semantic_verify_rate": 0.1,
+    }
+
+    response = api.post(POLICIES, policy_payload(three_endpoints, **caching), format="json")
+
+    assert response.status_code == 201, response.data
+    assert {name: response.data[name] for name in caching} == caching
+    policy = Policy.objects.get(name="support")
+    assert (policy.cache_ttl_s, policy.semantic_cache, policy.semantic_verify_rate) == (600, True, 0.1)
+
+
+def test_policy_rejects_a_semantic_threshold_above_one(api: APIClient, three_endpoints: list[ModelEndpoint]) -> None:
+    response = api.post(POLICIES, policy_payload(three_endpoints, semantic_threshold=1.2), format="json")
+
+    assert response.status_code == 400
+    assert "semantic_threshold" in response.data
 
 
 def test_policy_delete_removes_its_tiers(api: APIClient, three_endpoints: list[ModelEndpoint]) -> None:

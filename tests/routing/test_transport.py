@@ -22,7 +22,7 @@ import pytest
 from bench.upstream import UpstreamBehaviour, running_upstream
 from routing.engine.types import ChatRequest, Message, ModelEndpoint, ProviderKind
 from routing.providers.openai_compat import OpenAICompatProvider, uses_httpx_transport
-from routing.providers.transport import FastHTTPTransport
+from routing.providers.transport import FastHTTPTransport, Outgoing, url_origin
 
 CHAT = ChatRequest(messages=(Message("user", "What is 6 x 7?"),))
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -609,6 +609,39 @@ async def test_fifty_concurrent_calls_to_the_upstream_over_a_pool_of_ten_succeed
     assert upstream.calls["slow-5"] == 50
 
 
+async def test_send_raw_takes_bytes_and_gives_status_headers_and_body_as_bytes() -> None:
+    async with scripted_server(keep_answering(ok(headers=b"X-Trace: abc\r\n"))) as server:
+        transport = FastHTTPTransport()
+        origin = url_origin(httpx.URL(server.url))
+        head = b"GET /raw HTTP/1.1\r\nHost: %s\r\n\r\n" % origin[1].encode()
+        responses = [await transport.send_raw(origin, Outgoing(head, b""), {"read": 5}) for _ in range(2)]
+        await transport.aclose()
+
+    assert [(r.status, r.reason, r.content, r.stream) for r in responses] == [(200, b"OK", b"hello", None)] * 2
+    assert responses[0].header(b"x-trace") == b"abc"
+    assert responses[0].header(b"x-missing") is None
+    assert [head for _, head in server.requests] == [head, head]
+    assert server.connections == 1
+
+
+async def test_closing_a_stream_whose_body_has_all_arrived_keeps_the_connection() -> None:
+    # A caller that stops at an SSE `[DONE]` never reads the end of the body, but it is in:
+    # the connection is in a clean state and goes back to the pool.
+    whole = b"HTTP/1.1 200 OK\r\nContent-Length: 22\r\n\r\ndata: one\n\ndata: two\n\n"
+    async with scripted_server(keep_answering(whole)) as server:
+        transport = FastHTTPTransport(max_connections=1)
+        origin = url_origin(httpx.URL(server.url))
+        outgoing = Outgoing(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"")
+        for _ in range(2):
+            response = await transport.send_raw(origin, outgoing, {"read": 5}, streaming=True)
+            assert response.stream is not None
+            assert await anext(aiter(response.stream)) == b"data: one\n\ndata: two\n\n"
+            await response.stream.aclose()
+        await transport.aclose()
+
+    assert server.connections == 1
+
+
 async def test_aclose_closes_every_pooled_connection() -> None:
     async with scripted_server(keep_answering(delay_s=0.05)) as server:
         client = fast_client()
@@ -690,6 +723,8 @@ async def test_the_provider_parses_usage_and_logprobs_over_the_fast_transport() 
         ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "127.0.0.1"}, "http://127.0.0.1:8000/v1", {}, False),
         ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "*"}, "http://vllm:8000/v1", {}, False),
         ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "vllm:9000"}, "http://vllm:8000/v1", {}, True),
+        # httpx sends credentials in the URL as basic auth; the direct path would drop them.
+        ({}, "http://user:secret@vllm:8000/v1", {}, True),
     ],
 )
 def test_it_uses_httpx_transport_when_asked_to_or_when_a_proxy_applies(
@@ -710,3 +745,21 @@ async def test_the_provider_still_works_over_httpx_transport() -> None:
             await provider.aclose()
 
     assert completion.text == "42"
+
+
+@pytest.mark.usefixtures("no_proxies")
+async def test_the_provider_calls_an_https_endpoint_directly_over_one_tls_connection(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # httpx's default verification, which the fast transport copies, trusts SSL_CERT_FILE.
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    body = b'{"choices": [{"message": {"content": "42"}, "finish_reason": "stop"}]}'
+    async with scripted_server(keep_answering(ok(body)), tls=server_tls(certificate)) as server:
+        endpoint = make_endpoint(f"{server.url}/v1")
+        provider = OpenAICompatProvider(endpoint)
+        answers = [await provider.complete(CHAT, max_tokens=8) for _ in range(2)]
+        await provider.aclose()
+
+    assert not uses_httpx_transport(endpoint)
+    assert [a.text for a in answers] == ["42", "42"]
+    assert server.connections == 1

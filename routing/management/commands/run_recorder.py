@@ -1,12 +1,37 @@
+"""Move request records from the durable buffer into the database, continuously.
+
+On SIGTERM or SIGINT it finishes the batch in hand, then keeps flushing until the buffer
+is empty or `CASCADEOPS_SHUTDOWN_GRACE_SECONDS` have passed, and exits 0. What is left
+(web workers may still be answering during a rolling restart) stays in the buffer for
+the next flusher: nothing is lost, only delayed. `--drain` flushes what is there and exits.
+"""
+
 from __future__ import annotations
 
+import logging
 import signal
+import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from routing.recorder import flush_pending
+
+logger = logging.getLogger(__name__)
+
+
+def drain(*, batch: int, within_s: float) -> int:
+    """Flush until the buffer is empty or `within_s` seconds have passed; returns how many were read."""
+    deadline = time.monotonic() + within_s
+    total = 0
+    while time.monotonic() < deadline:
+        flushed = flush_pending(limit=batch)
+        if flushed == 0:
+            break
+        total += flushed
+    return total
 
 
 class Command(BaseCommand):
@@ -15,16 +40,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=0.5, help="Seconds to wait when the buffer is empty.")
         parser.add_argument("--batch", type=int, default=5_000)
+        parser.add_argument("--drain", action="store_true", help="Flush what is buffered now, then exit.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stopping = False
+        grace = settings.CASCADEOPS_SHUTDOWN_GRACE_SECONDS
+        if options["drain"]:
+            self.stdout.write(f"{drain(batch=options['batch'], within_s=grace)} records flushed")
+            return
+        stopping = threading.Event()
 
         def stop(*_: Any) -> None:
-            nonlocal stopping
-            stopping = True  # finish the batch in hand, then leave
+            stopping.set()  # the loop finishes the batch in hand, then drains
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        while not stopping:
+        while not stopping.is_set():
             if flush_pending(limit=options["batch"]) == 0:
-                time.sleep(options["interval"])
+                stopping.wait(options["interval"])
+        flushed = drain(batch=options["batch"], within_s=grace)
+        logger.info("Record flusher stopped after flushing %d more records", flushed)

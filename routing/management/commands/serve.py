@@ -1,22 +1,45 @@
-"""Start the whole stack: the ASGI web server, a Celery worker and Celery beat."""
+"""Start the whole stack: the ASGI web server, a Celery worker and Celery beat.
+
+Stopping (SIGTERM, or SIGINT/Ctrl-C) goes in the order that loses nothing:
+
+1. the web server gets SIGTERM: uvicorn stops accepting connections, lets the requests in
+   flight finish for up to `CASCADEOPS_SHUTDOWN_GRACE_SECONDS` (then cancels them; a
+   cancelled request is recorded as such) and exits;
+2. every record still in the durable buffer is flushed into the database, here;
+3. the Celery worker (which finishes its running tasks) and beat get SIGTERM.
+
+The children run in process groups of their own, so a Ctrl-C in the terminal reaches
+only this command, which then stops them in that order. It exits 0 when it was asked to
+stop, 1 when a child exited by itself (the others are stopped the same way).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
-import time
+import threading
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from routing.demo import credentials_path
 
+from .run_recorder import drain
+
+logger = logging.getLogger(__name__)
+
+# Beyond the grace period, how long a child may take to exit before it is killed.
+EXIT_MARGIN_S = 10.0
+Process = subprocess.Popen[bytes]
+
 
 class Command(BaseCommand):
-    help = "Run web + worker + beat in the foreground; Ctrl-C stops all three."
+    help = "Run web + worker + beat in the foreground; Ctrl-C (or SIGTERM) stops all three in order."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -24,24 +47,34 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=1)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        processes = [subprocess.Popen(cmd) for cmd in self.commands(options)]
+        if options["web_workers"] > 1 and not settings.REDIS_URL:
+            # Without Redis, rate limits, breakers and the cache live in each process: N
+            # workers would each allow a key its whole limit.
+            raise CommandError("More than one web worker needs REDIS_URL (shared rate limits, breakers, cache).")
+        stopping = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
+        metrics_dir_empty(settings.CASCADEOPS_METRICS_DIR)
+        web, worker, beat = (start(cmd) for cmd in self.commands(options))
         self.print_banner(options)
-        signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            while all(p.poll() is None for p in processes):
-                time.sleep(0.5)
-            self.stderr.write("A process exited; stopping the others.")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stop_all(processes)
+        while not stopping.wait(0.5):
+            if any(p.poll() is not None for p in (web, worker, beat)):
+                self.stderr.write("A process exited; stopping the others.")
+                break
+        asked = stopping.is_set()
+        stop_in_order(web, others=[worker, beat])
+        if not asked:
+            sys.exit(1)
 
     def commands(self, options: dict[str, Any]) -> list[list[str]]:
         python = sys.executable
+        grace = max(1, round(settings.CASCADEOPS_SHUTDOWN_GRACE_SECONDS))
         web = [
             python, "-m", "uvicorn", "cascadeops.asgi:application",
             "--host", options["host"], "--port", str(options["port"]),
-            "--workers", str(options["web_workers"]), "--no-access-log", "--lifespan", "off",
+            "--workers", str(options["web_workers"]), "--no-access-log", "--lifespan", "on",
+            "--http", "httptools", "--loop", "uvloop",
+            "--timeout-graceful-shutdown", str(grace),
         ]  # fmt: skip
         # gossip/mingle/heartbeat need broadcast messaging, which the embedded file broker lacks.
         worker = [
@@ -63,21 +96,48 @@ class Command(BaseCommand):
                 f"{sys.executable} manage.py replay_traffic --count 20",
             ]
         mode = "embedded (SQLite, in-process)" if settings.EMBEDDED else "production (Redis)"
-        lines.append(f"  mode: {mode}; Ctrl-C stops web, worker and beat")
+        lines.append(f"  mode: {mode}; metrics: {url}/metrics; Ctrl-C stops web, worker and beat")
         self.stdout.write("\n".join(lines), self.style.SUCCESS)
 
 
-def _interrupt(*_: Any) -> None:
-    raise KeyboardInterrupt
+def start(command: list[str]) -> Process:
+    # A group of its own: the terminal's Ctrl-C must not reach the children before the
+    # web server has drained, or the worker could stop first.
+    return subprocess.Popen(command, process_group=0)
 
 
-def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for p in processes:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for p in processes:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
+def metrics_dir_empty(directory: Path) -> None:
+    """Start the counters from zero: the files are those of the previous run's workers."""
+    for path in directory.glob("*.db"):
+        path.unlink(missing_ok=True)
+
+
+def stop_in_order(web: Process, *, others: list[Process]) -> None:
+    """Web first (drains its requests), then a final record flush, then the worker and beat."""
+    grace = settings.CASCADEOPS_SHUTDOWN_GRACE_SECONDS
+    stop(web, within_s=grace + EXIT_MARGIN_S)
+    try:
+        flushed = drain(batch=5_000, within_s=grace)
+        logger.info("Flushed %d buffered records on the way out", flushed)
+    except Exception:
+        # They stay in the durable buffer; the next start's flusher stores them.
+        logger.exception("The final record flush failed; the records wait in the buffer")
+    for process in others:
+        terminate(process)
+    for process in others:
+        stop(process, within_s=grace + EXIT_MARGIN_S)
+
+
+def terminate(process: Process) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+
+
+def stop(process: Process, *, within_s: float) -> None:
+    terminate(process)
+    try:
+        process.wait(timeout=within_s)
+    except subprocess.TimeoutExpired:
+        logger.error("Process %s did not stop within %.0f s; killing it", process.pid, within_s)
+        process.kill()
+        process.wait()

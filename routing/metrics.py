@@ -1,0 +1,229 @@
+"""Prometheus metrics: counted on the hot path in shared memory, summed at scrape time.
+
+Production runs several ASGI workers and a scrape reaches one of them, so each worker
+counts in memory-mapped files in one directory (prometheus_client's multiprocess mode,
+`PROMETHEUS_MULTIPROC_DIR`, set from `CASCADEOPS_METRICS_DIR` by the settings before
+anything imports prometheus_client) and whichever worker answers `/metrics` sums every
+worker's files, those of workers that exited included, so counters never go back. An
+update is a store into mapped memory, a few microseconds and no system call; the files
+are read only when scraped.
+
+What is counted comes from two places: every request record as it is made durable
+(requests by policy, status and cache, cost, escalations, cache hits, tokens and each
+tier's latency; `record_observed`), and every HTTP response of the routing API at the
+ASGI layer (status and total gateway time, rejected requests included; `observed_http`).
+Breaker states and the record queue's depth are read when scraped (`routing.api.metrics`).
+
+Money is a Decimal until it is exposed: a cost is counted as whole micro-dollars and the
+remainder in 1e-10 dollars (the records' precision), both integers, which doubles sum
+exactly (to 9 billion dollars, and 900 billion requests), and is turned into a float of
+dollars only in the exposition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from decimal import Decimal
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+logger = logging.getLogger(__name__)
+
+# From a cache hit (well under a millisecond) to a slow strong tier.
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# The routing API's paths, the only values of the `route` label (anything else: "other"),
+# so a client probing random URLs cannot grow the label set.
+ROUTES = frozenset({"/v1/chat/completions", "/v1/models", "/v1/feedback"})
+# A response never started: the client went away first (nginx's code for it).
+CLIENT_CLOSED = 499
+SUB_MICRO_UNITS = 10_000  # 1e-10 dollars in a micro-dollar
+SUB_MICRO = Decimal("1e-10")
+MICRO = Decimal("1e-6")
+
+_requests = Counter(
+    "cascadeops_requests", "Routed requests, by policy, record status and cache", ["policy", "status", "cache"]
+)
+_escalations = Counter("cascadeops_escalations", "Answers judged too weak, so a stronger tier was called", ["policy"])
+_cache_hits = Counter("cascadeops_cache_hits", "Requests answered from the cache", ["policy", "kind"])
+_tokens = Counter("cascadeops_tokens", "Tokens of every attempt", ["policy", "direction"])
+_tier_latency = Histogram(
+    "cascadeops_tier_latency_seconds", "One call to one tier", ["policy", "tier", "model"], buckets=LATENCY_BUCKETS_S
+)
+_gateway_latency = Histogram(
+    "cascadeops_gateway_latency_seconds",
+    "From the request to the last byte of the answer, as the gateway saw it",
+    ["route"],
+    buckets=LATENCY_BUCKETS_S,
+)
+_responses = Counter("cascadeops_http_responses", "Routing API responses, by route and status", ["route", "code"])
+_rate_limited = Counter("cascadeops_rate_limited", "Requests refused by an API key's rate limit", ["type"])
+# Money, as two exact integer counters each; `exposition` turns them into dollars.
+MONEY = {
+    "cascadeops_cost_usd": "What routed requests cost, every tier tried included (USD)",
+    "cascadeops_cost_avoided_usd": "What cache hits would have cost (USD)",
+}
+_money = {
+    name: (
+        Counter(f"{name}_micro", f"{doc}: whole micro-dollars (internal)", ["policy"]),
+        Counter(f"{name}_sub_micro", f"{doc}: the rest, in 1e-10 dollars (internal)", ["policy"]),
+    )
+    for name, doc in MONEY.items()
+}
+
+
+def multiprocess_mode() -> bool:
+    return "MultiProcessValue" in values.ValueClass.__qualname__
+
+
+if not multiprocess_mode():  # pragma: no cover - only if prometheus_client was imported before the settings
+    logger.warning("prometheus_client is not in multiprocess mode; /metrics shows only the worker that answers it")
+
+
+class _Children:
+    """A metric's children by label values: a dict lookup instead of `labels()`'s lock and checks."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *label_values: str) -> Any:
+        child = self.children.get(label_values)
+        if child is None:
+            child = self.children[label_values] = self.metric.labels(*label_values)
+        return child
+
+
+requests_by = _Children(_requests)
+escalations_by = _Children(_escalations)
+cache_hits_by = _Children(_cache_hits)
+tokens_by = _Children(_tokens)
+tier_latency_by = _Children(_tier_latency)
+gateway_latency_by = _Children(_gateway_latency)
+responses_by = _Children(_responses)
+money_by = {name: (_Children(micro), _Children(sub)) for name, (micro, sub) in _money.items()}
+
+
+def cost_units(amount: Decimal) -> tuple[int, int]:
+    """Whole micro-dollars and the remaining 1e-10 dollars of `amount` (rounded to 1e-10)."""
+    return divmod(int(amount.scaleb(10).to_integral_value()), SUB_MICRO_UNITS)
+
+
+def _add_money(name: str, policy: str, amount: Decimal) -> None:
+    micro, sub = cost_units(amount)
+    micro_by, sub_by = money_by[name]
+    if micro:
+        micro_by(policy).inc(micro)
+    if sub:
+        sub_by(policy).inc(sub)
+
+
+def record_observed(payload: MutableMapping[str, Any]) -> None:
+    """Count a request record (as `routing.recorder` makes it durable). Never raises."""
+    try:
+        _count_record(payload)
+    except Exception:
+        logger.exception("Could not count record %s in the metrics", payload.get("id"))
+
+
+def _count_record(payload: MutableMapping[str, Any]) -> None:
+    policy = str(payload["policy_name"])
+    cache = payload.get("cache") or ""
+    requests_by(policy, str(payload["status"]), cache or "none").inc()
+    _add_money("cascadeops_cost_usd", policy, Decimal(payload["cost"]))
+    if cache:
+        cache_hits_by(policy, cache).inc()
+        _add_money("cascadeops_cost_avoided_usd", policy, Decimal(payload.get("cost_avoided") or 0))
+    if payload["escalations"]:
+        escalations_by(policy).inc(payload["escalations"])
+    tokens_by(policy, "input").inc(payload["input_tokens"])
+    tokens_by(policy, "output").inc(payload["output_tokens"])
+    for attempt in payload["attempts"]:
+        tier_latency_by(policy, str(attempt["tier"]), str(attempt["model"])).observe(attempt["latency_ms"] / 1000)
+
+
+def rate_limited(limit_type: str) -> None:
+    _rate_limited.labels(limit_type).inc()
+
+
+def http_observed(path: str, status: int, seconds: float) -> None:
+    route = path if path in ROUTES else "other"
+    responses_by(route, str(status)).inc()
+    gateway_latency_by(route).observe(seconds)
+
+
+ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+
+
+def observed_http(app: ASGIApp) -> ASGIApp:
+    """`app` (the routing API), counting each response's status and the gateway's total time."""
+
+    async def observed(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        status = CLIENT_CLOSED
+
+        async def send_and_note(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_and_note)
+        finally:
+            http_observed(scope["path"], status, time.perf_counter() - started)
+
+    return observed
+
+
+# --- exposition ---------------------------------------------------------------------------
+
+
+def exposition(extra: Iterable[Metric] = ()) -> bytes:
+    """Every worker's metrics in Prometheus' text format, money in dollars, plus `extra`.
+
+    Reads the multiprocess files: call it off the event loop.
+    """
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(_Exposed(registry, list(extra)))
+
+
+class _Exposed:
+    """The summed families with the money counters turned into dollars."""
+
+    def __init__(self, registry: CollectorRegistry, extra: list[Metric]) -> None:
+        self.registry = registry
+        self.extra = extra
+
+    def collect(self) -> Iterator[Metric]:
+        parts: dict[str, dict[str, Decimal]] = {name: {} for name in MONEY}  # name → policy → USD
+        for family in self.registry.collect():
+            money = _money_part(family.name)
+            if money is None:
+                yield family
+                continue
+            name, unit = money
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    policy = sample.labels.get("policy", "")
+                    parts[name][policy] = parts[name].get(policy, Decimal(0)) + int(sample.value) * unit
+        for name, amounts in parts.items():
+            dollars = CounterMetricFamily(name, MONEY[name], labels=["policy"])
+            for policy, amount in sorted(amounts.items()):
+                dollars.add_metric([policy], float(amount))
+            yield dollars
+        yield from self.extra
+
+
+def _money_part(family: str) -> tuple[str, Decimal] | None:
+    for name in MONEY:
+        if family == f"{name}_micro":
+            return name, MICRO
+        if family == f"{name}_sub_micro":
+            return name, SUB_MICRO
+    return None
