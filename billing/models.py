@@ -58,7 +58,10 @@ class LedgerEntry(models.Model):
     Append-only: each flush adds rows in the transaction that stores its request records,
     so the ledger always agrees with the records (`manage.py ledger_reconcile` checks).
     Every attempt's cost lands on the row of the model that was called; the request, its
-    baseline cost and its savings land on the row of the model that answered.
+    baseline cost and its savings land on the row of the model that answered. The gateway's
+    own quality checks (shadow evaluations, semantic cache re-asks) are spend too: they land
+    on the checked request's team, app, key, policy and end user, on the day they ran, in
+    `cost` and again in `quality_cost`, with no requests.
     """
 
     day = models.DateField(db_index=True)
@@ -78,6 +81,10 @@ class LedgerEntry(models.Model):
     baseline_cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
     cache_hits = models.PositiveIntegerField(default=0)
     cost_avoided = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    quality_checks = models.PositiveIntegerField(default=0)
+    quality_cost = models.DecimalField(
+        max_digits=18, decimal_places=10, default=Decimal(0), help_text="The part of `cost` spent on quality checks."
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -73,6 +73,8 @@ class LedgerLine:
     baseline_cost: Decimal = Decimal(0)
     cache_hits: int = 0
     cost_avoided: Decimal = Decimal(0)
+    quality_checks: int = 0
+    quality_cost: Decimal = Decimal(0)
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -91,6 +93,8 @@ SUMMED = (
     "baseline_cost",
     "cache_hits",
     "cost_avoided",
+    "quality_checks",
+    "quality_cost",
 )
 
 
@@ -124,6 +128,7 @@ def _empty_row(line: LedgerLine) -> LedgerEntry:
         cost=Decimal(0),
         baseline_cost=Decimal(0),
         cost_avoided=Decimal(0),
+        quality_cost=Decimal(0),
     )
 
 

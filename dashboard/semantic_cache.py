@@ -2,7 +2,8 @@
 
 A share of semantic cache hits is re-asked to the model (`routing.semantic_cache`); each
 re-asked hit is a `SemanticCacheCheck`, and one whose fresh answer disagreed is a false
-hit. Read from the checks alone, in one query: never from the request records.
+hit; one without a verdict (every tier failed) counts in the spend, not in the rate.
+Read from the checks alone, in one query: never from the request records.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def semantic_false_hits_get(*, policy_id: int | None, since: datetime) -> list[F
         checks = checks.filter(policy_id=policy_id)
     rows = (
         checks.values("policy_id", "policy__name")
-        .annotate(checks=Count("id"), false_hits=Count("id", filter=Q(agreed=False)), fresh_cost=Sum("fresh_cost"))
+        .annotate(
+            checks=Count("id", filter=Q(agreed__isnull=False)),
+            false_hits=Count("id", filter=Q(agreed=False)),
+            fresh_cost=Sum("fresh_cost"),
+        )
         .order_by("policy__name")
     )
     return [

@@ -457,15 +457,23 @@ class SemanticCacheCheck(models.Model):
     record = models.OneToOneField(RequestRecord, models.CASCADE, related_name="semantic_check")
     policy = models.ForeignKey(Policy, models.CASCADE, related_name="+")
     similarity = models.FloatField(help_text="Cosine similarity of the prompt to the cached one.")
-    agreed = models.BooleanField(help_text="Whether the fresh answer agreed with the cached one.")
+    agreed = models.BooleanField(
+        null=True,
+        help_text="Whether the fresh answer agreed with the cached one (empty: no verdict, as every tier "
+        "failed or no embeddings could compare the answers).",
+    )
     fresh_cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    fresh_calls = models.JSONField(
+        default=list, blank=True, help_text="The re-ask's model calls, as the ledger counts them."
+    )
     created = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created"]
 
     def __str__(self) -> str:
-        return f"semantic check of {self.record_id}: {'agreed' if self.agreed else 'false hit'}"
+        verdict = {True: "agreed", False: "false hit", None: "no verdict"}[self.agreed]
+        return f"semantic check of {self.record_id}: {verdict}"
 
 
 class ScorerVersion(models.Model):

@@ -1,8 +1,9 @@
 """Recompute the spend ledger from the request records and compare it with the stored ledger.
 
-The flusher writes ledger rows in the same transaction as the records, so the two must
-agree to the last 1e-10 dollar; `manage.py ledger_reconcile` runs this and reports any
-difference (there should be none).
+The flusher writes ledger rows in the same transaction as the records, and a quality
+check (a shadow evaluation, a semantic cache re-ask) in the transaction that stores it, so
+the two must agree to the last 1e-10 dollar; `manage.py ledger_reconcile` runs this and
+reports any difference (there should be none).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +24,9 @@ from billing.models import LedgerEntry
 from billing.services import SUMMED, LedgerLine
 
 from .ledger import ledger_lines
-from .models import RequestAttempt, RequestRecord
+from .models import RequestAttempt, RequestRecord, SemanticCacheCheck, ShadowEvaluation
+from .quality_spend import CheckCall, check_lines
+from .shadow import evaluation_spend
 
 Totals = dict[tuple[object, ...], dict[str, Decimal]]
 CHUNK = 2_000
@@ -38,7 +42,7 @@ class Difference:
 
 def ledger_reconcile(*, start: date, end: date) -> list[Difference]:
     """Every (dimensions, field) where the ledger and the records disagree, for days in [start, end)."""
-    expected = _totals(_lines_from_records(start, end))
+    expected = _totals(chain(_lines_from_records(start, end), _lines_from_checks(start, end)))
     stored = _stored_totals(start, end)
     differences = []
     for dims in sorted(expected.keys() | stored.keys(), key=str):
@@ -63,6 +67,21 @@ def _lines_from_records(start: date, end: date) -> Iterator[LedgerLine]:
     )
     for record in records.iterator(chunk_size=CHUNK):
         yield from ledger_lines([_payload(record)])
+
+
+def _lines_from_checks(start: date, end: date) -> Iterator[LedgerLine]:
+    """The quality checks' lines: shadow evaluations that paid for calls, semantic re-asks."""
+    since, until = _day_bounds(start, end)
+    evaluations = (
+        ShadowEvaluation.objects.filter(finished__gte=since, finished__lt=until)
+        .exclude(reference_model="")
+        .select_related("record")
+    )
+    for evaluation in evaluations.iterator(chunk_size=CHUNK):
+        yield from check_lines(evaluation.record, [evaluation_spend(evaluation)], evaluation.finished)
+    checks = SemanticCacheCheck.objects.filter(created__gte=since, created__lt=until).select_related("record")
+    for check in checks.iterator(chunk_size=CHUNK):
+        yield from check_lines(check.record, [CheckCall.from_dict(c) for c in check.fresh_calls], check.created)
 
 
 def _payload(record: RequestRecord) -> dict[str, Any]:

@@ -32,7 +32,8 @@ A share of semantic hits (`Policy.semantic_verify_rate`) is re-asked to the mode
 answer path, after the hit's record is stored: `semantic_checks_schedule` (a
 `records_stored` receiver) queues `routing.tasks.semantic_cache_verify`, which runs the
 cascade again without any cache and stores a `SemanticCacheCheck`. The fresh call's cost
-is kept on the check, never added to the request. The rule for "the fresh answer agrees
+is kept on the check, never added to the request; it is spend all the same, under the
+hit's budgets and on the ledger (`routing.quality_spend`). The rule for "the fresh answer agrees
 with the cached one" (`answers_agree`):
 
 1. the same text once case, whitespace and trailing punctuation are set aside; else
@@ -67,14 +68,18 @@ from django.db import IntegrityError, transaction
 from numpy.typing import NDArray
 from redis.typing import EncodableT, FieldT
 
+from billing.budgets import BudgetRule
 from cascadeops import redis as shared_redis
 
+from .budgeting import budget_hold
 from .cache import CachedAnswer, CacheHit, answer_loads, policy_namespace, redis_guard, request_digest
 from .engine import embeddings, run_cascade
 from .engine.ports import Provider
 from .engine.scoring import final_number
 from .engine.types import CascadeResult, ChatRequest, Message, PolicySnapshot
-from .models import SemanticCacheCheck
+from .exceptions import BudgetExceeded, BudgetUnavailable
+from .models import RequestRecord, SemanticCacheCheck
+from .quality_spend import CheckCall, check_budgets, check_ledger_append
 
 logger = logging.getLogger(__name__)
 
@@ -422,35 +427,56 @@ def _enqueue(checks: list[tuple[str, int, dict[str, Any]]]) -> None:
 def semantic_check_run(*, record_id: str, policy_id: int, check: dict[str, Any]) -> SemanticCacheCheck | None:
     """Re-ask one semantic hit's request without the cache and store whether it agreed.
 
-    None when it was checked already (a redelivered task), when the policy is gone, or
-    when no verdict is possible (every tier failed; no embeddings to compare prose).
+    The re-ask is spend (`routing.quality_spend`): it runs under a hold on the hit's
+    budgets and its calls go on the ledger with the check, also when it reached no
+    verdict (every tier failed, or no embeddings to compare prose). None when it was
+    checked already (a redelivered task), when the policy or the record is gone, or when
+    the budgets cannot cover it.
     """
     from .snapshots import load_policies
 
     if SemanticCacheCheck.objects.filter(record_id=uuid.UUID(record_id)).exists():
         return None
     policy = next((p for p in load_policies() if p.id == policy_id), None)
-    if policy is None:
-        logger.info("Semantic check of %s skipped: its policy is gone or disabled", record_id)
-        return None
-    result = async_to_sync(fresh_answer)(policy, chat_of(check["request"]))
-    if result.completion is None:
-        logger.warning("Semantic check of %s: every tier failed, no verdict", record_id)
-        return None
-    agreed = answers_agree(check["answer"], result.completion.text)
-    if agreed is None:
-        logger.warning("Semantic check of %s: no embeddings to compare the answers", record_id)
+    record = RequestRecord.objects.filter(id=uuid.UUID(record_id)).first()
+    if policy is None or record is None:
+        logger.info("Semantic check of %s skipped: its policy or record is gone", record_id)
         return None
     try:
-        return SemanticCacheCheck.objects.create(
-            record_id=uuid.UUID(record_id),
-            policy_id=policy_id,
-            similarity=check["similarity"],
-            agreed=agreed,
-            fresh_cost=result.cost,
+        result = async_to_sync(fresh_answer)(
+            policy, chat_of(check["request"]), check_budgets(record), f"semantic-check:{record_id}"
         )
+    except (BudgetExceeded, BudgetUnavailable) as exc:
+        logger.info("Semantic check of %s skipped: %s", record_id, exc.message)
+        return None
+    return _check_store(record, policy_id, check, result)
+
+
+def _check_store(
+    record: RequestRecord, policy_id: int, check: dict[str, Any], result: CascadeResult
+) -> SemanticCacheCheck | None:
+    agreed = None
+    if result.completion is None:
+        logger.warning("Semantic check of %s: every tier failed, no verdict", record.id)
+    else:
+        agreed = answers_agree(check["answer"], result.completion.text)
+        if agreed is None:
+            logger.warning("Semantic check of %s: no embeddings to compare the answers", record.id)
+    calls = [CheckCall.of_attempt(a) for a in result.attempts]
+    try:
+        with transaction.atomic():
+            stored = SemanticCacheCheck.objects.create(
+                record=record,
+                policy_id=policy_id,
+                similarity=check["similarity"],
+                agreed=agreed,
+                fresh_cost=result.cost,
+                fresh_calls=[c.as_dict() for c in calls],
+            )
+            check_ledger_append(record, calls, stored.created)
     except IntegrityError:
         return None  # another delivery of the same task stored it first
+    return stored
 
 
 def chat_of(request: dict[str, Any]) -> ChatRequest:
@@ -462,8 +488,10 @@ def chat_of(request: dict[str, Any]) -> ChatRequest:
     )
 
 
-async def fresh_answer(policy: PolicySnapshot, chat: ChatRequest) -> CascadeResult:
-    """The policy's answer now, without any cache, from providers of its own."""
+async def fresh_answer(
+    policy: PolicySnapshot, chat: ChatRequest, budgets: list[BudgetRule], hold_id: str
+) -> CascadeResult:
+    """The policy's answer now, without any cache, from providers of its own, under `budgets`."""
     from .providers import build_provider
     from .snapshots import config_cache
 
@@ -472,7 +500,10 @@ async def fresh_answer(policy: PolicySnapshot, chat: ChatRequest) -> CascadeResu
     providers: dict[int, Provider] = {i: build_provider(e) for i, e in endpoints.items()}
     try:
         # A worker holds no learned scorer: "learned" policies score with the heuristic here.
-        return await run_cascade(chat, policy, providers, config_cache.scorer_for(policy))
+        async with budget_hold(budgets, policy, chat, hold_id) as plan:
+            result = await run_cascade(chat, plan.policy, providers, config_cache.scorer_for(policy))
+            plan.actual = result.cost
+        return result
     finally:
         await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
 

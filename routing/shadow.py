@@ -11,7 +11,10 @@ whether the cheap answer was acceptable and stores that as the request's `shadow
   answer is as acceptable as its own.
 
 What the shadow calls cost is kept on the evaluation, never on the request: the caller
-did not ask for it, and reports show it as its own line.
+did not ask for it. It is spend all the same (`routing.quality_spend`): each call runs
+under a budget hold on the request's budgets (an evaluation they cannot cover fails as
+skipped), and the evaluation's cost, also a failed one's, goes on the ledger as a quality
+check when it is stored.
 """
 
 from __future__ import annotations
@@ -29,13 +32,19 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.budgets import BudgetRule
+
+from .budgeting import budget_hold
 from .choices import JudgeMethod, LabelSource, ShadowStatus
-from .engine.costing import attempt_cost, resolve_max_tokens
+from .engine.costing import resolve_max_tokens
 from .engine.errors import ProviderError
+from .engine.ports import Provider
 from .engine.scoring import final_number
-from .engine.types import ChatRequest, Completion, Message, Tier
+from .engine.types import ChatRequest, Completion, Message, PolicySnapshot
+from .exceptions import BudgetExceeded, BudgetUnavailable
 from .models import QualityLabel, RequestSample, ShadowEvaluation
 from .providers import build_provider
+from .quality_spend import CheckCall, check_budgets, check_ledger_append, tier_alone
 from .samples import sample_chat
 from .snapshots import load_policies
 
@@ -68,14 +77,10 @@ class JudgeUnclear(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The judge's decision and what reaching it cost."""
+    """The judge's decision (what reaching it cost is in the evaluation's `spent` calls)."""
 
     acceptable: bool
     judge: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cost: Decimal
     latency_ms: float
 
 
@@ -111,49 +116,76 @@ def shadow_evaluate(*, record_id: uuid.UUID | str) -> ShadowEvaluation | None:
     if claimed != 1:
         return None
     evaluation = ShadowEvaluation.objects.select_related("record__sample").get(record_id=record_id)
+    spent: list[CheckCall] = []
     try:
-        verdict = _judge_record(evaluation)
-    except (ProviderError, JudgeUnclear, LookupError) as exc:
-        return _failed(evaluation, f"{type(exc).__name__}: {exc}")
+        verdict = _judge_record(evaluation, spent)
+    except BudgetExceeded as exc:
+        return _failed(evaluation, f"skipped: {exc.message}", spent)
+    except (ProviderError, JudgeUnclear, LookupError, BudgetUnavailable) as exc:
+        return _failed(evaluation, f"{type(exc).__name__}: {exc}", spent)
     except Exception as exc:
         # Never leave it "running" for ever: a bug fails this evaluation, not the next ones.
         logger.exception("Shadow evaluation of %s crashed", record_id)
-        return _failed(evaluation, f"{type(exc).__name__}: {exc}")
-    return _done(evaluation, verdict)
+        return _failed(evaluation, f"{type(exc).__name__}: {exc}", spent)
+    return _done(evaluation, verdict, spent)
 
 
-def _judge_record(evaluation: ShadowEvaluation) -> Verdict:
+def _judge_record(evaluation: ShadowEvaluation, spent: list[CheckCall]) -> Verdict:
     record = evaluation.record
     sample = getattr(record, "sample", None)
     if sample is None:
         raise LookupError("the request's sampled text is gone")
-    strongest = _strongest_tier(record.policy_id)
-    return async_to_sync(judge_answer)(sample, strongest, task=record.task_category)
+    policy = _policy(record.policy_id)
+    judge = ShadowJudge(policy, check_budgets(record), hold_id=f"shadow:{record.id}", spent=spent)
+    return async_to_sync(judge.judge)(sample, task=record.task_category)
 
 
-def _strongest_tier(policy_id: int | None) -> Tier:
+def _policy(policy_id: int | None) -> PolicySnapshot:
     policy = next((p for p in load_policies() if p.id == policy_id), None)
     if policy is None:
         raise LookupError("the request's policy is deleted, disabled or has no usable tier")
-    return policy.strongest
+    return policy
 
 
-async def judge_answer(sample: RequestSample, strongest: Tier, *, task: str) -> Verdict:
-    """Ask `strongest` for a reference answer, then judge the sampled answer against it."""
-    provider = build_provider(strongest.endpoint)
-    try:
-        chat = sample_chat(sample)
-        reference = await provider.complete(chat, max_tokens=resolve_max_tokens(chat, strongest))
-        calls = [reference]
-        if task in STRUCTURED_TASKS and final_number(reference.text) is not None:
-            acceptable, judge = same_final_number(sample.answer, reference.text), JudgeMethod.EXACT_MATCH
-        else:
-            judged = await provider.complete(judge_chat(sample, reference.text), max_tokens=JUDGE_MAX_TOKENS)
-            calls.append(judged)
-            acceptable, judge = judge_reply(judged.text), JudgeMethod.LLM_JUDGE
-    finally:
-        await provider.aclose()
-    return _verdict(acceptable, judge, strongest, calls)
+@dataclass
+class ShadowJudge:
+    """Asks the policy's strongest tier for a reference answer, then judges a sampled answer by it.
+
+    Each call runs under a hold of its worst case on `budgets` and is added to `spent`
+    once it returns, so a failure after the first call still knows what was paid.
+    """
+
+    policy: PolicySnapshot
+    budgets: list[BudgetRule]
+    hold_id: str
+    spent: list[CheckCall]
+
+    async def judge(self, sample: RequestSample, *, task: str) -> Verdict:
+        strongest = self.policy.strongest
+        provider = build_provider(strongest.endpoint)
+        try:
+            chat = sample_chat(sample)
+            reference = await self._call(provider, chat, resolve_max_tokens(chat, strongest))
+            latency_ms = reference.latency_ms
+            if task in STRUCTURED_TASKS and final_number(reference.text) is not None:
+                acceptable, judge = same_final_number(sample.answer, reference.text), JudgeMethod.EXACT_MATCH
+            else:
+                judged = await self._call(provider, judge_chat(sample, reference.text), JUDGE_MAX_TOKENS)
+                latency_ms += judged.latency_ms
+                acceptable, judge = judge_reply(judged.text), JudgeMethod.LLM_JUDGE
+        finally:
+            await provider.aclose()
+        return Verdict(acceptable=acceptable, judge=judge, latency_ms=latency_ms)
+
+    async def _call(self, provider: Provider, chat: ChatRequest, max_tokens: int) -> Completion:
+        tier = self.policy.strongest
+        hold_id = f"{self.hold_id}:{len(self.spent)}"
+        async with budget_hold(self.budgets, tier_alone(self.policy, tier), chat, hold_id) as plan:
+            completion = await provider.complete(chat, max_tokens=max_tokens)
+            call = CheckCall.of_completion(tier.endpoint, completion)
+            plan.actual = call.cost
+        self.spent.append(call)
+        return completion
 
 
 def same_final_number(candidate: str, reference: str) -> bool:
@@ -164,7 +196,7 @@ def same_final_number(candidate: str, reference: str) -> bool:
 
 def judge_chat(sample: RequestSample, reference: str) -> ChatRequest:
     prompt = JUDGE_PROMPT.format(question=sample.prompt, reference=reference, candidate=sample.answer)
-    return ChatRequest(messages=(Message(role="user", content=prompt),), temperature=0.0)
+    return ChatRequest(messages=(Message(role="user", content=prompt),), max_tokens=JUDGE_MAX_TOKENS, temperature=0.0)
 
 
 def judge_reply(text: str) -> bool:
@@ -178,46 +210,42 @@ def judge_reply(text: str) -> bool:
     raise JudgeUnclear(f"the judge answered {text[:80]!r}")
 
 
-def _verdict(acceptable: bool, judge: str, tier: Tier, calls: list[Completion]) -> Verdict:
-    cost = sum(
-        (attempt_cost(tier.endpoint, c.input_tokens, c.output_tokens, c.cached_input_tokens) for c in calls),
-        Decimal(0),
-    )
-    return Verdict(
-        acceptable=acceptable,
-        judge=judge,
-        model=tier.endpoint.name,
-        input_tokens=sum(c.input_tokens for c in calls),
-        output_tokens=sum(c.output_tokens for c in calls),
-        cost=cost,
-        latency_ms=sum(c.latency_ms for c in calls),
-    )
-
-
 @transaction.atomic
-def _done(evaluation: ShadowEvaluation, verdict: Verdict) -> ShadowEvaluation:
+def _done(evaluation: ShadowEvaluation, verdict: Verdict, spent: list[CheckCall]) -> ShadowEvaluation:
     evaluation.status = ShadowStatus.DONE
     evaluation.acceptable = verdict.acceptable
     evaluation.judge = verdict.judge
-    evaluation.reference_model = verdict.model
-    evaluation.input_tokens = verdict.input_tokens
-    evaluation.output_tokens = verdict.output_tokens
-    evaluation.cost = verdict.cost
     evaluation.latency_ms = round(verdict.latency_ms, 3)
-    evaluation.finished = timezone.now()
-    evaluation.save()
+    _finish(evaluation, spent)
     QualityLabel.objects.update_or_create(
         record_id=evaluation.record_id,
         source=LabelSource.SHADOW,
-        defaults={"value": float(verdict.acceptable), "comment": f"{verdict.judge} by {verdict.model}"},
+        defaults={"value": float(verdict.acceptable), "comment": f"{verdict.judge} by {evaluation.reference_model}"},
     )
     return evaluation
 
 
-def _failed(evaluation: ShadowEvaluation, error: str) -> ShadowEvaluation:
+@transaction.atomic
+def _failed(evaluation: ShadowEvaluation, error: str, spent: list[CheckCall]) -> ShadowEvaluation:
     logger.warning("Shadow evaluation of %s failed: %s", evaluation.record_id, error)
     evaluation.status = ShadowStatus.FAILED
     evaluation.error = error
-    evaluation.finished = timezone.now()
-    evaluation.save(update_fields=["status", "error", "finished"])
+    _finish(evaluation, spent)
     return evaluation
+
+
+def _finish(evaluation: ShadowEvaluation, spent: list[CheckCall]) -> None:
+    """Store what the evaluation's calls cost and put it on the ledger, in one transaction."""
+    evaluation.finished = timezone.now()
+    if spent:
+        evaluation.reference_model = spent[0].model
+        evaluation.input_tokens = sum(c.input_tokens for c in spent)
+        evaluation.output_tokens = sum(c.output_tokens for c in spent)
+        evaluation.cost = sum((c.cost for c in spent), Decimal(0))
+    evaluation.save()
+    check_ledger_append(evaluation.record, [evaluation_spend(evaluation)] if spent else [], evaluation.finished)
+
+
+def evaluation_spend(evaluation: ShadowEvaluation) -> CheckCall:
+    """An evaluation's calls, all to its reference model, as one ledger call."""
+    return CheckCall(evaluation.reference_model, evaluation.input_tokens, evaluation.output_tokens, evaluation.cost)
