@@ -67,7 +67,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["day", "team", "app", "policy", "model", "end_user", "requests", "cost", "baseline_cost"]
+    list_display = [
+        "day",
+        "team",
+        "app",
+        "policy",
+        "model",
+        "end_user",
+        "requests",
+        "cost",
+        "quality_cost",
+        "baseline_cost",
+    ]
     list_filter = ["day", "team", "policy", "model"]
     search_fields = ["app", "end_user", "api_key_prefix"]
 

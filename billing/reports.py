@@ -11,10 +11,12 @@ finance pages, the CSV and the PDF show. Its keys:
 - `totals`, and `by_team`, `by_app`, `by_policy`, `by_model` (lists of the same figures
   with a `name`, most expensive first, plus `previous_cost`, `cost_change` and
   `cost_change_rate`): the ledger's counts (`requests`, `escalated_requests`,
-  `attempts`, `input_tokens`, `output_tokens`, `cached_input_tokens`, `cache_hits`), money
-  (`cost`, `baseline_cost`, `savings` = baseline − cost, `cost_avoided` = savings from
-  cache, `cost_per_request`) and rates (`savings_rate` = savings / baseline,
-  `escalation_rate` = escalated requests / requests);
+  `attempts`, `input_tokens`, `output_tokens`, `cached_input_tokens`, `cache_hits`,
+  `quality_checks`), money (`cost`, `baseline_cost`, `savings` = baseline − cost,
+  `cost_avoided` = savings from cache, `quality_cost` = the part of `cost` the gateway's
+  own quality checks (shadow evaluations, semantic cache re-asks) spent, `cost_per_request`)
+  and rates (`savings_rate` = savings / baseline, `escalation_rate` = escalated requests /
+  requests);
 - `previous`: the previous month's `totals` under its `month` (for a month to date, only
   its days up to the same day of the month, so both sides cover as many days);
 - `month_over_month`: `cost_change`, `cost_change_rate`, `requests_change`,
@@ -29,6 +31,9 @@ finance pages, the CSV and the PDF show. Its keys:
 
 Money is `Decimal` throughout and leaves as strings: 6 decimal places, 8 for cost per
 request. Rates are floats (0.25 means 25%), rounded to 6 places; null when undefined.
+
+Stored reports keep the schema they were built with; `upgrade()` reads an older one as
+this schema (schema 1 had no quality checks: they read as zero).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter
 from typing import Any
 
-SCHEMA = 1
+SCHEMA = 2  # 2: quality_checks and quality_cost
 CURRENCY = "USD"
 MONEY_PLACES = Decimal("0.000001")
 UNIT_COST_PLACES = Decimal("0.00000001")
@@ -72,14 +77,16 @@ class LedgerRow:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_hits: int = 0
+    quality_checks: int = 0
     cost: Decimal = Decimal(0)
     baseline_cost: Decimal = Decimal(0)
     cost_avoided: Decimal = Decimal(0)
+    quality_cost: Decimal = Decimal(0)
 
 
 DIMENSIONS = ("day", "team", "app", "policy", "model")
 SUMMED = tuple(f.name for f in fields(LedgerRow) if f.name not in DIMENSIONS)
-AMOUNTS = ("cost", "baseline_cost", "cost_avoided")
+AMOUNTS = ("cost", "baseline_cost", "cost_avoided", "quality_cost")
 BREAKDOWNS = (("team", "by_team"), ("app", "by_app"), ("policy", "by_policy"), ("model", "by_model"))
 
 
@@ -94,9 +101,11 @@ class Spend:
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_hits: int = 0
+    quality_checks: int = 0
     cost: Decimal = Decimal(0)
     baseline_cost: Decimal = Decimal(0)
     cost_avoided: Decimal = Decimal(0)
+    quality_cost: Decimal = Decimal(0)
 
     def add(self, row: LedgerRow) -> None:
         for name in SUMMED:
@@ -116,11 +125,13 @@ class Spend:
             "output_tokens": self.output_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "cache_hits": self.cache_hits,
+            "quality_checks": self.quality_checks,
             "cost": money(self.cost),
             "baseline_cost": money(self.baseline_cost),
             "savings": money(self.savings),
             "savings_rate": rate(self.savings, self.baseline_cost),
             "cost_avoided": money(self.cost_avoided),
+            "quality_cost": money(self.quality_cost),
             "escalation_rate": rate(self.escalated_requests, self.requests),
             "cost_per_request": None if per_request is None else money(per_request, UNIT_COST_PLACES),
         }
@@ -397,6 +408,32 @@ def _forecast_json(forecast: Forecast, month: date) -> Json:
     }
 
 
+# --- stored reports ------------------------------------------------------------------------
+
+# The figures each schema added, as a month without them reads: zero.
+ADDED_IN_SCHEMA_2 = {"quality_checks": 0, "quality_cost": money(Decimal(0))}
+
+
+def upgrade(data: Json) -> Json:
+    """A stored report read as this schema: the figures it predates are zero (a copy; `data` is left alone)."""
+    if data.get("schema", 1) >= SCHEMA:
+        return data
+
+    def complete(figures: Json) -> Json:
+        return {**ADDED_IN_SCHEMA_2, **figures}
+
+    upgraded = {
+        **data,
+        "schema": SCHEMA,
+        "totals": complete(data["totals"]),
+        "previous": {**data["previous"], "totals": complete(data["previous"]["totals"])},
+        "daily": [complete(day) for day in data["daily"]],
+    }
+    for _, key in BREAKDOWNS:
+        upgraded[key] = [complete(entry) for entry in data[key]]
+    return upgraded
+
+
 # --- outputs: CSV rows and chart figures ---------------------------------------------------
 
 CSV_COLUMNS = [
@@ -411,11 +448,13 @@ CSV_COLUMNS = [
     "output_tokens",
     "cached_input_tokens",
     "cache_hits",
+    "quality_checks",
     "cost",
     "baseline_cost",
     "savings",
     "savings_rate",
     "cost_avoided",
+    "quality_cost",
     "cost_per_request",
     "previous_cost",
     "cost_change",
@@ -511,6 +550,7 @@ BREAKDOWN_HEADERS = [
     "Savings",
     "Saved",
     "From cache",
+    "Checks",
     "Per request",
     "vs previous",
 ]
@@ -525,7 +565,7 @@ class Tile:
 
 
 def summary_tiles(data: Json) -> list[Tile]:
-    """The headline figures: spend, baseline, savings, cache, requests, unit cost, forecast, break-even."""
+    """The headline figures: spend, baseline, savings, cache, checks, requests, unit cost, forecast, break-even."""
     totals, mom, forecast = data["totals"], data["month_over_month"], data["forecast"]
     previous = f"{date.fromisoformat(data['previous']['month'] + '-01'):%B}"
     change = f"vs {previous}: {dollars(mom['cost_change'], signed=True)}"
@@ -541,6 +581,7 @@ def summary_tiles(data: Json) -> list[Tile]:
         Tile("All-premium baseline", dollars(totals["baseline_cost"]), "the strongest tier alone"),
         Tile("Saved", dollars(totals["savings"]), f"{percent(totals['savings_rate'])} of the baseline"),
         Tile("Saved by the cache", dollars(totals["cost_avoided"]), f"{totals['cache_hits']:,} cache hits"),
+        Tile("Quality checks", dollars(totals["quality_cost"]), _checks_note(totals["quality_checks"])),
         Tile("Requests", f"{totals['requests']:,}", f"{percent(totals['escalation_rate'])} escalated"),
         Tile("Cost per request", dollars(totals["cost_per_request"], 6), f"{totals['attempts']:,} model calls"),
         Tile(f"Forecast, {next_month}", dollars(forecast["cost"]), spread),
@@ -555,6 +596,10 @@ def summary_tiles(data: Json) -> list[Tile]:
             )
         )
     return tiles
+
+
+def _checks_note(checks: int) -> str:
+    return f"{checks:,} {'check' if checks == 1 else 'checks'} run, part of the spend"
 
 
 def projection_rows(data: Json) -> list[list[str]]:
@@ -586,6 +631,7 @@ def _breakdown_cells(e: Json) -> list[str]:
         dollars(e["savings"]),
         percent(e["savings_rate"]),
         dollars(e["cost_avoided"]),
+        dollars(e["quality_cost"]),
         dollars(e["cost_per_request"], 6),
         change,
     ]

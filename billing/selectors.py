@@ -111,7 +111,8 @@ class FinanceReport:
 def finance_report_get(*, month: date, today: date) -> FinanceReport | None:
     """The current month live from the ledger, or a past month's stored report; None for other months.
 
-    A past month's report that is not ready has no data: the page says why.
+    A past month's report that is not ready has no data: the page says why. A report stored
+    with an older schema is read as the current one (`reports.upgrade`).
     """
     month = reports.month_start(month)
     if month == reports.month_start(today):
@@ -119,7 +120,8 @@ def finance_report_get(*, month: date, today: date) -> FinanceReport | None:
     stored = MonthlyReport.objects.filter(month=month).first()
     if stored is None:
         return None
-    return FinanceReport(month=month, data=stored.data if stored.status == ReportStatus.READY else None, stored=stored)
+    data = reports.upgrade(stored.data) if stored.status == ReportStatus.READY else None
+    return FinanceReport(month=month, data=data, stored=stored)
 
 
 def month_report(*, month: date) -> reports.Json:

@@ -18,7 +18,7 @@ from billing.models import MonthlyReport
 from billing.report_services import report_build_monthly
 from billing.reports import CSV_COLUMNS, LedgerRow
 from billing.signals import FINANCE
-from tests.billing.test_monthly_report import FEB, february_rows, january_rows
+from tests.billing.test_monthly_report import FEB, as_schema_1, february_rows, january_rows, quality_check_row
 from tests.billing.test_monthly_report_build import store
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +38,18 @@ def february_report() -> MonthlyReport:
     store(february_rows(), batches=2)
     store(january_rows())
     return report_build_monthly(month=FEB)
+
+
+@pytest.fixture
+def checked_report() -> MonthlyReport:
+    """February with one quality check on growth's gpt-4 (0.0123, no request)."""
+    store([*february_rows(), quality_check_row()], batches=2)
+    store(january_rows())
+    return report_build_monthly(month=FEB)
+
+
+def pdf_text(content: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
 
 
 def this_month_rows(n: int) -> list[LedgerRow]:
@@ -135,6 +147,39 @@ def test_pdf_of_the_current_month_says_it_is_month_to_date(finance_client: Clien
     response = finance_client.get(f"/finance/{selectors.billing_today():%Y-%m}/report.pdf")
     text = PdfReader(io.BytesIO(response.content)).pages[0].extract_text()
     assert "Month to date" in text and "$0.02" in text
+
+
+def test_report_page_shows_the_quality_checks(finance_client: Client, checked_report: MonthlyReport) -> None:
+    page = finance_client.get("/finance/2025-02/").content.decode()
+    assert "Quality checks" in page and "1 check run, part of the spend" in page
+    assert "$84.01" in page and "$209.99" in page  # spent includes the check; savings count it once
+    assert ">Checks</th>" in page and ">$0.01</td>" in page  # growth's and gpt-4's rows
+
+
+def test_csv_and_pdf_show_the_quality_checks(finance_client: Client, checked_report: MonthlyReport) -> None:
+    rows = list(csv.DictReader(io.StringIO(finance_client.get("/finance/2025-02/report.csv").content.decode())))
+    by = {(r["breakdown"], r["name"]): r for r in rows}
+    for key in (("total", "all"), ("team", "growth"), ("model", "gpt-4"), ("day", "2025-02-10")):
+        assert (by[key]["quality_checks"], by[key]["quality_cost"]) == ("1", "0.012300"), key
+    assert (by[("team", "search")]["quality_checks"], by[("model", "mixtral")]["quality_cost"]) == ("0", "0.000000")
+    text = pdf_text(finance_client.get("/finance/2025-02/report.pdf").content)
+    for figure in ("Quality checks", "1 check run, part of the spend", "$84.01", "$209.99"):
+        assert figure in text, figure
+
+
+def test_a_report_stored_before_quality_checks_still_renders_with_zero(
+    finance_client: Client, february_report: MonthlyReport
+) -> None:
+    MonthlyReport.objects.filter(id=february_report.id).update(data=as_schema_1(february_report.data))
+    page = finance_client.get("/finance/2025-02/")
+    assert page.status_code == 200
+    assert "Quality checks" in page.content.decode() and "0 checks run" in page.content.decode()
+    rows = list(csv.DictReader(io.StringIO(finance_client.get("/finance/2025-02/report.csv").content.decode())))
+    assert (rows[0]["quality_checks"], rows[0]["quality_cost"], rows[0]["cost"]) == ("0", "0.000000", "84.000000")
+    pdf = finance_client.get("/finance/2025-02/report.pdf")
+    assert pdf.status_code == 200 and "0 checks run" in pdf_text(pdf.content)
+    assert finance_client.get("/finance/").status_code == 200
+    assert MonthlyReport.objects.get().data["schema"] == 1  # read as the new schema, never rewritten
 
 
 # Query budgets (NetBox-style): session, user, the user's and the groups' permissions, then the page's own reads.

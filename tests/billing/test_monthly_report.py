@@ -12,6 +12,9 @@ Days 15–28: every figure doubled → per day: 32 requests, 6 escalated, cost 4
 
 January 2025: one day, growth cost 40.00 (baseline 100.00, 100 requests) and search cost
 30.00 (baseline 90.00, 60 requests).
+
+`quality_check_row()` adds one quality check on 10 February (growth, gpt-4): no request, one
+model call costing 0.0123, all of it quality cost.
 """
 
 from __future__ import annotations
@@ -22,13 +25,20 @@ from decimal import Decimal
 import pytest
 
 from billing.reports import (
+    BREAKDOWN_HEADERS,
+    BREAKDOWNS,
     CSV_COLUMNS,
+    SCHEMA,
     LedgerRow,
+    Tile,
+    breakdown_tables,
     csv_rows,
     figures,
     forecast_total,
     month_before,
     report_data,
+    summary_tiles,
+    upgrade,
 )
 
 FEB = date(2025, 2, 1)
@@ -73,6 +83,34 @@ def january_rows() -> list[LedgerRow]:
         LedgerRow(on, "growth", "support-bot", "default", "gpt-4", requests=100, cost=D("40"), baseline_cost=D("100")),
         LedgerRow(on, "search", "search-api", "strict", "gpt-4", requests=60, cost=D("30"), baseline_cost=D("90")),
     ]
+
+
+def quality_check_row() -> LedgerRow:
+    return LedgerRow(
+        date(2025, 2, 10), "growth", "support-bot", "default", "gpt-4",
+        attempts=1, cost=D("0.0123"), quality_checks=1, quality_cost=D("0.0123"),
+    )  # fmt: skip
+
+
+QUALITY_FIGURES = ("quality_checks", "quality_cost")
+
+
+def as_schema_1(data: dict) -> dict:
+    """`data` as a report stored before quality checks: schema 1, without their figures."""
+
+    def strip(figures: dict) -> dict:
+        return {k: v for k, v in figures.items() if k not in QUALITY_FIGURES}
+
+    old = {
+        **data,
+        "schema": 1,
+        "totals": strip(data["totals"]),
+        "previous": {**data["previous"], "totals": strip(data["previous"]["totals"])},
+        "daily": [strip(day) for day in data["daily"]],
+    }
+    for _, key in BREAKDOWNS:
+        old[key] = [strip(entry) for entry in data[key]]
+    return old
 
 
 @pytest.fixture
@@ -268,11 +306,13 @@ def test_csv_has_the_documented_columns_and_one_row_per_figure(february: dict) -
         "output_tokens",
         "cached_input_tokens",
         "cache_hits",
+        "quality_checks",
         "cost",
         "baseline_cost",
         "savings",
         "savings_rate",
         "cost_avoided",
+        "quality_cost",
         "cost_per_request",
         "previous_cost",
         "cost_change",
@@ -282,6 +322,48 @@ def test_csv_has_the_documented_columns_and_one_row_per_figure(february: dict) -
     assert total["breakdown"] == "total" and total["cost"] == "84.000000" and total["cost_change_rate"] == "0.2"
     kinds = [row[1] for row in rows[1:]]
     assert kinds.count("team") == 2 and kinds.count("model") == 2 and kinds.count("day") == 28
+
+
+def test_quality_checks_are_spend_in_the_totals_and_the_breakdowns() -> None:
+    data = report_data(month=FEB, rows=[*february_rows(), quality_check_row()], previous_rows=january_rows())
+    totals = data["totals"]
+    assert (totals["quality_checks"], totals["quality_cost"]) == (1, "0.012300")
+    # Part of the spend, so savings fall by the check once: 294 − 84.0123 = 209.9877.
+    assert (totals["cost"], totals["baseline_cost"], totals["savings"]) == ("84.012300", "294.000000", "209.987700")
+    assert (totals["requests"], totals["attempts"]) == (672, 757)  # 14·18 + 14·36 calls, and the check's
+    growth, search = data["by_team"]
+    assert (growth["name"], growth["quality_checks"], growth["quality_cost"]) == ("growth", 1, "0.012300")
+    assert (search["quality_checks"], search["quality_cost"]) == (0, "0.000000")
+    gpt4, mixtral = data["by_model"]
+    assert (gpt4["name"], gpt4["quality_checks"], gpt4["quality_cost"], gpt4["cost"]) == (
+        "gpt-4",
+        1,
+        "0.012300",
+        "54.612300",
+    )
+    assert (mixtral["quality_checks"], mixtral["quality_cost"]) == (0, "0.000000")
+    assert data["daily"][9]["quality_cost"] == "0.012300" and data["daily"][10]["quality_cost"] == "0.000000"
+    assert data["previous"]["totals"]["quality_checks"] == 0
+
+
+def test_quality_checks_in_the_csv_the_tiles_and_the_tables() -> None:
+    data = report_data(month=FEB, rows=[*february_rows(), quality_check_row()], previous_rows=[])
+    rows = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in csv_rows(data)[1:]]
+    total, growth = rows[0], next(r for r in rows if (r["breakdown"], r["name"]) == ("team", "growth"))
+    assert (total["quality_checks"], total["quality_cost"], total["cost"]) == ("1", "0.012300", "84.012300")
+    assert (growth["quality_checks"], growth["quality_cost"]) == ("1", "0.012300")
+    assert Tile("Quality checks", "$0.01", "1 check run, part of the spend") in summary_tiles(data)
+    (_, by_team), *_ = breakdown_tables(data)
+    checks = BREAKDOWN_HEADERS.index("Checks")
+    assert [row[checks] for row in by_team] == ["$0.01", "$0.00"]
+
+
+def test_a_report_stored_before_quality_checks_reads_them_as_zero(february: dict) -> None:
+    old = as_schema_1(february)
+    assert february["schema"] == SCHEMA == 2 and "quality_cost" not in old["totals"]
+    assert upgrade(old) == february  # February had no checks: zeros are its figures
+    assert "quality_cost" not in old["by_team"][0]  # the stored data is left alone
+    assert upgrade(february) is february
 
 
 def test_figures_keep_money_as_strings_on_linear_axes(february: dict) -> None:

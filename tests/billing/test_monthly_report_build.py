@@ -20,7 +20,7 @@ from billing.pdf import report_pdf
 from billing.report_services import ReportMonthNotOver, report_build_monthly
 from billing.reports import LedgerRow, month_before, month_start
 from billing.tasks import report_build_monthly_task
-from tests.billing.test_monthly_report import FEB, february_rows, january_rows
+from tests.billing.test_monthly_report import FEB, february_rows, january_rows, quality_check_row
 from tests.factories import ModelEndpointFactory
 
 pytestmark = pytest.mark.django_db
@@ -211,3 +211,24 @@ def test_pdf_shows_the_month_and_the_totals(ledger: None) -> None:
         assert figure in text, figure
     for name in ("growth", "search", "support-bot", "strict", "mixtral", "gpt-4"):
         assert name in text, name
+
+
+def test_quality_checks_flow_from_the_ledger_into_the_report_and_the_pdf(ledger: None) -> None:
+    store([quality_check_row()])
+    row = next(r for r in selectors.ledger_rows_for_month(month=FEB) if r.quality_checks)
+    assert (row.day, row.team, row.model, row.requests) == (date(2025, 2, 10), "growth", "gpt-4", 2)
+    assert (row.quality_checks, row.quality_cost, row.cost) == (1, Decimal("0.0123"), Decimal("0.8123"))
+    assert isinstance(row.quality_checks, int) and isinstance(row.quality_cost, Decimal)
+
+    report = report_build_monthly(month=FEB)
+    totals = report.data["totals"]
+    assert (totals["quality_checks"], totals["quality_cost"], totals["cost"], totals["savings"]) == (
+        1,
+        "0.012300",
+        "84.012300",
+        "209.987700",
+    )
+    assert report.data["by_team"][0]["quality_cost"] == "0.012300"  # growth
+    text = "\n".join(page.extract_text() for page in PdfReader(BytesIO(report_pdf(report.data, stored=report))).pages)
+    for figure in ("Quality checks", "1 check run, part of the spend", "$84.01", "$209.99", "Checks"):
+        assert figure in text, figure
