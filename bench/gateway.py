@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,8 +39,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bench.loadgen import (
     LoadRun,
@@ -54,6 +51,7 @@ from bench.loadgen import (
     wrk_available,
     wrk_load,
 )
+from bench.net import free_port, wait_until_up
 from bench.procstats import CpuMeter, peak_rss_mb, rss_mb, slope_mb_per_min
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,23 +79,6 @@ print(services.api_key_create(name="bench-cached", policy=cached, team="bench", 
 
 def chat_body(policy: str, prompt: str = PROMPT) -> dict[str, object]:
     return {"model": policy, "messages": [{"role": "user", "content": prompt}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 @contextmanager
@@ -177,10 +158,10 @@ def bench_servers(use_redis: bool, app: str = "cascadeops.asgi:application", **e
         gw_cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(gw_port), "--http", "httptools",
                   "--loop", "uvloop", "--no-access-log", "--lifespan", "off", "--log-level", "warning"]  # fmt: skip
         with process(up_cmd, env) as up:
-            wait_for(f"{upstream}/models")
+            wait_until_up(f"{upstream}/models")
             plain, cached = seed(env, upstream)
             with process(gw_cmd, env) as gw:
-                wait_for(f"http://127.0.0.1:{gw_port}/v1/models")
+                wait_until_up(f"http://127.0.0.1:{gw_port}/v1/models")
                 yield Servers(up_port, up.pid, gw_port, gw.pid, plain, cached, env)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.net import free_port
 from routing.cache import cache_clear
 from routing.semantic_cache import semantic_clear
 from routing.snapshots import config_cache
@@ -47,12 +47,6 @@ def operator(django_user_model: type) -> object:
     return django_user_model.objects.create_superuser("operator", "operator@example.com", "correct-horse-battery")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class LiveGateway:
     """The real ASGI application served by uvicorn on a loopback port, in a thread."""
 
@@ -61,7 +55,7 @@ class LiveGateway:
 
         from cascadeops.asgi import application
 
-        self.port = _free_port()
+        self.port = free_port()
         config = uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

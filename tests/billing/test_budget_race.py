@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 
+from bench.net import free_port, wait_until_up
 from bench.upstream import UpstreamBehaviour, running_upstream
 from billing.models import Budget
 from routing.models import RequestRecord
@@ -35,25 +34,6 @@ PRICE = Decimal("10")  # USD per 1M tokens, in and out
 COST = WORST_CASE = (PROMPT_TOKENS + COMPLETION_TOKENS) * PRICE / 1_000_000
 AFFORDABLE = 50
 CLIENTS, PER_CLIENT = 4, 50
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not start")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -14,11 +14,11 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 from django.db.models import Sum
 
+from bench.net import free_port, wait_until_up
 from bench.upstream import running_upstream
 from billing.models import Budget, LedgerEntry
 from billing.selectors import billing_today, month_to_date_report
@@ -211,22 +211,3 @@ def test_two_gateway_processes_share_the_cache_through_redis(gateway, upstream, 
     finally:
         other.terminate()
         other.wait(timeout=30)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not start")

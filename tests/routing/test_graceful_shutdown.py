@@ -18,6 +18,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
+from bench.net import free_port
 from bench.upstream import running_upstream
 from routing.models import RequestRecord
 from tests.conftest import subprocess_env
@@ -25,14 +26,6 @@ from tests.factories import make_key, make_policy, openai_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_S = 60.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(condition, what: str, within_s: float = STARTUP_S) -> None:

@@ -6,7 +6,6 @@ semantic cache re-asks run as the Celery tasks that beat's flush queues (eagerly
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from decimal import Decimal
 from importlib.util import find_spec
@@ -27,6 +26,7 @@ from routing.providers.local import replay_prompts
 from routing.reconcile import ledger_reconcile
 from tests.conftest import flush_records
 from tests.factories import make_key, make_policy, openai_endpoint, replay_endpoints
+from tests.routing.test_shadow import flush_and_evaluate, route
 
 MICRO_DOLLAR = Decimal("0.000001")
 JANET = replay_prompts()[0]  # a math prompt: the shadow judges it by exact match, one strong call
@@ -63,20 +63,6 @@ def shadowed(request):
         policy = make_policy("shadowed", [(mixtral, 0.0), (strong, 1.0)], shadow_rate=1.0)
         _, key = make_key(policy)
         yield upstream, key
-
-
-def route(client, key: str, prompt: str) -> str:
-    body = json.dumps({"messages": [{"role": "user", "content": prompt}]})
-    response = client.post(
-        "/v1/chat/completions", data=body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}"
-    )
-    assert response.status_code == 200, response.content
-    return response["x-request-id"]
-
-
-def flush_and_evaluate(django_capture_on_commit_callbacks) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        flush_records()
 
 
 @pytest.mark.django_db
