@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -119,6 +119,31 @@ def check_kind(data: Mapping[str, Any], kind: str, version: int) -> None:
         raise ValueError(f"not a {kind} (kind is {data.get('kind')!r})")
     if data.get("format") != version:
         raise ValueError(f"unsupported {kind} format {data.get('format')!r} (this version reads {version})")
+
+
+class FeatureSpecLike(Protocol):
+    """What `stored_model` and `stored_linear` need of a model's feature spec."""
+
+    @property
+    def dense_size(self) -> int: ...
+
+    @property
+    def buckets(self) -> int: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def stored_model(kind: str, fmt: int, spec: FeatureSpecLike, linear: LogisticModel, **header: Any) -> dict[str, Any]:
+    """The stored form of a linear model over a feature spec (the learned scorer, the prompt router)."""
+    return {"kind": kind, "format": fmt, **header, "features": spec.to_dict(), "model": linear.to_dict()}
+
+
+def stored_linear(data: Mapping[str, Any], spec: FeatureSpecLike) -> LogisticModel:
+    """A stored model's coefficients, refused unless they fit `spec` (call `check_kind` first)."""
+    linear = LogisticModel.from_dict(data["model"])
+    if linear.dense_size != spec.dense_size or linear.buckets != spec.buckets:
+        raise ValueError(f"{data['kind']} coefficients do not match its feature spec")
+    return linear
 
 
 def floats(values: FloatArray) -> list[float]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import embeddings
 from .classify import MATH_PATTERN, compiled
-from .linear import Design, FloatArray, LogisticModel, check_kind, fit_logistic
+from .linear import Design, FloatArray, LogisticModel, check_kind, fit_logistic, stored_linear, stored_model
 from .textfeatures import SparseRow, hashed_categories, hashed_ngrams, merged, sparse_matrix
 
 KIND: Final = "prompt_router"
@@ -101,22 +101,13 @@ class PromptRouter:
         return self.linear.probability(dense, sparse_row(self.spec, prompt, extra or {}))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": KIND,
-            "format": FORMAT,
-            "version": self.version,
-            "features": self.spec.to_dict(),
-            "model": self.linear.to_dict(),
-            "metadata": dict(self.metadata),
-        }
+        return stored_model(KIND, FORMAT, self.spec, self.linear, version=self.version, metadata=dict(self.metadata))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PromptRouter:
         check_kind(data, KIND, FORMAT)
         spec = RouterSpec.from_dict(data["features"])
-        linear = LogisticModel.from_dict(data["model"])
-        if linear.dense_size != spec.dense_size or linear.buckets != spec.buckets:
-            raise ValueError("router coefficients do not match its feature spec")
+        linear = stored_linear(data, spec)
         return cls(spec=spec, linear=linear, metadata=dict(data.get("metadata", {})), version=int(data["version"]))
 
 
