@@ -256,18 +256,28 @@ def openai_response(request_id: uuid.UUID, created: Any, result: CascadeResult) 
 def routing_headers(request_id: uuid.UUID, policy: PolicySnapshot, result: CascadeResult) -> dict[str, str]:
     final = result.final
     assert final is not None
+    headers = answer_headers(
+        request_id, policy, task=result.task, model=final.model, tier=final.tier, escalated=result.escalated
+    )
+    headers["x-cascadeops-escalations"] = str(result.escalations)
+    headers["x-cascadeops-attempts"] = str(len(result.attempts))
+    headers["x-cascadeops-score"] = "" if final.score is None else f"{final.score:.4f}"
+    headers["x-cascadeops-cost-usd"] = str(result.cost)
+    return headers
+
+
+def answer_headers(
+    request_id: uuid.UUID, policy: PolicySnapshot, *, task: str, model: str, tier: int, escalated: bool
+) -> dict[str, str]:
+    """The routing headers every answer carries, whole or streamed."""
     return {
         "x-request-id": str(request_id),
         "x-cascadeops-request-id": str(request_id),
         "x-cascadeops-policy": f"{policy.name}@{policy.version}",
-        "x-cascadeops-task": result.task,
-        "x-cascadeops-model": final.model,
-        "x-cascadeops-tier": str(final.tier),
-        "x-cascadeops-escalated": "true" if result.escalated else "false",
-        "x-cascadeops-escalations": str(result.escalations),
-        "x-cascadeops-attempts": str(len(result.attempts)),
-        "x-cascadeops-score": "" if final.score is None else f"{final.score:.4f}",
-        "x-cascadeops-cost-usd": str(result.cost),
+        "x-cascadeops-task": task,
+        "x-cascadeops-model": model,
+        "x-cascadeops-tier": str(tier),
+        "x-cascadeops-escalated": "true" if escalated else "false",
     }
 
 

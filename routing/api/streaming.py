@@ -270,17 +270,12 @@ class StreamSession:
         """The routing headers known before the first byte (the cost is not: it is in the record)."""
         assert self._cascade is not None and self._plan is not None and self._lookup is not None
         escalated = bool(self._cascade.attempts) if answering.live else self._cascade.result().escalated
-        headers = {
-            "x-request-id": str(self.request_id),
-            "x-cascadeops-request-id": str(self.request_id),
-            "x-cascadeops-policy": f"{self.policy.name}@{self.policy.version}",
-            "x-cascadeops-task": self._cascade.task,
-            "x-cascadeops-model": answering.model,
-            "x-cascadeops-tier": str(answering.tier),
-            "x-cascadeops-escalated": "true" if escalated else "false",
-            "x-cascadeops-stream": "live" if answering.live else "scored",
-            CACHE_HEADER: self._lookup.status,
-        }
+        task, model, tier = self._cascade.task, answering.model, answering.tier
+        headers = hotpath.answer_headers(
+            self.request_id, self.policy, task=task, model=model, tier=tier, escalated=escalated
+        )
+        headers["x-cascadeops-stream"] = "live" if answering.live else "scored"
+        headers[CACHE_HEADER] = self._lookup.status
         if self._plan.degrade.any:
             headers["x-cascadeops-budget-degraded"] = (
                 "cheap-only" if self._plan.degrade.cheap_only else "lower-threshold"
