@@ -91,13 +91,44 @@ async def settle(store: BudgetStore, hold: Hold, actual: Decimal) -> None:
 
     Shielded: a client that disconnects must still release the hold now, not leave it to
     expire. The request has been answered and recorded by now, so a store that fails
-    here must not turn it into an error: the hold expires, and the budget's counter
-    misses this request's spend (the ledger has it). That is logged, loudly.
+    here must not turn it into an error: the settle is tried again in the background
+    (`SETTLE_RETRY_DELAYS_S`), so the spend reaches the counter once the store is back,
+    also after the hold expired. Should every retry fail (or the process stop first), the
+    counter misses this request's spend until its period ends; the ledger has it.
     """
     try:
         await asyncio.shield(store.settle(hold, actual, timezone.now()))
     except Exception:
-        logger.exception("Could not settle hold %s at $%s; it expires within %s s", hold.hold_id, actual, HOLD_TTL_S)
+        logger.warning(
+            "Could not settle hold %s at $%s; retrying in the background", hold.hold_id, actual, exc_info=True
+        )
+        retry = asyncio.get_running_loop().create_task(_settle_retry(store, hold, actual))
+        _settles_retrying.add(retry)  # a task nothing refers to may be collected mid-flight
+        retry.add_done_callback(_settles_retrying.discard)
+
+
+# Seconds between a failed settle's retries: over five minutes in all, longer than a hold
+# lives, so a store that is down for a moment loses no spend. A retry whose first attempt
+# did reach the store (its reply lost in flight) counts the request twice: stricter, never
+# looser.
+SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 4.0, 15.0, 60.0, 240.0)
+_settles_retrying: set[asyncio.Task[None]] = set()
+
+
+async def _settle_retry(store: BudgetStore, hold: Hold, actual: Decimal) -> None:
+    try:
+        for delay in SETTLE_RETRY_DELAYS_S:
+            await asyncio.sleep(delay)
+            try:
+                await store.settle(hold, actual, timezone.now())
+            except Exception:
+                continue
+            logger.info("Settled hold %s at $%s on a retry", hold.hold_id, actual)
+            return
+    except asyncio.CancelledError:
+        logger.error("Stopped before settling hold %s at $%s; its budget's counter misses it", hold.hold_id, actual)
+        raise
+    logger.error("Gave up settling hold %s at $%s; its budget's counter misses it", hold.hold_id, actual)
 
 
 # (budget id, period start, level) already announced by this process: the task is
