@@ -48,6 +48,10 @@ DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 Outcome = Callable[[], CascadeResult | None]
+# A client that stops reading parks the body at a `yield`, where `_next`'s deadline cannot
+# reach it. A timer this long after the deadline ends such a request: it cancels the
+# upstream call, records the request and settles its hold before the hold expires.
+STALLED_READER_GRACE_S = 5.0
 
 
 class DeadlinePassed(Exception):
@@ -104,6 +108,8 @@ class StreamSession:
         self._deadline = 0.0
         self._model = ""
         self._ending: asyncio.Future[None] | None = None
+        self._stalled_reader: asyncio.TimerHandle | None = None
+        self._cut_off = False
 
     async def start(self, lookup: Lookup) -> HttpResponse:
         """Run the cascade up to the answer's first delta; the response that streams the rest."""
@@ -138,7 +144,9 @@ class StreamSession:
         hold = budget_hold(budgets, self.policy, self.chat, str(self.request_id), first_tier)
         plan = self._plan = await self._hold.enter_async_context(hold)
         # The same deadline as a whole answer's: the stream must not outlive its budget hold.
-        self._deadline = asyncio.get_running_loop().time() + CASCADE_DEADLINE_S
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + CASCADE_DEADLINE_S
+        self._stalled_reader = loop.call_at(self._deadline + STALLED_READER_GRACE_S, self._cut_off_stalled_reader)
         self._cascade = CascadeStream(
             self.chat,
             plan.policy,
@@ -166,9 +174,12 @@ class StreamSession:
     async def _body(self) -> AsyncGenerator[bytes, None]:
         try:
             yield self._chunk({"role": "assistant", "content": ""})
-            while (event := await self._next()) is not None:
+            while not self._cut_off and (event := await self._next()) is not None:
                 assert isinstance(event, TextDelta)
                 yield self._chunk({"content": event.text})
+            if self._cut_off:
+                yield error_event(f"The answer was cut off: the request ran past {CASCADE_DEADLINE_S} s.")
+                return
             result = self._finished()
             await self._end(lambda: result)
             await self._cache(result)
@@ -209,6 +220,13 @@ class StreamSession:
     def _finished(self) -> CascadeResult | None:
         return None if self._cascade is None else self._cascade.result()
 
+    def _cut_off_stalled_reader(self) -> None:
+        """Past the deadline and its grace, the client still has not read the stream: end it."""
+        if self._ending is None:
+            self._cut_off = True
+            logger.warning("Request %s: the client stopped reading its stream; cut off", self.request_id)
+            self._ending = asyncio.ensure_future(self._record_and_settle(self._interrupted("timeout"), None))
+
     def _interrupted(self, kind: str) -> Outcome:
         reasons = {"cancelled": CLIENT_GONE, "timeout": past_deadline(CASCADE_DEADLINE_S)}
         reason = reasons.get(kind, "the gateway failed while streaming")
@@ -237,6 +255,8 @@ class StreamSession:
                     self._plan.actual = result.cost
                 await recorder.enqueue(self._payload(result, status))
         finally:
+            if self._stalled_reader is not None:
+                self._stalled_reader.cancel()
             await self._hold.aclose()
 
     async def _close_events(self) -> None:

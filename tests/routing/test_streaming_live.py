@@ -6,6 +6,7 @@ OpenAI-compatible upstream that streams on cue (tests.routing.sse_upstream).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -18,9 +19,12 @@ from django.utils import timezone
 
 from billing.budget_store import budget_rules_load, budget_store
 from billing.models import Budget
+from routing.api.streaming import stream_route
 from routing.demo import demo_seed
-from routing.models import RequestRecord
+from routing.engine.types import ChatRequest, Message
+from routing.models import RequestRecord, hash_api_key
 from routing.providers.local import replay_prompts
+from routing.snapshots import config_cache
 from tests.conftest import flush_records
 from tests.factories import make_key, make_policy, openai_endpoint, replay_endpoints
 from tests.routing.sse_upstream import ANSWER, SSEUpstream, running_sse_upstream
@@ -289,3 +293,44 @@ def test_a_stream_past_the_deadline_ends_with_an_error_event_and_pays_for_what_i
     cut_off = record.attempts.get(model="upstream-stall")
     assert (cut_off.error_kind, cut_off.outcome) == ("timeout", "failed")
     assert cut_off.cost > 0
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_its_hold_settled_before_it_expires(
+    transactional_db, upstream, monkeypatch, budget_keys_cleared
+):
+    # The body is driven by hand, as the server drives it: reading the first chunks, then
+    # nothing, parks it at a `yield`, as a client that stopped reading does.
+    monkeypatch.setattr("routing.api.streaming.CASCADE_DEADLINE_S", 1.0)
+    monkeypatch.setattr("routing.api.streaming.STALLED_READER_GRACE_S", 0.2)
+    Budget.objects.create(name="everything", limit=Decimal("100"))
+    rules = budget_rules_load()
+    mixtral, _ = replay_endpoints()
+    streamer = openai_endpoint("upstream-stall", upstream.base_url, "stall")
+    _, plaintext = make_key(make_policy("streaming", [(mixtral, 0.9), (streamer, 1.0)]))
+
+    async def stop_reading_after_the_first_word() -> tuple[str, list[bytes], Decimal, list[bytes]]:
+        await config_cache.ensure_fresh()
+        key = await config_cache.key(hash_api_key(plaintext))
+        assert key is not None
+        chat = ChatRequest(messages=(Message(role="user", content=prompt_starting(MIXTRAL_WRONG)),), stream=True)
+        response = await stream_route(key, config_cache.policies_by_name["streaming"], chat)
+        body = aiter(response.streaming_content)
+        read = [await anext(body), await anext(body)]
+        await asyncio.sleep(2.0)  # past the deadline and its grace, without reading
+        held_while_parked = (await budget_store().usage(rules, timezone.now()))[0].held
+        rest = [chunk async for chunk in body]
+        await response.aclose()
+        return response["x-cascadeops-request-id"], read, held_while_parked, rest
+
+    request_id, read, held_while_parked, rest = async_to_sync(stop_reading_after_the_first_word)()
+
+    assert b"Forty-two" in read[1]
+    assert held_while_parked == 0  # settled while the client still was not reading
+    assert upstream.app.disconnected.is_set()  # and the upstream call cancelled then too
+    assert len(rest) == 1 and b"ran past 1.0 s" in rest[0]  # told, once it reads again
+    record = the_record(request_id)
+    assert (record.status, record.streamed) == ("failed", True)
+    assert record.attempts.get(model="upstream-stall").error_kind == "timeout"
+    spent = async_to_sync(budget_store().usage)(rules, timezone.now())[0].spent
+    assert record.cost <= spent <= record.cost + Decimal("0.000001")
+    assert not RequestRecord.objects.filter(cache="exact").exists()
