@@ -83,45 +83,45 @@ BACKOFF = Backoff()
 
 
 @dataclass(frozen=True, slots=True)
-class _Usage:
+class BilledUsage:
     """Tokens a provider billed for failed tries of one tier."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
 
-    def plus(self, other: _Usage | ProviderError) -> _Usage:
-        return _Usage(
+    def plus(self, other: BilledUsage | ProviderError) -> BilledUsage:
+        return BilledUsage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
         )
 
 
-def billable(exc: ProviderError, chat: ChatRequest, tier: Tier) -> _Usage | ProviderError:
+def billable(exc: ProviderError, chat: ChatRequest, tier: Tier) -> BilledUsage | ProviderError:
     """What a failed try may have been billed: the usage the provider reported with the error,
     or, for a call cut off by a timeout, its full allowance (most providers finish generating
     after the caller hung up, and bill it); the reservation counts every try so."""
     if isinstance(exc, ProviderTimeout) and not (exc.input_tokens or exc.output_tokens):
-        return _Usage(max_prompt_tokens(chat), resolve_max_tokens(chat, tier))
+        return BilledUsage(max_prompt_tokens(chat), resolve_max_tokens(chat, tier))
     return exc
 
 
-NO_USAGE = _Usage()
+NO_USAGE = BilledUsage()
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
+class TierAnswer:
     """A successful provider call, before the cascade has judged it."""
 
     tier: Tier  # the tier as called: its endpoint is the fallback when that answered
     completion: Completion
     latency_ms: float
-    billed: _Usage = NO_USAGE
+    billed: BilledUsage = NO_USAGE
 
 
 @dataclass(slots=True)
-class _Run:
+class CascadeRun:
     """One cascade's attempts so far, and the answers that came with them."""
 
     attempts: list[Attempt] = field(default_factory=list)
@@ -169,8 +169,8 @@ async def run_cascade(
     started = clock()
     match = classify(chat, policy)
     start = match.first_tier if first_tier is None else min(max(first_tier, 0), len(policy.tiers) - 1)
-    run = _Run(progress=progress)
-    caller = _Caller(chat, providers, breakers, backoff, clock)
+    run = CascadeRun(progress=progress)
+    caller = TierCaller(chat, providers, breakers, backoff, clock)
     for index in range(start, len(policy.tiers)):
         tier = policy.tiers[index]
         called = await caller.call(tier)
@@ -178,21 +178,21 @@ async def run_cascade(
             run.record(called)
             continue
         score = scorer.score(chat, called.completion, task=match.category)
-        accept = _accepts(policy, index, run.escalations, score, allow_escalation)
+        accept = accepts(policy, index, run.escalations, score, allow_escalation)
         outcome = Outcome.ACCEPTED if accept else Outcome.ESCALATED
-        run.record(_answered(called, score, outcome), called.completion)
+        run.record(answered_attempt(called, score, outcome), called.completion)
         if accept:
             break
-    _fall_back_to_best_answer(run)
+    fall_back_to_best_answer(run)
     return CascadeResult(
         task=match.category,
         attempts=tuple(run.attempts),
         completion=None if run.accepted is None else run.answers[run.accepted],
-        latency_ms=_elapsed_ms(started, clock),
+        latency_ms=elapsed_ms(started, clock),
     )
 
 
-def _accepts(policy: PolicySnapshot, index: int, escalations: int, score: float, allow_escalation: bool) -> bool:
+def accepts(policy: PolicySnapshot, index: int, escalations: int, score: float, allow_escalation: bool) -> bool:
     """Whether the answer of tier `index` is final."""
     return (
         is_last_tier(policy, index)
@@ -206,7 +206,7 @@ def is_last_tier(policy: PolicySnapshot, index: int) -> bool:
     return index >= len(policy.tiers) - 1
 
 
-def _fall_back_to_best_answer(run: _Run) -> None:
+def fall_back_to_best_answer(run: CascadeRun) -> None:
     """Accept the best escalated answer when every tier after it failed.
 
     Ties go to the later, stronger tier.
@@ -218,7 +218,7 @@ def _fall_back_to_best_answer(run: _Run) -> None:
     run.accepted = best
 
 
-def _answered(answer: _Answer, score: float, outcome: Outcome) -> Attempt:
+def answered_attempt(answer: TierAnswer, score: float, outcome: Outcome) -> Attempt:
     done, endpoint = answer.completion, answer.tier.endpoint
     input_tokens = done.input_tokens + answer.billed.input_tokens
     output_tokens = done.output_tokens + answer.billed.output_tokens
@@ -239,7 +239,7 @@ def _answered(answer: _Answer, score: float, outcome: Outcome) -> Attempt:
     )
 
 
-def _failed(tier: Tier, latency_ms: float, exc: Exception, kind: str, billed: _Usage = NO_USAGE) -> Attempt:
+def failed_attempt(tier: Tier, latency_ms: float, exc: Exception, kind: str, billed: BilledUsage = NO_USAGE) -> Attempt:
     """The attempt of a tier that gave no answer; it costs what the provider billed for it."""
     endpoint = tier.endpoint
     return Attempt(
@@ -259,7 +259,7 @@ def _failed(tier: Tier, latency_ms: float, exc: Exception, kind: str, billed: _U
 
 
 @dataclass(frozen=True, slots=True)
-class _Caller:
+class TierCaller:
     """Calls tiers for one request: breaker, fallback, deadline and retries."""
 
     chat: ChatRequest
@@ -271,27 +271,29 @@ class _Caller:
     # caller reports the success once the stream has ended well.
     record_success: bool = True
 
-    async def call(self, tier: Tier) -> _Answer | Attempt:
+    async def call(self, tier: Tier) -> TierAnswer | Attempt:
         """The tier's answer, or the FAILED attempt that replaces it."""
         provider = self.providers.get(tier.endpoint.id)
         if provider is None:
-            return _failed(tier, 0.0, _no_provider(tier.endpoint), ProviderMisconfigured.kind)
+            return failed_attempt(tier, 0.0, _no_provider(tier.endpoint), ProviderMisconfigured.kind)
         if await self._allowed(tier.endpoint):
             return await self._tries(tier, provider)
         return await self._call_fallback(tier)
 
-    async def _call_fallback(self, tier: Tier) -> _Answer | Attempt:
+    async def _call_fallback(self, tier: Tier) -> TierAnswer | Attempt:
         """The tier's breaker is open: its fallback endpoint answers, if it has one that may be called."""
         fallback = tier.endpoint.fallback
         provider = self.providers.get(fallback.id) if fallback is not None else None
         if fallback is None or provider is None:
-            return _failed(tier, 0.0, BreakerOpen(f"circuit breaker open for {tier.endpoint.name}"), BreakerOpen.kind)
+            return failed_attempt(
+                tier, 0.0, BreakerOpen(f"circuit breaker open for {tier.endpoint.name}"), BreakerOpen.kind
+            )
         if not await self._allowed(fallback):
             message = f"circuit breaker open for {tier.endpoint.name} and its fallback {fallback.name}"
-            return _failed(tier, 0.0, BreakerOpen(message), BreakerOpen.kind)
+            return failed_attempt(tier, 0.0, BreakerOpen(message), BreakerOpen.kind)
         return await self._tries(dataclasses.replace(tier, endpoint=fallback), provider)
 
-    async def _tries(self, tier: Tier, provider: Provider) -> _Answer | Attempt:
+    async def _tries(self, tier: Tier, provider: Provider) -> TierAnswer | Attempt:
         """Call until an answer, an error not worth retrying, or the retries run out."""
         started, billed, retry = self.clock(), NO_USAGE, 0
         while True:
@@ -302,17 +304,17 @@ class _Caller:
                 more = await self._record(tier.endpoint, ok=not exc.breaker_failure)
                 wait_s = self._retry_wait_s(tier, exc, retry) if more else None
                 if wait_s is None:
-                    return _failed(tier, _elapsed_ms(started, self.clock), exc, exc.kind, billed)
+                    return failed_attempt(tier, elapsed_ms(started, self.clock), exc, exc.kind, billed)
             # A provider bug must cost one tier, not the request: the next tier may still
             # answer. CancelledError is a BaseException and still propagates, so a client
             # that went away stops the cascade.
             except Exception as exc:
                 await self._record(tier.endpoint, ok=False)
-                return _failed(tier, _elapsed_ms(started, self.clock), exc, ProviderError.kind, billed)
+                return failed_attempt(tier, elapsed_ms(started, self.clock), exc, ProviderError.kind, billed)
             else:
                 if self.record_success:
                     await self._record(tier.endpoint, ok=True)
-                return _Answer(tier, completion, _elapsed_ms(started, self.clock), billed)
+                return TierAnswer(tier, completion, elapsed_ms(started, self.clock), billed)
             await self.backoff.sleep(wait_s)
             retry += 1
 
@@ -342,5 +344,5 @@ def _no_provider(endpoint: ModelEndpoint) -> ProviderMisconfigured:
     return ProviderMisconfigured(f"no provider for endpoint {endpoint.id} ({endpoint.name})")
 
 
-def _elapsed_ms(started: float, clock: Clock) -> float:
+def elapsed_ms(started: float, clock: Clock) -> float:
     return (clock() - started) * 1000.0

@@ -36,16 +36,16 @@ from .cascade import (
     BACKOFF,
     NO_USAGE,
     Backoff,
+    BilledUsage,
+    CascadeRun,
     Clock,
-    _accepts,
-    _Answer,
-    _answered,
-    _Caller,
-    _elapsed_ms,
-    _failed,
-    _fall_back_to_best_answer,
-    _Run,
-    _Usage,
+    TierAnswer,
+    TierCaller,
+    accepts,
+    answered_attempt,
+    elapsed_ms,
+    failed_attempt,
+    fall_back_to_best_answer,
 )
 from .classify import classify
 from .costing import start_tier
@@ -145,7 +145,7 @@ class _Live:
     started: float
     stream: AsyncGenerator[StreamEvent, None] | None = None
     pieces: list[str] = field(default_factory=list)
-    billed: _Usage = NO_USAGE  # tries that failed before the stream opened
+    billed: BilledUsage = NO_USAGE  # tries that failed before the stream opened
 
 
 class CascadeStream:
@@ -172,11 +172,11 @@ class CascadeStream:
         self._started = clock()
         self._match = classify(chat, policy)
         self._start = self._match.first_tier if first_tier is None else start_tier(policy, chat, first_tier)
-        self._caller = _Caller(chat, providers, breakers, backoff, clock)
+        self._caller = TierCaller(chat, providers, breakers, backoff, clock)
         self._openers = _Openers(providers)
         # The live tier goes through the same breakers, fallbacks and retries; a "call" opens its stream.
-        self._live_caller = _Caller(chat, self._openers, breakers, backoff, clock, record_success=False)
-        self._run = _Run()
+        self._live_caller = TierCaller(chat, self._openers, breakers, backoff, clock, record_success=False)
+        self._run = CascadeRun()
         self._calling: Tier | None = None  # a whole call in flight
         self._live: _Live | None = None  # the live tier, from its opening until its attempt is recorded
 
@@ -206,7 +206,7 @@ class CascadeStream:
                 return
             if await self._call_and_judge(index, tier):
                 break
-        _fall_back_to_best_answer(self._run)
+        fall_back_to_best_answer(self._run)
         accepted = self._run.accepted
         if accepted is not None:
             attempt = self._run.attempts[accepted]
@@ -233,12 +233,12 @@ class CascadeStream:
             task=self._match.category,
             attempts=tuple(attempts),
             completion=None if accepted is None else self._run.answers[accepted],
-            latency_ms=_elapsed_ms(self._started, self._clock),
+            latency_ms=elapsed_ms(self._started, self._clock),
         )
 
     def _is_final(self, index: int) -> bool:
         """Whether tier `index`'s answer will be accepted whatever its score (scores are in [0, 1])."""
-        return _accepts(self._policy, index, self._run.escalations, 0.0, self._allow_escalation)
+        return accepts(self._policy, index, self._run.escalations, 0.0, self._allow_escalation)
 
     async def _call_and_judge(self, index: int, tier: Tier) -> bool:
         """Call a tier whole and score its answer; whether it was accepted."""
@@ -249,8 +249,10 @@ class CascadeStream:
             self._run.record(called)
             return False
         score = self._scorer.score(self._chat, called.completion, task=self.task)
-        accept = _accepts(self._policy, index, self._run.escalations, score, self._allow_escalation)
-        self._run.record(_answered(called, score, Outcome.ACCEPTED if accept else Outcome.ESCALATED), called.completion)
+        accept = accepts(self._policy, index, self._run.escalations, score, self._allow_escalation)
+        self._run.record(
+            answered_attempt(called, score, Outcome.ACCEPTED if accept else Outcome.ESCALATED), called.completion
+        )
         return accept
 
     async def _open_live(self, tier: Tier) -> StreamEvent | None:
@@ -314,9 +316,9 @@ class CascadeStream:
     async def _accept_live(self, live: _Live, completion: Completion) -> None:
         await self._live_caller._record(live.tier.endpoint, ok=True)
         score = self._scorer.score(self._chat, completion, task=self.task)
-        answer = _Answer(live.tier, completion, _elapsed_ms(live.started, self._clock), live.billed)
+        answer = TierAnswer(live.tier, completion, elapsed_ms(live.started, self._clock), live.billed)
         self._live = None
-        self._run.record(_answered(answer, score, Outcome.ACCEPTED), completion)
+        self._run.record(answered_attempt(answer, score, Outcome.ACCEPTED), completion)
 
     def _partial(self, live: _Live, failure: Exception, kind: str) -> Attempt:
         """The live tier's attempt when it stopped half-way, costed at the usage billed for it.
@@ -331,13 +333,13 @@ class CascadeStream:
                 input_tokens=max_prompt_tokens(self._chat), output_tokens=estimate_tokens("".join(live.pieces))
             )
             usage = live.billed.plus(streamed)
-        return _failed(live.tier, _elapsed_ms(live.started, self._clock), failure, kind, usage)
+        return failed_attempt(live.tier, elapsed_ms(live.started, self._clock), failure, kind, usage)
 
 
 class _Opener:
-    """A live tier's provider as `_Caller` sees it: one try opens the stream up to its first event.
+    """A live tier's provider as `TierCaller` sees it: one try opens the stream up to its first event.
 
-    `_Caller` then applies the breaker, the fallback, the deadline (now on the first event)
+    `TierCaller` then applies the breaker, the fallback, the deadline (now on the first event)
     and the retries exactly as for a whole call. The `Completion` a try returns is only a
     marker; the stream and its first event stay here for `CascadeStream` to relay.
     """
