@@ -33,8 +33,8 @@ answer path, after the hit's record is stored: `semantic_checks_schedule` (a
 `records_stored` receiver) queues `routing.tasks.semantic_cache_verify`, which runs the
 cascade again without any cache and stores a `SemanticCacheCheck`. The fresh call's cost
 is kept on the check, never added to the request; it is spend all the same, under the
-hit's budgets and on the ledger (`routing.quality_spend`). The rule for "the fresh answer agrees
-with the cached one" (`answers_agree`):
+hit's budgets and on the ledger (`routing.quality_spend`). The rule for "the fresh answer
+agrees with the cached one" (`answers_agree`):
 
 1. the same text once case, whitespace and trailing punctuation are set aside; else
 2. when both answers end in a number (a `####`/boxed/"answer is" result, or the last
