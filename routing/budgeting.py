@@ -108,11 +108,23 @@ async def settle(store: BudgetStore, hold: Hold, actual: Decimal) -> None:
 
 
 # Seconds between a failed settle's retries: over five minutes in all, longer than a hold
-# lives, so a store that is down for a moment loses no spend. A retry whose first attempt
-# did reach the store (its reply lost in flight) counts the request twice: stricter, never
-# looser.
+# lives, so a store that is down for a moment loses no spend. Two cases count the request
+# twice, stricter, never looser: a first attempt that did reach the store (its reply lost
+# in flight), and a Redis that lost its data meanwhile (the counter is rebuilt from a
+# ledger that may already hold the request).
 SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 4.0, 15.0, 60.0, 240.0)
 _settles_retrying: set[asyncio.Task[None]] = set()
+
+
+async def settle_retries_finished() -> None:
+    """Wait for this event loop's settle retries: call it before a loop that is about to end ends.
+
+    A Celery task's quality check runs in a loop of its own (`async_to_sync`), which
+    cancels whatever is still pending when it returns.
+    """
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _settles_retrying if task.get_loop() is loop]
+    await asyncio.gather(*mine, return_exceptions=True)
 
 
 async def _settle_retry(store: BudgetStore, hold: Hold, actual: Decimal) -> None:

@@ -4,8 +4,10 @@ Shadow evaluations (`routing.shadow`) and semantic cache re-asks (`routing.seman
 call models, and the providers bill those calls like any request's. So:
 
 - each check's calls run under budget holds, on the budgets of the request it checks,
-  exactly as a request's cascade does. A check its budgets cannot cover is not run: a
-  quality measurement is never worth overspending a hard limit.
+  exactly as a request's cascade does, failed calls billed as a request's are. A check
+  its budgets cannot cover is not run: a quality measurement is never worth overspending
+  a hard limit. Nor is one run while a budget degrades the request's routing (past a soft
+  limit, or a non-blocking hard one): the operator asked for cheaper traffic there.
 - what a check cost lands in the ledger in the transaction that stores its result: on the
   checked request's team, app, key, policy, end user and tags, on the day the check ran,
   in `cost` (so the ledger matches the provider's invoice) and again in `quality_cost`
@@ -21,16 +23,39 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from billing.budget_store import budget_rules_load
-from billing.budgets import BudgetRule, Requester, applicable
+from billing.budgets import BudgetRule, Degrade, Requester, applicable
 from billing.services import LedgerLine, ledger_append
 
 from .engine.costing import attempt_cost
-from .engine.types import Attempt, Completion, ModelEndpoint, PolicySnapshot, Tier
+from .engine.types import Attempt, ModelEndpoint, PolicySnapshot, Tier
 from .ledger import billing_day
 from .models import RequestRecord
+
+
+class Usage(Protocol):
+    """Tokens a call was billed for (a `Completion`, a `ProviderError`, a `BilledUsage`)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+    @property
+    def cached_input_tokens(self) -> int: ...
+
+
+class ChecksPaused(Exception):
+    """A budget that covers the checked request degrades its routing: checks wait."""
+
+
+def checks_allowed(degrade: Degrade) -> None:
+    """Raise `ChecksPaused` when the budgets degrade the checked request's routing."""
+    if degrade.any:
+        raise ChecksPaused(f"quality checks are paused while the budget '{degrade.because}' degrades routing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +82,10 @@ class CheckCall:
         )
 
     @classmethod
-    def of_completion(cls, endpoint: ModelEndpoint, c: Completion) -> CheckCall:
-        cost = attempt_cost(endpoint, c.input_tokens, c.output_tokens, c.cached_input_tokens)
-        return cls(endpoint.name, c.input_tokens, c.output_tokens, cost, c.cached_input_tokens)
+    def of_usage(cls, endpoint: ModelEndpoint, usage: Usage) -> CheckCall:
+        """A call billed for `usage`: a completion's, or what a failed call was billed."""
+        cost = attempt_cost(endpoint, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
+        return cls(endpoint.name, usage.input_tokens, usage.output_tokens, cost, usage.cached_input_tokens)
 
     @classmethod
     def of_attempt(cls, a: Attempt) -> CheckCall:

@@ -71,15 +71,18 @@ from redis.typing import EncodableT, FieldT
 from billing.budgets import BudgetRule
 from cascadeops import redis as shared_redis
 
-from .budgeting import budget_hold
+from .budgeting import CASCADE_DEADLINE_S, budget_hold, settle_retries_finished
 from .cache import CachedAnswer, CacheHit, answer_loads, policy_namespace, redis_guard, request_digest
 from .engine import embeddings, run_cascade
+from .engine.classify import classify
+from .engine.costing import start_tier
+from .engine.interrupted import interrupted_result, past_deadline
 from .engine.ports import Provider
 from .engine.scoring import final_number
-from .engine.types import CascadeResult, ChatRequest, Message, PolicySnapshot
+from .engine.types import Attempt, CascadeResult, ChatRequest, Message, PolicySnapshot
 from .exceptions import BudgetExceeded, BudgetUnavailable
 from .models import RequestRecord, SemanticCacheCheck
-from .quality_spend import CheckCall, check_budgets, check_ledger_append
+from .quality_spend import CheckCall, ChecksPaused, check_budgets, check_ledger_append, checks_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -431,7 +434,7 @@ def semantic_check_run(*, record_id: str, policy_id: int, check: dict[str, Any])
     budgets and its calls go on the ledger with the check, also when it reached no
     verdict (every tier failed, or no embeddings to compare prose). None when it was
     checked already (a redelivered task), when the policy or the record is gone, or when
-    the budgets cannot cover it.
+    the budgets cannot cover it or degrade the hit's routing.
     """
     from .snapshots import load_policies
 
@@ -444,10 +447,10 @@ def semantic_check_run(*, record_id: str, policy_id: int, check: dict[str, Any])
         return None
     try:
         result = async_to_sync(fresh_answer)(
-            policy, chat_of(check["request"]), check_budgets(record), f"semantic-check:{record_id}"
+            policy, chat_of(check["request"]), check_budgets(record), f"semantic-check:{record_id}:{uuid.uuid4().hex}"
         )
-    except (BudgetExceeded, BudgetUnavailable) as exc:
-        logger.info("Semantic check of %s skipped: %s", record_id, exc.message)
+    except (BudgetExceeded, BudgetUnavailable, ChecksPaused) as exc:
+        logger.info("Semantic check of %s skipped: %s", record_id, exc)
         return None
     return _check_store(record, policy_id, check, result)
 
@@ -493,19 +496,44 @@ async def fresh_answer(
 ) -> CascadeResult:
     """The policy's answer now, without any cache, from providers of its own, under `budgets`."""
     from .providers import build_provider
-    from .snapshots import config_cache
 
     endpoints = {t.endpoint.id: t.endpoint for t in policy.tiers}
     endpoints |= {e.fallback.id: e.fallback for e in list(endpoints.values()) if e.fallback is not None}
     providers: dict[int, Provider] = {i: build_provider(e) for i, e in endpoints.items()}
     try:
-        # A worker holds no learned scorer: "learned" policies score with the heuristic here.
         async with budget_hold(budgets, policy, chat, hold_id) as plan:
-            result = await run_cascade(chat, plan.policy, providers, config_cache.scorer_for(policy))
+            checks_allowed(plan.degrade)
+            result = await _cascade_until_deadline(chat, plan.policy, providers)
             plan.actual = result.cost
+        await settle_retries_finished()  # this loop ends with the task: retries cannot outlive it
         return result
     finally:
         await asyncio.gather(*(p.aclose() for p in providers.values()), return_exceptions=True)
+
+
+async def _cascade_until_deadline(
+    chat: ChatRequest, policy: PolicySnapshot, providers: dict[int, Provider]
+) -> CascadeResult:
+    """The cascade, cut off at the deadline (as a request's is) so it never outlives its hold."""
+    from .snapshots import config_cache
+
+    done: list[Attempt] = []
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(CASCADE_DEADLINE_S):
+            # A worker holds no learned scorer: "learned" policies score with the heuristic here.
+            return await run_cascade(chat, policy, providers, config_cache.scorer_for(policy), progress=done)
+    except TimeoutError:
+        return interrupted_result(
+            policy,
+            chat,
+            task=classify(chat, policy).category,
+            done=done,
+            start=start_tier(policy, chat),
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            reason=past_deadline(CASCADE_DEADLINE_S),
+            kind="timeout",
+        )
 
 
 def _normalised(text: str) -> str:

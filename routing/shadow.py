@@ -12,9 +12,9 @@ whether the cheap answer was acceptable and stores that as the request's `shadow
 
 What the shadow calls cost is kept on the evaluation, never on the request: the caller
 did not ask for it. It is spend all the same (`routing.quality_spend`): each call runs
-under a budget hold on the request's budgets (an evaluation they cannot cover fails as
-skipped), and the evaluation's cost, also a failed one's, goes on the ledger as a quality
-check when it is stored.
+under a budget hold on the request's budgets (an evaluation they cannot cover, or one
+due while they degrade its routing, fails as skipped), and the evaluation's cost, also
+a failed one's, goes on the ledger as a quality check when it is stored.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from django.utils import timezone
 
 from billing.budgets import BudgetRule
 
-from .budgeting import budget_hold
+from .budgeting import budget_hold, settle_retries_finished
 from .choices import JudgeMethod, LabelSource, ShadowStatus
+from .engine.cascade import billable
 from .engine.costing import resolve_max_tokens
 from .engine.errors import ProviderError
 from .engine.ports import Provider
@@ -44,7 +45,7 @@ from .engine.types import ChatRequest, Completion, Message, PolicySnapshot
 from .exceptions import BudgetExceeded, BudgetUnavailable
 from .models import QualityLabel, RequestSample, ShadowEvaluation
 from .providers import build_provider
-from .quality_spend import CheckCall, check_budgets, check_ledger_append, tier_alone
+from .quality_spend import CheckCall, ChecksPaused, check_budgets, check_ledger_append, checks_allowed, tier_alone
 from .samples import sample_chat
 from .snapshots import load_policies
 
@@ -121,6 +122,8 @@ def shadow_evaluate(*, record_id: uuid.UUID | str) -> ShadowEvaluation | None:
         verdict = _judge_record(evaluation, spent)
     except BudgetExceeded as exc:
         return _failed(evaluation, f"skipped: {exc.message}", spent)
+    except ChecksPaused as exc:
+        return _failed(evaluation, f"skipped: {exc}", spent)
     except (ProviderError, JudgeUnclear, LookupError, BudgetUnavailable) as exc:
         return _failed(evaluation, f"{type(exc).__name__}: {exc}", spent)
     except Exception as exc:
@@ -136,7 +139,8 @@ def _judge_record(evaluation: ShadowEvaluation, spent: list[CheckCall]) -> Verdi
     if sample is None:
         raise LookupError("the request's sampled text is gone")
     policy = _policy(record.policy_id)
-    judge = ShadowJudge(policy, check_budgets(record), hold_id=f"shadow:{record.id}", spent=spent)
+    hold_id = f"shadow:{record.id}:{uuid.uuid4().hex}"  # a redelivered task holds its own
+    judge = ShadowJudge(policy, check_budgets(record), hold_id=hold_id, spent=spent)
     return async_to_sync(judge.judge)(sample, task=record.task_category)
 
 
@@ -175,17 +179,29 @@ class ShadowJudge:
                 acceptable, judge = judge_reply(judged.text), JudgeMethod.LLM_JUDGE
         finally:
             await provider.aclose()
+            await settle_retries_finished()  # this loop ends with the task: retries cannot outlive it
         return Verdict(acceptable=acceptable, judge=judge, latency_ms=latency_ms)
 
     async def _call(self, provider: Provider, chat: ChatRequest, max_tokens: int) -> Completion:
         tier = self.policy.strongest
         hold_id = f"{self.hold_id}:{len(self.spent)}"
         async with budget_hold(self.budgets, tier_alone(self.policy, tier), chat, hold_id) as plan:
-            completion = await provider.complete(chat, max_tokens=max_tokens)
-            call = CheckCall.of_completion(tier.endpoint, completion)
-            plan.actual = call.cost
-        self.spent.append(call)
+            checks_allowed(plan.degrade)
+            try:
+                completion = await provider.complete(chat, max_tokens=max_tokens)
+            except ProviderError as exc:
+                # Billed all the same, as a request's failed try is: the usage the provider
+                # reported, or a timed-out call's full allowance.
+                billed = billable(exc, chat, tier)
+                if billed.input_tokens or billed.output_tokens:
+                    plan.actual = self._spend(CheckCall.of_usage(tier.endpoint, billed)).cost
+                raise
+            plan.actual = self._spend(CheckCall.of_usage(tier.endpoint, completion)).cost
         return completion
+
+    def _spend(self, call: CheckCall) -> CheckCall:
+        self.spent.append(call)
+        return call
 
 
 def same_final_number(candidate: str, reference: str) -> bool:

@@ -6,6 +6,7 @@ semantic cache re-asks run as the Celery tasks that beat's flush queues (eagerly
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from decimal import Decimal
 from importlib.util import find_spec
@@ -13,6 +14,7 @@ from importlib.util import find_spec
 import openai
 import pytest
 from asgiref.sync import async_to_sync
+from django.apps import apps as django_apps
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -24,6 +26,7 @@ from routing.engine import embeddings
 from routing.models import ModelEndpoint, RequestRecord, SemanticCacheCheck, ShadowEvaluation
 from routing.providers.local import replay_prompts
 from routing.reconcile import ledger_reconcile
+from routing.shadow import shadow_evaluate
 from tests.conftest import flush_records
 from tests.factories import make_key, make_policy, openai_endpoint, replay_endpoints
 from tests.routing.test_shadow import flush_and_evaluate, route
@@ -122,18 +125,61 @@ def test_a_shadow_evaluation_its_budget_cannot_cover_is_skipped(
 
 
 @pytest.mark.django_db
+def test_no_shadow_evaluation_runs_while_a_budget_degrades_the_requests_routing(
+    client, shadowed, django_capture_on_commit_callbacks, budget_keys_cleared
+):
+    upstream, key = shadowed
+    request_id = route(client, key, JANET)
+    # Spent past its limit, but not blocking: the team's traffic is routed cheap-only.
+    Budget.objects.create(
+        name="growth", scope="team", scope_value="growth", limit=Decimal("0.000001"), hard_action="cheap_only"
+    )
+
+    flush_and_evaluate(django_capture_on_commit_callbacks)
+
+    evaluation = ShadowEvaluation.objects.get(record_id=request_id)
+    assert evaluation.status == "failed"
+    assert evaluation.error == "skipped: quality checks are paused while the budget 'growth' degrades routing"
+    assert upstream.calls["strong"] == 0
+    assert not quality_rows().exists()
+
+
+@pytest.mark.django_db
 def test_a_shadow_evaluation_counts_on_its_budget(
     client, shadowed, django_capture_on_commit_callbacks, budget_keys_cleared
 ):
     _, key = shadowed
-    route(client, key, JANET)
     budget = Budget.objects.create(name="growth", scope="team", scope_value="growth", limit=Decimal("100"))
+    route(client, key, JANET)
+    with django_capture_on_commit_callbacks(execute=False):  # the request stored, its evaluation not run yet
+        flush_records()
+    before = budget_spent(budget)
+
+    shadow_evaluate(record_id=ShadowEvaluation.objects.get().record_id)
+
+    evaluation = ShadowEvaluation.objects.get()
+    assert evaluation.cost > 0
+    # Exactly the check's cost (Redis counts whole micro-dollars, rounded up).
+    assert evaluation.cost <= budget_spent(budget) - before <= evaluation.cost + MICRO_DOLLAR
+    assert budget_spent(budget) <= team_spend() + 2 * MICRO_DOLLAR  # counted once, as the ledger has it
+
+
+@pytest.mark.parametrize("shadowed", [UpstreamBehaviour(hang=True)], indirect=True)
+@pytest.mark.django_db
+def test_a_shadow_call_that_times_out_is_paid_for_at_its_worst_case(
+    client, shadowed, django_capture_on_commit_callbacks
+):
+    _, key = shadowed
+    request_id = route(client, key, JANET)
 
     flush_and_evaluate(django_capture_on_commit_callbacks)
 
-    assert quality_rows().get().cost > 0
-    # The request's spend and the check's, once each (Redis counts whole micro-dollars, rounded up).
-    assert team_spend() <= budget_spent(budget) <= team_spend() + 2 * MICRO_DOLLAR
+    evaluation = ShadowEvaluation.objects.get(record_id=request_id)
+    assert evaluation.status == "failed" and "ProviderTimeout" in evaluation.error
+    # Providers finish (and bill) a generation the caller stopped waiting for.
+    (row,) = quality_rows()
+    assert row.quality_cost == evaluation.cost > 0
+    assert no_ledger_differences()
 
 
 # Semantic cache re-asks ---------------------------------------------------------------
@@ -203,3 +249,31 @@ def test_a_re_ask_every_tier_failed_is_kept_without_a_verdict(gateway):
     (rate,) = semantic_false_hits_get(policy_id=None, since=timezone.now() - timedelta(hours=1))
     assert (rate.checks, rate.false_hits, rate.rate) == (0, 0, None)  # no verdict: not in the rate
     assert no_ledger_differences()
+
+
+# Evaluations made before this ledgering ------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_evaluations_made_before_quality_checks_were_ledgered_are_put_on_the_ledger(client):
+    mixtral, gpt4 = replay_endpoints()
+    _, key = make_key(make_policy("earlier", [(mixtral, 0.0), (gpt4, 1.0)]))
+    request_id = route(client, key, JANET)
+    flush_records()
+    # As the shadow task stored an evaluation before: its cost on it, nothing on the ledger.
+    ShadowEvaluation.objects.create(
+        record_id=request_id,
+        status="done",
+        reference_model="replay-gpt-4",
+        input_tokens=120,
+        output_tokens=40,
+        cost=Decimal("0.0060"),
+        finished=timezone.now(),
+    )
+    assert not no_ledger_differences()
+
+    backfill = importlib.import_module("routing.migrations.0009_ledger_shadow_evaluations_before")
+    backfill.ledger_earlier_evaluations(django_apps, None)
+
+    assert no_ledger_differences()
+    assert quality_rows().get().quality_cost == Decimal("0.0060")
