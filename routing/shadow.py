@@ -156,7 +156,8 @@ class ShadowJudge:
     """Asks the policy's strongest tier for a reference answer, then judges a sampled answer by it.
 
     Each call runs under a hold of its worst case on `budgets` and is added to `spent`
-    once it returns, so a failure after the first call still knows what was paid.
+    once it returns (or fails after being billed), so a failure later still knows what
+    was paid.
     """
 
     policy: PolicySnapshot
