@@ -19,24 +19,9 @@ from routing import recorder
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from routing.models import RequestAttempt, RequestRecord
 from routing.signals import records_stored
-from routing.snapshots import KeyInfo
 from tests.conftest import flush_records, subprocess_database_url
-from tests.factories import make_key, make_policy, replay_endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def context(db):
-    mixtral, gpt4 = replay_endpoints()
-    policy = make_policy("demo", [(mixtral, 0.5), (gpt4, 1.0)])
-    key, _ = make_key(policy)
-    info = KeyInfo(
-        id=key.id, prefix=key.prefix, policy_id=policy.id, team="growth", app="bot", expires_at=None, revoked=False
-    )
-    from routing.snapshots import load_policies
-
-    return info, load_policies()[0]
 
 
 def payload(context, request_id: uuid.UUID | None = None) -> dict:

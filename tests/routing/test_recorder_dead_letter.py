@@ -19,20 +19,7 @@ from routing import recorder
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from routing.models import RequestRecord
 from routing.signals import records_stored
-from routing.snapshots import KeyInfo, load_policies
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
-
-
-@pytest.fixture
-def context(db):
-    mixtral, gpt4 = replay_endpoints()
-    policy = make_policy("demo", [(mixtral, 0.5), (gpt4, 1.0)])
-    key, _ = make_key(policy)
-    info = KeyInfo(
-        id=key.id, prefix=key.prefix, policy_id=policy.id, team="growth", app="bot", expires_at=None, revoked=False
-    )
-    return info, load_policies()[0]
 
 
 def payload(context, *, metadata: dict[str, str] | None = None, input_tokens: int = 10) -> dict[str, Any]:

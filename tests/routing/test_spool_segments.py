@@ -26,24 +26,11 @@ from routing import recorder
 from routing.models import RequestAttempt, RequestRecord
 from routing.recorder import SpoolBuffer
 from routing.signals import records_stored
-from routing.snapshots import KeyInfo, load_policies
 from tests.conftest import flush_records, subprocess_env
-from tests.factories import make_key, make_policy, replay_endpoints
 from tests.routing.test_recorder import payload
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG = 3600.0  # a segment age or claim timeout no test reaches
-
-
-@pytest.fixture
-def context(db):
-    mixtral, gpt4 = replay_endpoints()
-    policy = make_policy("demo", [(mixtral, 0.5), (gpt4, 1.0)])
-    key, _ = make_key(policy)
-    info = KeyInfo(
-        id=key.id, prefix=key.prefix, policy_id=policy.id, team="growth", app="bot", expires_at=None, revoked=False
-    )
-    return info, load_policies()[0]
 
 
 @pytest.fixture
