@@ -20,6 +20,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from billing.budgets import Degrade
+
 from .. import ratelimit, recorder
 from ..breakers import breaker_board
 from ..budgeting import CASCADE_DEADLINE_S, BudgetPlan, budget_hold
@@ -108,8 +110,7 @@ async def route(
     await cache_store(lookup, policy, result, degraded=plan.degrade.any)
     headers = routing_headers(request_id, policy, result)
     headers[CACHE_HEADER] = lookup.status
-    if plan.degrade.any:
-        headers["x-cascadeops-budget-degraded"] = "cheap-only" if plan.degrade.cheap_only else "lower-threshold"
+    headers |= degrade_headers(plan.degrade)
     return JsonResponse(openai_response(request_id, created, result), headers=headers)
 
 
@@ -279,6 +280,13 @@ def answer_headers(
         "x-cascadeops-tier": str(tier),
         "x-cascadeops-escalated": "true" if escalated else "false",
     }
+
+
+def degrade_headers(degrade: Degrade) -> dict[str, str]:
+    """How the budgets changed the routing, when they did."""
+    if not degrade.any:
+        return {}
+    return {"x-cascadeops-budget-degraded": "cheap-only" if degrade.cheap_only else "lower-threshold"}
 
 
 def error_response(exc: ApiError) -> JsonResponse:

@@ -296,11 +296,7 @@ class StreamSession:
         )
         headers["x-cascadeops-stream"] = "live" if answering.live else "scored"
         headers[CACHE_HEADER] = self._lookup.status
-        if self._plan.degrade.any:
-            headers["x-cascadeops-budget-degraded"] = (
-                "cheap-only" if self._plan.degrade.cheap_only else "lower-threshold"
-            )
-        return headers
+        return headers | hotpath.degrade_headers(self._plan.degrade)
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
