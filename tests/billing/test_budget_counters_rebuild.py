@@ -12,28 +12,22 @@ from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
-from billing.budget_store import DatabaseBudgetStore, RedisBudgetStore
-from billing.budgets import BudgetExhausted, BudgetRule
+from billing.budgets import BudgetExhausted
 from billing.models import Budget, BudgetCounter, LedgerEntry
 from cascadeops.redis import sync_client
 from routing.engine.costing import worst_case_cost
 from routing.engine.types import ChatRequest, Message
 from routing.providers.local import replay_prompts
 from routing.snapshots import config_cache, load_policies
+from tests.billing.budget_stores import run, stores
 from tests.conftest import flush_records
 from tests.factories import make_key, make_policy, replay_endpoints
 
 # Mid-month of the real month: the counters' key lifetimes, counted from it, are real ones.
 NOW = timezone.now().replace(day=15, hour=12)
-
-
-def stores() -> list[object]:
-    marks = [] if settings.REDIS_URL else [pytest.mark.skip(reason="REDIS_URL is not set (CI sets it)")]
-    return [pytest.param(DatabaseBudgetStore, id="database"), pytest.param(RedisBudgetStore, id="redis", marks=marks)]
 
 
 def lose_counters() -> None:
@@ -50,16 +44,6 @@ def flushed(cost: str, day: object = None) -> None:
     LedgerEntry.objects.create(
         day=day or NOW.date(), team="growth", app="bot", policy="demo", model="m", cost=Decimal(cost)
     )
-
-
-@pytest.fixture
-def rule(db, budget_keys_cleared) -> BudgetRule:
-    row = Budget.objects.create(name="team", scope="team", scope_value="growth", limit=Decimal("1.00"))
-    return BudgetRule(row.id, row.name, row.scope, row.scope_value, row.period, row.limit, 80, "alert", 0.5, "reject")
-
-
-def run(coroutine_function, *args):
-    return async_to_sync(coroutine_function)(*args)
 
 
 @pytest.mark.parametrize("store_class", stores())

@@ -6,32 +6,16 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db.models import F
 
-from billing.budget_store import DatabaseBudgetStore, RedisBudgetStore
+from billing.budget_store import DatabaseBudgetStore
 from billing.budgets import HOLD_TTL_S, BudgetExhausted, BudgetRule, Requester, applicable, hold_keys, period_bounds
-from billing.models import Budget, BudgetReservation
+from billing.models import BudgetReservation
 from cascadeops.redis import sync_client
+from tests.billing.budget_stores import run, stores
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-def stores() -> list[object]:
-    params = [pytest.param(DatabaseBudgetStore, id="database")]
-    marks = [] if settings.REDIS_URL else [pytest.mark.skip(reason="REDIS_URL is not set (CI sets it)")]
-    return [*params, pytest.param(RedisBudgetStore, id="redis", marks=marks)]
-
-
-@pytest.fixture
-def rule(db, budget_keys_cleared) -> BudgetRule:
-    row = Budget.objects.create(name="team", scope="team", scope_value="growth", limit=Decimal("1.00"))
-    return BudgetRule(row.id, row.name, row.scope, row.scope_value, row.period, row.limit, 80, "alert", 0.5, "reject")
-
-
-def run(coroutine_function, *args):
-    return async_to_sync(coroutine_function)(*args)
 
 
 @pytest.mark.parametrize("store_class", stores())
