@@ -74,8 +74,6 @@ from cascadeops import redis as shared_redis
 from .budgeting import CASCADE_DEADLINE_S, budget_hold, settle_retries_finished
 from .cache import CachedAnswer, CacheHit, answer_loads, policy_namespace, redis_guard, request_digest
 from .engine import embeddings, run_cascade
-from .engine.classify import classify
-from .engine.costing import start_tier
 from .engine.interrupted import interrupted_result, past_deadline
 from .engine.ports import Provider
 from .engine.scoring import final_number
@@ -527,9 +525,8 @@ async def _cascade_until_deadline(
         return interrupted_result(
             policy,
             chat,
-            task=classify(chat, policy).category,
             done=done,
-            start=start_tier(policy, chat),
+            first_tier=None,
             latency_ms=(time.perf_counter() - started) * 1000.0,
             reason=past_deadline(CASCADE_DEADLINE_S),
             kind="timeout",

@@ -29,8 +29,6 @@ from ..cache import DEFAULT_CONTROL, CacheControl, CacheHit, cache_control, cach
 from ..cache import HEADER as CACHE_HEADER
 from ..choices import RecordStatus
 from ..engine import run_cascade
-from ..engine.classify import classify
-from ..engine.costing import start_tier
 from ..engine.interrupted import CLIENT_GONE, interrupted_result, past_deadline
 from ..engine.types import Attempt, CascadeResult, ChatRequest, Outcome, PolicySnapshot
 from ..exceptions import (
@@ -156,9 +154,8 @@ async def cascade_until_deadline(
         result = interrupted_result(
             plan.policy,
             chat,
-            task=classify(chat, plan.policy).category,
             done=done,
-            start=start_tier(plan.policy, chat, first_tier),
+            first_tier=first_tier,
             latency_ms=(time.perf_counter() - started) * 1000.0,
             reason=CLIENT_GONE if cancelled else past_deadline(CASCADE_DEADLINE_S),
             kind="cancelled" if cancelled else "timeout",

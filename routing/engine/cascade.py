@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from .classify import classify
-from .costing import attempt_cost, resolve_max_tokens
+from .costing import attempt_cost, resolve_max_tokens, start_tier
 from .errors import BreakerOpen, ProviderError, ProviderMisconfigured, ProviderTimeout
 from .ports import Breakers, Provider, Scorer
 from .tokens import max_prompt_tokens
@@ -168,7 +168,7 @@ async def run_cascade(
     """
     started = clock()
     match = classify(chat, policy)
-    start = match.first_tier if first_tier is None else min(max(first_tier, 0), len(policy.tiers) - 1)
+    start = match.first_tier if first_tier is None else start_tier(policy, chat, first_tier)
     run = CascadeRun(progress=progress)
     caller = TierCaller(chat, providers, breakers, backoff, clock)
     for index in range(start, len(policy.tiers)):

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .costing import tier_worst_case_usage
+from .classify import classify
+from .costing import start_tier, tier_worst_case_usage
 from .types import Attempt, CascadeResult, ChatRequest, Outcome, PolicySnapshot, Tier
 
 # Why a cascade stopped half-way, as its record says it: one wording for whole and streamed answers.
@@ -28,20 +29,24 @@ def interrupted_result(
     policy: PolicySnapshot,
     chat: ChatRequest,
     *,
-    task: str,
     done: Sequence[Attempt],
-    start: int,
+    first_tier: int | None,
     latency_ms: float,
     reason: str,
     kind: str,
 ) -> CascadeResult:
-    """The attempts finished before the interruption, and the call in flight at its worst case."""
+    """The attempts finished before the interruption, and the call in flight at its worst case.
+
+    `first_tier` is the cascade's, as `run_cascade` was given it.
+    """
+    match = classify(chat, policy)
+    start = match.first_tier if first_tier is None else start_tier(policy, chat, first_tier)
     attempts = list(done)
     tier = tier_in_flight(policy, done, start)
     if tier is not None:
         attempts.append(call_in_flight(tier, chat, reason=reason, kind=kind))
     # Any answer in hand was not returned to the caller: nothing is accepted.
-    return CascadeResult(task=task, attempts=tuple(_unaccepted(a) for a in attempts), latency_ms=latency_ms)
+    return CascadeResult(task=match.category, attempts=tuple(_unaccepted(a) for a in attempts), latency_ms=latency_ms)
 
 
 def tier_in_flight(policy: PolicySnapshot, done: Sequence[Attempt], start: int) -> Tier | None:

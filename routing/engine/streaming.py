@@ -329,9 +329,7 @@ class CascadeStream:
         if isinstance(failure, ProviderError) and (failure.input_tokens or failure.output_tokens):
             usage = live.billed.plus(failure)
         else:
-            streamed = ProviderError(
-                input_tokens=max_prompt_tokens(self._chat), output_tokens=estimate_tokens("".join(live.pieces))
-            )
+            streamed = BilledUsage(max_prompt_tokens(self._chat), estimate_tokens("".join(live.pieces)))
             usage = live.billed.plus(streamed)
         return failed_attempt(live.tier, elapsed_ms(live.started, self._clock), failure, kind, usage)
 
