@@ -324,11 +324,6 @@ async def admit(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Admi
     return admission
 
 
-def current() -> Admission | None:
-    """The admission of the request this task serves, for code that records it elsewhere."""
-    return _current.get()
-
-
 async def settle_recorded(payload: dict[str, Any]) -> None:
     """Correct the recorded request's token charge to the tokens every attempt used."""
     admission = _current.get()
