@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from bench.upstream import UpstreamServer, running_upstream
 from routing.engine.types import PolicySnapshot
 from routing.snapshots import KeyInfo, load_policies
 from tests.factories import make_key, make_policy, replay_endpoints
@@ -19,3 +22,10 @@ def context(db: None) -> tuple[KeyInfo, PolicySnapshot]:
         id=key.id, prefix=key.prefix, policy_id=policy.id, team="growth", app="bot", expires_at=None, revoked=False
     )
     return info, load_policies()[0]
+
+
+@pytest.fixture
+def upstream() -> Iterator[UpstreamServer]:
+    """A local OpenAI-compatible upstream with the default behaviour, counting its calls."""
+    with running_upstream() as server:
+        yield server

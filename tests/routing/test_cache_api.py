@@ -19,7 +19,6 @@ import pytest
 from django.db.models import Sum
 
 from bench.net import free_port, wait_until_up
-from bench.upstream import running_upstream
 from billing.models import Budget, LedgerEntry
 from billing.selectors import billing_today, month_to_date_report
 from routing.cache import answer_store
@@ -32,12 +31,6 @@ pytestmark = pytest.mark.live
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture
-def upstream():
-    with running_upstream() as server:
-        yield server
 
 
 @pytest.fixture

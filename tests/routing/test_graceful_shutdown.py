@@ -18,7 +18,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from bench.net import free_port
+from bench.net import free_port, wait_until_up
 from bench.upstream import running_upstream
 from routing.models import RequestRecord
 from tests.conftest import subprocess_env
@@ -34,14 +34,6 @@ def wait_for(condition, what: str, within_s: float = STARTUP_S) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"gave up waiting for {what}")
         time.sleep(0.05)
-
-
-def gateway_up(url: str) -> bool:
-    try:
-        httpx.get(f"{url}/v1/models", timeout=1)
-        return True
-    except httpx.HTTPError:
-        return False
 
 
 class InFlight(threading.Thread):
@@ -90,7 +82,7 @@ def test_serve_answers_the_request_in_flight_on_sigterm_stores_its_record_and_ex
             env=subprocess_env(CASCADEOPS_SHUTDOWN_GRACE_SECONDS="30", PROMETHEUS_MULTIPROC_DIR=str(tmp_path)),
         )
         try:
-            wait_for(lambda: gateway_up(url), "the gateway")
+            wait_until_up(f"{url}/v1/models", STARTUP_S)
             request = InFlight(url, key, "shutdown")
             request.start()
             wait_for(lambda: upstream.calls["slow-2500"] == 1, "the request to reach the upstream")
@@ -124,7 +116,7 @@ def test_a_request_past_the_grace_period_is_cancelled_and_recorded_as_cancelled(
             cwd=ROOT, env=subprocess_env(),
         )  # fmt: skip
         try:
-            wait_for(lambda: gateway_up(url), "the gateway")
+            wait_until_up(f"{url}/v1/models", STARTUP_S)
             request = InFlight(url, key, "shutdown-hang")
             request.start()
             wait_for(lambda: upstream.calls["hang"] == 1, "the request to reach the upstream")

@@ -190,12 +190,6 @@ semantic = pytest.mark.skipif(
 
 
 @pytest.fixture
-def upstream():
-    with running_upstream() as server:
-        yield server
-
-
-@pytest.fixture
 def gateway(live_gateway, settings, upstream) -> openai.OpenAI:
     settings.CASCADEOPS_CONFIG_REFRESH_SECONDS = 0
     cheap = openai_endpoint("cheap", upstream.base_url, "cheap", input_price_per_m=1, output_price_per_m=2)

@@ -25,12 +25,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def upstream():
-    with running_upstream() as server:
-        yield server
-
-
-@pytest.fixture
 def semantic_policy(upstream) -> Policy:
     cheap = openai_endpoint("cheap", upstream.base_url, "cheap", input_price_per_m=1, output_price_per_m=2)
     strong = openai_endpoint("strong", upstream.base_url, "strong", input_price_per_m=10, output_price_per_m=30)
