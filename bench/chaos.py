@@ -3,7 +3,7 @@
 `tests/chaos/test_chaos.py` drives it. The pieces, each its own process so a SIGKILL
 hits exactly one of them:
 
-- a fault-injecting upstream (`bench.upstream`: errors, timeouts, latency spikes, and an
+- a fault-injecting upstream (`testing.upstream`: errors, timeouts, latency spikes, and an
   outage on demand to open a circuit breaker);
 - two gateway workers, separate uvicorn processes on two ports (`Cluster.kill_gateway`
   SIGKILLs one and starts it again on the same port);
@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import Connection, connect, encode_request
-from bench.net import free_port, wait_until_up
+from testing.net import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -183,7 +183,7 @@ class Cluster:
         return f"http://{HOST}:{self.upstream_port}/v1"
 
     def start_upstream(self, fault: Fault) -> None:
-        cmd = [sys.executable, "-m", "bench.upstream", "--port", str(self.upstream_port), *fault.args()]
+        cmd = [sys.executable, "-m", "testing.upstream", "--port", str(self.upstream_port), *fault.args()]
         self._spawn("upstream", cmd)
         wait_until_up(f"{self.upstream_url}/models")
 

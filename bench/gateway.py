@@ -1,7 +1,7 @@
 """Gateway overhead, CPU per request, cache hits and a memory soak, on loopback.
 
 `make bench` runs this. It starts, as separate processes, the local OpenAI-compatible
-upstream (`bench.upstream`, zero delay) and one uvicorn worker serving the gateway in
+upstream (`testing.upstream`, zero delay) and one uvicorn worker serving the gateway in
 embedded mode (a temporary SQLite file and record spool) with two two-tier policies
 whose cheap tier is that upstream and accepts every answer: `bench` caches nothing,
 `bench-cached` caches exact matches. Then:
@@ -51,8 +51,8 @@ from bench.loadgen import (
     wrk_available,
     wrk_load,
 )
-from bench.net import free_port, wait_until_up
 from bench.procstats import CpuMeter, peak_rss_mb, rss_mb, slope_mb_per_min
+from testing.net import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "What is 6 times 7? Answer briefly."
@@ -152,7 +152,7 @@ def bench_servers(use_redis: bool, app: str = "cascadeops.asgi:application", **e
     (ROOT / "var").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / "var") as var_dir:
         env = {**gateway_env(var_dir, use_redis), **extra_env}
-        up_cmd = [sys.executable, "-m", "bench.upstream", "--port", str(up_port)]
+        up_cmd = [sys.executable, "-m", "testing.upstream", "--port", str(up_port)]
         # httptools and uvloop named, not "auto": without them uvicorn falls back to h11 and
         # asyncio, measured at a quarter to a half more CPU per request: better to fail than to measure that.
         gw_cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(gw_port), "--http", "httptools",

@@ -7,8 +7,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from . import admin_reports  # noqa: F401  (registers MonthlyReport)
-from .models import Budget, BudgetAlert, LedgerEntry, LedgerTagEntry, PriceBookEntry
+from billing.models import Budget, BudgetAlert, LedgerEntry, LedgerTagEntry, PriceBookEntry
+from billing.reports import admin as admin_reports  # noqa: F401  (registers MonthlyReport)
 
 
 @admin.register(Budget)

@@ -6,4 +6,4 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (post_migrate: the finance and operator groups)
+        from billing import permissions  # noqa: F401  (post_migrate: the finance and operator groups)

@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from .choices import BudgetPeriod, BudgetScope, HardAction, ReportStatus, SoftAction
+from billing.choices import BudgetPeriod, BudgetScope, HardAction, ReportStatus, SoftAction
 
 NOT_NEGATIVE = [MinValueValidator(Decimal(0))]
 

@@ -1,5 +1,5 @@
 """CascadeOps project package."""
 
-from .celery import app as celery_app
+from cascadeops.celery import app as celery_app
 
 __all__ = ["celery_app"]

@@ -16,8 +16,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from dashboard.ws_urls import websocket_urlpatterns  # noqa: E402
-from routing.api.asgi import HotPathHandler  # noqa: E402
+from dashboard.live.ws_urls import websocket_urlpatterns  # noqa: E402
+from routing.api.openai.asgi import HotPathHandler  # noqa: E402
 from routing.metrics import observed_http  # noqa: E402
 
 # The routing API gets a lean handler, its responses counted for /metrics; so does

@@ -12,19 +12,31 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cascadeops.settings")
 
 app = Celery("cascadeops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# Each feature keeps its tasks beside it, in `<feature>/tasks.py`.
+app.autodiscover_tasks(
+    [
+        "routing.records",
+        "routing.cache",
+        "routing.quality",
+        "billing.budgets",
+        "billing.reports",
+        "dashboard.alerts",
+        "dashboard.rollups",
+        "dashboard.tuning",
+    ]
+)
 
 app.conf.beat_schedule = {
     # Every 2 s: move request records from the durable buffer into the database. A
     # dedicated `manage.py run_recorder` loop may run beside it; both are safe together.
     "records_flush": {
-        "task": "routing.tasks.flush_request_records",
+        "task": "routing.records.tasks.flush_request_records",
         "schedule": timedelta(seconds=2),
     },
     # 00:15 on the 1st of each month: build last month's finance report. Immutable once
     # ready, so a second run (or an admin's on-demand build) returns the stored one.
     "report_build_monthly": {
-        "task": "billing.tasks.report_build_monthly_task",
+        "task": "billing.reports.tasks.report_build_monthly_task",
         "schedule": crontab(minute=15, hour=0, day_of_month=1),
     },
     # Hourly, at :40: auto-tuning (retrain, calibrate, propose or apply) for every policy
@@ -32,18 +44,18 @@ app.conf.beat_schedule = {
     # Pause it in the admin (Periodic tasks): "enabled" survives a beat restart, while a
     # schedule edited there is reset to this one when beat starts again.
     "tuning_propose": {
-        "task": "dashboard.tasks.tuning_propose",
+        "task": "dashboard.tuning.tasks.tuning_propose",
         "schedule": crontab(minute=40),
     },
     # Every minute, on the minute: evaluate the alert rules against the minute rollups.
     # Each rule is claimed for the minute, so a duplicate run evaluates nothing twice.
     "alerts_evaluate": {
-        "task": "dashboard.tasks.alerts_evaluate",
+        "task": "dashboard.alerts.tasks.alerts_evaluate",
         "schedule": crontab(),
     },
     # Daily at 03:20: drop rollups past their retention (CASCADEOPS_ROLLUP_*_RETENTION_DAYS).
     "rollups_prune": {
-        "task": "dashboard.tasks.rollups_prune",
+        "task": "dashboard.rollups.tasks.rollups_prune",
         "schedule": crontab(minute=20, hour=3),
     },
 }

@@ -206,7 +206,7 @@ CASCADEOPS_RECORD_STREAM = env("CASCADEOPS_RECORD_STREAM", default="cascadeops:r
 # Redis key prefix of the circuit breakers: gateways sharing one Redis share breakers
 # when they share this prefix.
 CASCADEOPS_BREAKER_PREFIX = env("CASCADEOPS_BREAKER_PREFIX", default="cascadeops:breaker")
-# The response cache (routing.cache, routing.semantic_cache): Redis key prefix (gateways
+# The response cache (routing.cache.exact, routing.cache.semantic): Redis key prefix (gateways
 # sharing a Redis and this prefix share cached answers), the in-process LRU's size in
 # embedded mode, and how many recent prompt vectors each policy's semantic index searches.
 CASCADEOPS_CACHE_PREFIX = env("CASCADEOPS_CACHE_PREFIX", default="cascadeops:cache")

@@ -3,8 +3,8 @@
 `DATABASE_URL` and `REDIS_URL` still apply, so CI runs the suite on PostgreSQL and Redis.
 """
 
-from .settings import *  # noqa: F403
-from .settings import VAR_DIR
+from cascadeops.settings import *  # noqa: F403
+from cascadeops.settings import VAR_DIR
 
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -4,8 +4,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from routing.api import feedback, hotpath
-from routing.api.metrics import metrics_view
+from routing.api.openai import feedback
+from routing.api.openai import views as hotpath
+from routing.api.prometheus import metrics_view
 
 urlpatterns = [
     path("v1/chat/completions", hotpath.chat_completions, name="chat-completions"),
@@ -14,9 +15,9 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/routing/", include("routing.api.urls")),
+    path("api/routing/", include("routing.api.rest.urls")),
     path("api/dashboard/", include("dashboard.api.urls")),
     path("admin/", admin.site.urls),
-    path("finance/", include("billing.urls")),
+    path("finance/", include("billing.reports.urls")),
     path("", include("dashboard.urls")),
 ]

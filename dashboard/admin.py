@@ -9,9 +9,9 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from . import services
-from .choices import DeliveryStatus
-from .models import AlertDelivery, AlertEvent, AlertRule, SlaTarget, TuningConfig, TuningProposal
+from dashboard.alerts import services
+from dashboard.choices import DeliveryStatus
+from dashboard.models import AlertDelivery, AlertEvent, AlertRule, SlaTarget, TuningConfig, TuningProposal
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

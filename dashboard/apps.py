@@ -6,4 +6,6 @@ class DashboardConfig(AppConfig):
     verbose_name = "Dashboard"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  (rollups from stored request records)
+        # Rollups from stored request records; alert events from budget alerts.
+        from dashboard.alerts import receivers as alert_receivers  # noqa: F401
+        from dashboard.rollups import receivers as rollup_receivers  # noqa: F401

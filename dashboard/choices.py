@@ -23,7 +23,7 @@ class Metric(models.TextChoices):
     ERROR_RATE = "error_rate", "Error rate (%)"
     COST_ANOMALY = "cost_anomaly", "Cost anomaly (standard deviations from the trailing mean)"
     # Not measured every minute: raised by billing when a budget crosses its soft limit or
-    # reaches its limit (dashboard.budget_events); the value is the % of the limit used.
+    # reaches its limit (dashboard.alerts.budget_events); the value is the % of the limit used.
     BUDGET = "budget", "Budget limits (% of a budget's limit used, when it crosses its soft limit or limit)"
 
 

@@ -15,9 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, validat
 from django.db import models
 from django.db.models.functions import Coalesce
 
-from routing.models import Policy, ScorerVersion
-
-from .choices import (
+from dashboard.choices import (
     Comparator,
     DeliveryChannel,
     DeliveryStatus,
@@ -31,6 +29,7 @@ from .choices import (
     TuningMode,
     TuningTarget,
 )
+from routing.models import Policy, ScorerVersion
 
 PERCENT = [MinValueValidator(0.0), MaxValueValidator(100.0)]
 UNIT_INTERVAL = [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -56,7 +55,7 @@ class Rollup(models.Model):
     """Counters for one minute or hour of one policy's requests answered by one tier and model.
 
     Failed requests (every tier failed) have tier -1 and no model. Written only by
-    `dashboard.services.rollups_record`, inside the flusher's transaction.
+    `dashboard.rollups.services.rollups_record`, inside the flusher's transaction.
     """
 
     resolution = models.CharField(max_length=6, choices=Resolution.choices)
@@ -79,7 +78,7 @@ class Rollup(models.Model):
     score_count = models.PositiveIntegerField(default=0)
     quality_sum = models.FloatField(default=0.0)
     quality_count = models.PositiveIntegerField(default=0, help_text="Requests with a quality label.")
-    latency = models.JSONField(default=dict, help_text="Latency sketch: {bin index: count} (dashboard.sketch).")
+    latency = models.JSONField(default=dict, help_text="Latency sketch: {bin index: count} (dashboard.rollups.sketch).")
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -277,7 +276,7 @@ class AlertDelivery(models.Model):
 class TuningConfig(models.Model):
     """How beat may tune one policy: the mode, the target to meet and the bounds to stay in.
 
-    Each run (`dashboard.tuning.tuning_run`) retrains the learned scorer when enough new
+    Each run (`dashboard.tuning.proposals.tuning_run`) retrains the learned scorer when enough new
     labels came in, calibrates the tier's threshold on labelled traffic to meet the
     target at the least cost, checks it on held-out labels, and proposes or applies it,
     never moving the threshold outside [threshold_min, threshold_max] nor by more than

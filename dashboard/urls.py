@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import views, views_tuning
+from dashboard.live import views
+from dashboard.tuning import views as views_tuning
 
 app_name = "dashboard"
 urlpatterns = [

@@ -13,9 +13,8 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from . import learning, services
-from .breakers import breaker_states_by_id
-from .models import (
+from routing.limits.breakers import breaker_states_by_id
+from routing.models import (
     ApiKey,
     ModelEndpoint,
     Policy,
@@ -27,6 +26,8 @@ from .models import (
     ShadowEvaluation,
     TaskRule,
 )
+from routing.policies import services
+from routing.quality import learning
 
 MIN_TIERS = 2
 
@@ -322,7 +323,7 @@ class ScorerVersionAdmin(admin.ModelAdmin):
     fields = ["policy", "version", "kind", "active", "n_labels", "metrics", "trained_at", "model"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # versions come from training (tuning, or routing.learning)
+        return False  # versions come from training (tuning, or routing.quality.learning)
 
     def save_model(self, request: HttpRequest, obj: ScorerVersion, form: Any, change: bool) -> None:
         if obj.active:

@@ -6,4 +6,7 @@ class RoutingConfig(AppConfig):
     verbose_name = "Routing"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the config-change receivers)
+        # Connect the receivers: configuration changes, the quality loop, semantic checks.
+        from routing.cache import receivers as cache_receivers  # noqa: F401
+        from routing.config import receivers as config_receivers  # noqa: F401
+        from routing.quality import receivers as quality_receivers  # noqa: F401

@@ -16,9 +16,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from . import services
-from .choices import ProviderKind
-from .models import ApiKey, ModelEndpoint, Policy, hash_api_key
+from routing.choices import ProviderKind
+from routing.models import ApiKey, ModelEndpoint, Policy, hash_api_key
+from routing.policies import services
 
 DEMO_POLICY = "demo"
 ADMIN_USERNAME = "admin"

@@ -12,7 +12,7 @@ What is counted comes from two places: every request record as it is made durabl
 (requests by policy, status and cache, cost, escalations, cache hits, tokens and each
 tier's latency; `record_observed`), and every HTTP response of the routing API at the
 ASGI layer (status and total gateway time, rejected requests included; `observed_http`).
-Breaker states and the record queue's depth are read when scraped (`routing.api.metrics`).
+Breaker states and the record queue's depth are read when scraped (`routing.api.prometheus`).
 
 Money is a Decimal until it is exposed: a cost is counted as whole micro-dollars and the
 remainder in 1e-10 dollars (the records' precision), both integers, which doubles sum
@@ -123,7 +123,7 @@ def _add_money(name: str, policy: str, amount: Decimal) -> None:
 
 
 def record_observed(payload: MutableMapping[str, Any]) -> None:
-    """Count a request record (as `routing.recorder` makes it durable). Never raises."""
+    """Count a request record (as `routing.records.recorder` makes it durable). Never raises."""
     try:
         _count_record(payload)
     except Exception:

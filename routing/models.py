@@ -12,7 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.utils import timezone
 
-from .choices import (
+from routing.choices import (
     AttemptOutcome,
     CacheKind,
     JudgeMethod,

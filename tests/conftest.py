@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.net import free_port
-from routing.cache import cache_clear
-from routing.semantic_cache import semantic_clear
-from routing.snapshots import config_cache
+from routing.cache.exact import cache_clear
+from routing.cache.semantic import semantic_clear
+from routing.config.snapshots import config_cache
+from testing.net import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def _isolated_routing_state(settings: object, tmp_path: Path) -> Iterator[None]:
     cache_clear()
     semantic_clear()
     if settings.REDIS_URL:  # type: ignore[attr-defined]
-        from cascadeops.redis import sync_client
+        from common.redis import sync_client
 
         client = sync_client()
         client.delete(stream, *client.scan_iter(f"{cache_prefix}:*"), *client.scan_iter(f"{breaker_prefix}:*"))
@@ -87,7 +87,7 @@ def live_gateway(transactional_db: None) -> Iterator[LiveGateway]:
 
 def flush_records() -> int:
     """Run the flusher the way beat does, until the buffer is empty."""
-    from routing.recorder import flush_pending
+    from routing.records.recorder import flush_pending
 
     total = 0
     while (n := flush_pending()) > 0:
@@ -100,11 +100,11 @@ def budget_keys_cleared(settings: object) -> Iterator[None]:
     """Budget counters and announced alerts are keyed by budget id, which SQLite reuses across tests."""
 
     def clear() -> None:
-        from routing import budgeting
+        from routing.limits import budget_holds as budgeting
 
         budgeting._announced.clear()
         if settings.REDIS_URL:  # type: ignore[attr-defined]
-            from cascadeops.redis import sync_client
+            from common.redis import sync_client
 
             client = sync_client()
             for key in client.scan_iter("cascadeops:budget:*"):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from django.conf import settings
 
-from cascadeops import redis as shared_redis
+from common import redis as shared_redis
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
 

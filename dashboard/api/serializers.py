@@ -8,8 +8,8 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from ..models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
-from ..sketch import sketch_quantile
+from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
+from dashboard.rollups.sketch import sketch_quantile
 
 
 class RollupSerializer(serializers.ModelSerializer):

@@ -3,7 +3,8 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from . import tuning, views
+from dashboard.api import views
+from dashboard.tuning import api as tuning
 
 router = DefaultRouter()
 router.register("rollups", views.RollupViewSet, basename="rollup")

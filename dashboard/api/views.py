@@ -19,18 +19,17 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from routing.api.views import ViewModelPermissions
-
-from .. import services
-from ..choices import Resolution
-from ..models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
-from .serializers import (
+from dashboard.alerts import services
+from dashboard.api.serializers import (
     AlertDeliverySerializer,
     AlertEventSerializer,
     AlertRuleSerializer,
     RollupSerializer,
     SlaTargetSerializer,
 )
+from dashboard.choices import Resolution
+from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
+from routing.api.rest.views import ViewModelPermissions
 
 
 def _parse_datetime(value: str) -> datetime:

@@ -9,11 +9,11 @@ contract keeps Django, DRF, Channels, Celery and the other apps out of this pack
 
 from __future__ import annotations
 
-from .cascade import run_cascade
-from .classify import DEFAULT_TASK_RULES, TaskMatch, classify
-from .costing import attempt_cost, worst_case_cost
-from .scoring import SCORERS, HeuristicScorer, LogprobScorer, scorer_for
-from .types import (
+from routing.engine.cascade import run_cascade
+from routing.engine.classify import DEFAULT_TASK_RULES, TaskMatch, classify
+from routing.engine.costing import attempt_cost, worst_case_cost
+from routing.engine.scoring import SCORERS, HeuristicScorer, LogprobScorer, scorer_for
+from routing.engine.types import (
     Attempt,
     CascadeResult,
     ChatRequest,

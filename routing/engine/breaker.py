@@ -16,7 +16,7 @@ A call already in flight when the breaker opened may report during the half-open
 its outcome decides like the trial's would. It is as much evidence as the trial is.
 
 `Breaker` is the state machine with the time passed in; `MemoryBreakers` keeps one per
-endpoint in the process (embedded mode, tests). `routing.breakers` runs the same rules in
+endpoint in the process (embedded mode, tests). `routing.limits.breakers` runs the same rules in
 Redis so that every worker shares them.
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .types import ModelEndpoint
+from routing.engine.types import ModelEndpoint
 
 # A long window is counted in coarser buckets, so one record never sums more than this many.
 MAX_BUCKETS = 60

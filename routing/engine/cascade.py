@@ -36,12 +36,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from .classify import classify
-from .costing import attempt_cost, resolve_max_tokens, start_tier
-from .errors import BreakerOpen, ProviderError, ProviderMisconfigured, ProviderTimeout
-from .ports import Breakers, Provider, Scorer
-from .tokens import max_prompt_tokens
-from .types import (
+from routing.engine.classify import classify
+from routing.engine.costing import attempt_cost, resolve_max_tokens, start_tier
+from routing.engine.errors import BreakerOpen, ProviderError, ProviderMisconfigured, ProviderTimeout
+from routing.engine.ports import Breakers, Provider, Scorer
+from routing.engine.tokens import max_prompt_tokens
+from routing.engine.types import (
     Attempt,
     CascadeResult,
     ChatRequest,

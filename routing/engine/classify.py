@@ -12,8 +12,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from .tokens import estimate_prompt_tokens
-from .types import ChatRequest, PolicySnapshot
+from routing.engine.tokens import estimate_prompt_tokens
+from routing.engine.types import ChatRequest, PolicySnapshot
 
 UNKNOWN = "unknown"
 

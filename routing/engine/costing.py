@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from .classify import classify
-from .tokens import estimate_prompt_tokens, estimate_tokens, max_prompt_tokens
-from .types import CascadeResult, ChatRequest, ModelEndpoint, PolicySnapshot, Tier
+from routing.engine.classify import classify
+from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens, max_prompt_tokens
+from routing.engine.types import CascadeResult, ChatRequest, ModelEndpoint, PolicySnapshot, Tier
 
 PER_MILLION = Decimal(1_000_000)
 QUANTUM = Decimal("1e-10")

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from .classify import classify
-from .costing import start_tier, tier_worst_case_usage
-from .types import Attempt, CascadeResult, ChatRequest, Outcome, PolicySnapshot, Tier
+from routing.engine.classify import classify
+from routing.engine.costing import start_tier, tier_worst_case_usage
+from routing.engine.types import Attempt, CascadeResult, ChatRequest, Outcome, PolicySnapshot, Tier
 
 # Why a cascade stopped half-way, as its record says it: one wording for whole and streamed answers.
 CLIENT_GONE = "the client went away"

@@ -27,10 +27,18 @@ from typing import Any, Final
 
 import numpy as np
 
-from . import embeddings, scoring
-from .linear import Design, FloatArray, LogisticModel, check_kind, fit_logistic, stored_linear, stored_model
-from .textfeatures import SparseRow, hashed_categories, hashed_ngrams, merged, sparse_matrix
-from .types import ChatRequest, Completion
+from routing.engine import embeddings, scoring
+from routing.engine.linear import (
+    Design,
+    FloatArray,
+    LogisticModel,
+    check_kind,
+    fit_logistic,
+    stored_linear,
+    stored_model,
+)
+from routing.engine.textfeatures import SparseRow, hashed_categories, hashed_ngrams, merged, sparse_matrix
+from routing.engine.types import ChatRequest, Completion
 
 KIND: Final = "learned_scorer"
 FORMAT: Final = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from .types import ChatRequest, Completion, ModelEndpoint
+from routing.engine.types import ChatRequest, Completion, ModelEndpoint
 
 
 @runtime_checkable

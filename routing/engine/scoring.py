@@ -30,9 +30,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from .classify import MATH_PATTERN, UNKNOWN, compiled
-from .ports import Scorer
-from .types import ChatRequest, Completion
+from routing.engine.classify import MATH_PATTERN, UNKNOWN, compiled
+from routing.engine.ports import Scorer
+from routing.engine.types import ChatRequest, Completion
 
 Features = dict[str, float]
 

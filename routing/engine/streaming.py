@@ -32,7 +32,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from .cascade import (
+from routing.engine.cascade import (
     BACKOFF,
     NO_USAGE,
     Backoff,
@@ -47,13 +47,13 @@ from .cascade import (
     failed_attempt,
     fall_back_to_best_answer,
 )
-from .classify import classify
-from .costing import start_tier
-from .errors import ProviderError, ProviderTimeout
-from .interrupted import call_in_flight
-from .ports import Breakers, Provider, Scorer
-from .tokens import estimate_tokens, max_prompt_tokens
-from .types import Attempt, CascadeResult, ChatRequest, Completion, Outcome, PolicySnapshot, Tier
+from routing.engine.classify import classify
+from routing.engine.costing import start_tier
+from routing.engine.errors import ProviderError, ProviderTimeout
+from routing.engine.interrupted import call_in_flight
+from routing.engine.ports import Breakers, Provider, Scorer
+from routing.engine.tokens import estimate_tokens, max_prompt_tokens
+from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Outcome, PolicySnapshot, Tier
 
 # A buffered answer goes out in pieces of about this many characters (some four tokens).
 CHUNK_CHARS = 16

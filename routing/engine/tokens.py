@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .types import ChatRequest
+from routing.engine.types import ChatRequest
 
 # About four characters a token for English text with the common BPE vocabularies; the
 # RouteLLM GSM8K answers average 301 and 419 characters, which this puts at 75 and 105.

@@ -1,7 +1,7 @@
 """Frozen value types the cascade engine works on.
 
 Everything the engine needs arrives as one of these: a `PolicySnapshot` built from the
-database by `routing.snapshots`, a `ChatRequest` parsed from the HTTP body, and the
+database by `routing.config.snapshots`, a `ChatRequest` parsed from the HTTP body, and the
 `Completion` a provider returns. They are immutable so that one snapshot can be shared by
 every concurrent request in a worker without locks.
 """

@@ -17,10 +17,9 @@ from collections.abc import Callable
 
 from routing.engine.ports import Provider
 from routing.engine.types import ModelEndpoint, ProviderKind
-
-from .bedrock import BedrockProvider
-from .local import ReplayProvider, replay_prompts
-from .openai_compat import OpenAICompatProvider
+from routing.providers.bedrock import BedrockProvider
+from routing.providers.local import ReplayProvider, replay_prompts
+from routing.providers.openai_compat import OpenAICompatProvider
 
 __all__ = [
     "KINDS",

@@ -47,8 +47,7 @@ from routing.engine.errors import (
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, ModelEndpoint
-
-from .transport import (
+from routing.providers.transport import (
     STREAM_RESPONSE,
     FastHTTPTransport,
     Origin,

@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from billing.budget_store import DatabaseBudgetStore, RedisBudgetStore
+from billing.budgets.store import DatabaseBudgetStore, RedisBudgetStore
 
 
 def stores() -> list[Any]:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.budgets import BudgetRule
+from billing.budgets.rules import BudgetRule
 from billing.models import Budget
 
 

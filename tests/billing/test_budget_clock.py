@@ -10,8 +10,8 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
-from billing.budget_store import RedisBudgetStore
-from billing.budgets import HOLD_TTL_S, BudgetExhausted, BudgetRule
+from billing.budgets.rules import HOLD_TTL_S, BudgetExhausted, BudgetRule
+from billing.budgets.store import RedisBudgetStore
 from billing.models import Budget
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="REDIS_URL is not set (CI sets it)")

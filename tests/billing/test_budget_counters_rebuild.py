@@ -15,16 +15,16 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from billing.budgets import BudgetExhausted
+from billing.budgets.rules import BudgetExhausted
 from billing.models import Budget, BudgetCounter, LedgerEntry
-from cascadeops.redis import sync_client
+from common.redis import sync_client
+from routing.config.snapshots import config_cache, load_policies
 from routing.engine.costing import worst_case_cost
 from routing.engine.types import ChatRequest, Message
 from routing.providers.local import replay_prompts
-from routing.snapshots import config_cache, load_policies
+from testing.factories import make_key, make_policy, replay_endpoints
 from tests.billing.budget_stores import run, stores
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
 
 # Mid-month of the real month: the counters' key lifetimes, counted from it, are real ones.
 NOW = timezone.now().replace(day=15, hour=12)

@@ -17,16 +17,16 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from billing.budget_store import budget_rules_load, budget_store
+from billing.budgets.store import budget_rules_load, budget_store
 from billing.choices import BudgetScope
 from billing.models import Budget, LedgerEntry
+from routing.config.snapshots import load_policies
 from routing.engine.costing import tier_worst_case
 from routing.engine.types import ChatRequest, Message
 from routing.models import ModelEndpoint, RequestRecord
 from routing.providers.local import replay_prompts
-from routing.snapshots import load_policies
+from testing.factories import make_key, make_policy, replay_endpoints
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
 
 URL = "/v1/chat/completions"
 # Mixtral got this one wrong, so the demo's scorer escalates it to GPT-4.
@@ -115,7 +115,7 @@ def test_a_client_that_hangs_up_mid_cascade_is_recorded_as_cancelled_and_pays(li
 def test_a_cascade_past_the_deadline_fails_with_a_504_and_pays_for_the_call_cut_off(
     db, client, slow_strong_tier, monkeypatch
 ):
-    monkeypatch.setattr("routing.api.hotpath.CASCADE_DEADLINE_S", 0.3)
+    monkeypatch.setattr("routing.api.openai.views.CASCADE_DEADLINE_S", 0.3)
 
     response = client.post(
         URL, data=body(), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {slow_strong_tier}"
@@ -135,7 +135,7 @@ def test_a_cascade_past_the_deadline_fails_with_a_504_and_pays_for_the_call_cut_
 def test_a_record_the_stream_refuses_waits_in_the_local_spool_and_is_still_stored(client, settings):
     if not settings.REDIS_URL:
         pytest.skip("the overflow spool only exists beside the Redis stream (REDIS_URL)")
-    from cascadeops.redis import sync_client
+    from common.redis import sync_client
 
     mixtral, gpt4 = replay_endpoints()
     ModelEndpoint.objects.filter(pk=gpt4.pk).update(enabled=False)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.net import free_port, wait_until_up
-from bench.upstream import UpstreamBehaviour, running_upstream
 from billing.models import Budget
 from routing.models import RequestRecord
+from testing.factories import make_key, make_policy, openai_endpoint
+from testing.net import free_port, wait_until_up
+from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records, subprocess_env
-from tests.factories import make_key, make_policy, openai_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 # 64 bytes: a reservation bounds the prompt at 64 + 4 (message overhead) tokens and the

@@ -15,14 +15,14 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from billing.budget_store import budget_rules_load, budget_store
-from billing.budgets import BudgetRule, BudgetStore, Hold, Usage
+from billing.budgets.rules import BudgetRule, BudgetStore, Hold, Usage
+from billing.budgets.store import budget_rules_load, budget_store
 from billing.models import Budget
-from routing import budgeting
-from routing.budgeting import budget_hold
+from routing.config.snapshots import load_policies
 from routing.engine.types import ChatRequest, Message
-from routing.snapshots import load_policies
-from tests.factories import make_policy, replay_endpoints
+from routing.limits import budget_holds as budgeting
+from routing.limits.budget_holds import budget_hold
+from testing.factories import make_policy, replay_endpoints
 
 CHAT = ChatRequest(messages=(Message(role="user", content="What is 2 + 2?"),), max_tokens=64)
 ACTUAL = Decimal("0.25")
@@ -82,7 +82,7 @@ def test_a_settle_the_store_refused_reaches_the_counter_on_a_retry(flaky):
 
 @pytest.mark.parametrize("flaky", [10], indirect=True)
 def test_a_settle_that_never_goes_through_gives_up_loudly(flaky, caplog):
-    with caplog.at_level(logging.ERROR, logger="routing.budgeting"):
+    with caplog.at_level(logging.ERROR, logger="routing.limits.budget_holds"):
         usage = spend_once_settled(flaky)
 
     assert flaky.settles == 4  # the settle and its three retries

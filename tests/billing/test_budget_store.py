@@ -9,10 +9,18 @@ import pytest
 from django.conf import settings
 from django.db.models import F
 
-from billing.budget_store import DatabaseBudgetStore
-from billing.budgets import HOLD_TTL_S, BudgetExhausted, BudgetRule, Requester, applicable, hold_keys, period_bounds
+from billing.budgets.rules import (
+    HOLD_TTL_S,
+    BudgetExhausted,
+    BudgetRule,
+    Requester,
+    applicable,
+    hold_keys,
+    period_bounds,
+)
+from billing.budgets.store import DatabaseBudgetStore
 from billing.models import BudgetReservation
-from cascadeops.redis import sync_client
+from common.redis import sync_client
 from tests.billing.budget_stores import run, stores
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

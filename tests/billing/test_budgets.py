@@ -15,16 +15,16 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from billing.budget_store import budget_rules_load, budget_store
+from billing.budgets.store import budget_rules_load, budget_store
 from billing.choices import BudgetScope, HardAction, SoftAction
 from billing.models import Budget, BudgetAlert, BudgetCounter, LedgerEntry
+from routing.config.snapshots import config_cache, load_policies
 from routing.engine.costing import worst_case_cost
 from routing.engine.types import ChatRequest, Message
 from routing.models import RequestRecord
 from routing.providers.local import replay_prompts
-from routing.snapshots import config_cache, load_policies
+from testing.factories import make_key, make_policy, replay_endpoints
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
 
 URL = "/v1/chat/completions"
 # Mixtral got this one wrong, and the demo's scorer escalates it to GPT-4.

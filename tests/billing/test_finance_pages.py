@@ -12,12 +12,12 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from pypdf import PdfReader
 
-from billing import selectors
 from billing.choices import ReportStatus
 from billing.models import MonthlyReport
-from billing.report_services import report_build_monthly
-from billing.reports import CSV_COLUMNS, LedgerRow
-from billing.signals import FINANCE
+from billing.permissions import FINANCE
+from billing.reports import selectors
+from billing.reports.build import report_build_monthly
+from billing.reports.compute import CSV_COLUMNS, LedgerRow
 from tests.billing.test_monthly_report import FEB, as_schema_1, february_rows, january_rows, quality_check_row
 from tests.billing.test_monthly_report_build import store
 

@@ -14,11 +14,11 @@ from django.test import Client
 
 from billing.choices import ReportStatus
 from billing.models import Budget, MonthlyReport
-from billing.signals import FINANCE, OPERATOR, groups_sync
+from billing.permissions import FINANCE, OPERATOR, groups_sync
 from routing.models import Policy
+from testing.factories import make_policy, replay_endpoints
 from tests.billing.test_monthly_report import FEB, february_rows
 from tests.billing.test_monthly_report_build import store
-from tests.factories import make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "ledger-and-ink-42"

@@ -13,9 +13,9 @@ from django.utils import timezone
 from billing.models import LedgerEntry, LedgerTagEntry
 from routing.models import RequestAttempt, RequestRecord
 from routing.providers.local import replay_prompts
-from routing.reconcile import ledger_reconcile
+from routing.records.reconcile import ledger_reconcile
+from testing.factories import make_key, make_policy, replay_endpoints
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 MIXTRAL_WRONG = next(p for p in replay_prompts() if p.startswith("Lisa and Peter are selling chocolate bars"))

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.reports import (
+from billing.reports.compute import (
     BREAKDOWN_HEADERS,
     BREAKDOWNS,
     CSV_COLUMNS,

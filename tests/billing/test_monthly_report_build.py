@@ -13,15 +13,15 @@ from celery.schedules import crontab
 from django.utils import timezone
 from pypdf import PdfReader
 
-from billing import selectors
 from billing.choices import ReportStatus
 from billing.models import LedgerEntry, MonthlyReport, PriceBookEntry
-from billing.pdf import report_pdf
-from billing.report_services import ReportMonthNotOver, report_build_monthly
-from billing.reports import LedgerRow, month_before, month_start
-from billing.tasks import report_build_monthly_task
+from billing.reports import selectors
+from billing.reports.build import ReportMonthNotOver, report_build_monthly
+from billing.reports.compute import LedgerRow, month_before, month_start
+from billing.reports.pdf import report_pdf
+from billing.reports.tasks import report_build_monthly_task
+from testing.factories import ModelEndpointFactory
 from tests.billing.test_monthly_report import FEB, february_rows, january_rows, quality_check_row
-from tests.factories import ModelEndpointFactory
 
 pytestmark = pytest.mark.django_db
 

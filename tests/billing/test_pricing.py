@@ -13,8 +13,8 @@ import pytest
 from botocore.stub import Stubber
 from django.utils import timezone
 
-from bench.upstream import UpstreamBehaviour, running_upstream
 from billing.models import PriceBookEntry
+from routing.config.snapshots import config_cache, load_policies
 from routing.engine.costing import attempt_cost, baseline_cost
 from routing.engine.types import ChatRequest, Message, ModelEndpoint, ProviderKind
 from routing.models import ModelEndpoint as EndpointRow
@@ -22,9 +22,9 @@ from routing.models import RequestAttempt, RequestRecord
 from routing.providers.bedrock import BedrockProvider
 from routing.providers.local import ReplayProvider, replay_prompts
 from routing.providers.openai_compat import OpenAICompatProvider
-from routing.snapshots import config_cache, load_policies
+from testing.factories import make_key, make_policy, replay_endpoints
+from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
 
 CHAT = ChatRequest(messages=(Message("user", "Summarise our refund policy."),))
 
@@ -171,8 +171,8 @@ def test_a_scheduled_price_applies_from_its_start(db):
     PriceBookEntry.objects.create(endpoint=mixtral, effective_from=start, input_price_per_m=Decimal("0.10"),
                                   output_price_per_m=Decimal("0.20"))  # fmt: skip
 
+    from routing.config.snapshots import next_price_change, policy_snapshot
     from routing.models import Policy
-    from routing.snapshots import next_price_change, policy_snapshot
 
     policy = Policy.objects.prefetch_related("tiers__endpoint__prices", "task_rules").get()
     now, later = policy_snapshot(policy), policy_snapshot(policy, start + timedelta(seconds=1))

@@ -33,20 +33,12 @@ from django.conf import settings
 from django.db import connection, connections
 from django.db.models import Sum
 
-from bench.chaos import (
-    CAPPED_USER,
-    ROOT,
-    BreakerWatch,
-    Cluster,
-    Fault,
-    Observations,
-    read_outcomes,
-)
+from bench.chaos import CAPPED_USER, ROOT, BreakerWatch, Cluster, Fault, Observations, read_outcomes
 from billing.models import Budget, LedgerEntry
-from routing.breakers import breaker_states
+from routing.limits.breakers import breaker_states
 from routing.models import RequestAttempt, RequestRecord
+from testing.factories import make_key, make_policy, openai_endpoint
 from tests.conftest import subprocess_env
-from tests.factories import make_key, make_policy, openai_endpoint
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 
@@ -100,7 +92,7 @@ async def close_connections() -> None:
 
 def queue_depth() -> int:
     """Records made durable and not stored yet: in the Redis stream or the overflow spool."""
-    from routing import recorder
+    from routing.records import recorder
 
     return recorder.queue_depth()
 

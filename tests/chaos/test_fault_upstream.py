@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from bench.loadgen import ResponseParser
-from bench.upstream import UpstreamBehaviour, running_upstream
+from testing.upstream import UpstreamBehaviour, running_upstream
 
 CHAT = {"model": "cheap", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dashboard import services
+from dashboard.alerts import services
 from dashboard.choices import DeliveryStatus
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, SlaTarget
 

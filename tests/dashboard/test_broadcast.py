@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
-from dashboard import broadcast, groups
-from dashboard.broadcast import LiveTicker, TickState, tick_messages
+from dashboard.live import broadcast, groups
+from dashboard.live.broadcast import LiveTicker, TickState, tick_messages
 from tests.dashboard.traffic import Traffic
 
 

@@ -1,7 +1,7 @@
 """Budget alerts reach operators as dashboard alert events, once per budget, period and level.
 
 Each test starts where the gateway hands over: the task it queues when a request finds
-its budget past a level (`routing.tasks.budget_alert_raise`), run eagerly, with the
+its budget past a level (`billing.budgets.tasks.budget_alert_raise`), run eagerly, with the
 commit callbacks (the signal, the deliveries) executed as after a real commit.
 """
 
@@ -16,13 +16,13 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.budgets import period_bounds
+from billing.budgets.rules import period_bounds
+from billing.budgets.tasks import budget_alert_raise as budget_alert_raise_task
 from billing.models import Budget, BudgetAlert
-from dashboard import services
-from dashboard.budget_events import BUILT_IN_RULE_NAME
+from dashboard.alerts import services
+from dashboard.alerts.budget_events import BUILT_IN_RULE_NAME
 from dashboard.choices import DeliveryStatus, EventState, NoticeKind
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule
-from routing.tasks import budget_alert_raise as budget_alert_raise_task
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from dashboard import charts, sla
-from dashboard.rollups import WINDOWS, Point, Totals
-from dashboard.sketch import sketch_of
+from dashboard.alerts import sla
+from dashboard.live import charts
+from dashboard.rollups.compute import WINDOWS, Point, Totals
+from dashboard.rollups.sketch import sketch_of
 
 NOW = datetime(2025, 3, 4, 10, 30, 20, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from cascadeops.asgi import application
-from dashboard import groups
+from dashboard.live import groups
 from tests.dashboard.traffic import Traffic
 
 pytestmark = pytest.mark.django_db(transaction=True)

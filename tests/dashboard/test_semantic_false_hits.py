@@ -11,12 +11,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from bench.upstream import UpstreamBehaviour, running_upstream
-from dashboard.semantic_cache import semantic_false_hits_get
+from dashboard.live.cache_panel import semantic_false_hits_get
 from routing.engine import embeddings
 from routing.models import ModelEndpoint, Policy, SemanticCacheCheck
+from testing.factories import RequestRecordFactory, make_key, make_policy, openai_endpoint, replay_endpoints
+from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
-from tests.factories import RequestRecordFactory, make_key, make_policy, openai_endpoint, replay_endpoints
 
 
 def checked_hits(policy: Policy, *agreed: bool, cost: str = "0.001", age: timedelta = timedelta(0)) -> None:

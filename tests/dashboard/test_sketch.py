@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from dashboard.sketch import RELATIVE_ACCURACY, sketch_merge, sketch_of, sketch_quantile
+from dashboard.rollups.sketch import RELATIVE_ACCURACY, sketch_merge, sketch_of, sketch_quantile
 
 
 def exact_quantile(values: list[float], q: float) -> float:

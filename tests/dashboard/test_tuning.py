@@ -16,13 +16,13 @@ from rest_framework.test import APIClient
 
 from cascadeops.celery import app as celery_app
 from dashboard.models import TuningConfig, TuningProposal
-from dashboard.tasks import tuning_propose
-from dashboard.tuning import tuning_run, wilson_interval
-from routing import config_version
+from dashboard.tuning.proposals import tuning_run, wilson_interval
+from dashboard.tuning.tasks import tuning_propose
 from routing.choices import AttemptOutcome
+from routing.config import version as config_version
 from routing.models import Policy, QualityLabel, RequestAttempt, RequestRecord, RequestSample
 from routing.providers.local import DEFAULT_DATASET, MIXTRAL, load_replay_data
-from tests.factories import RequestAttemptFactory, RequestRecordFactory, make_policy, replay_endpoints
+from testing.factories import RequestAttemptFactory, RequestRecordFactory, make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 from routing.choices import AttemptOutcome
 from routing.engine.scoring import HeuristicScorer
 from routing.models import Policy, QualityLabel, RequestRecord, RequestSample
-from routing.samples import sample_chat, sample_completion
-from tests.factories import RequestAttemptFactory, RequestRecordFactory, make_policy, replay_endpoints
+from routing.quality.samples import sample_chat, sample_completion
+from testing.factories import RequestAttemptFactory, RequestRecordFactory, make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """Request records for dashboard tests, made the way the gateway makes them.
 
-`Traffic.payload()` builds a payload with `routing.recorder.record_payload` from a real
+`Traffic.payload()` builds a payload with `routing.records.recorder.record_payload` from a real
 policy snapshot, so the rollups see exactly what the flusher hands them; `Traffic.store()`
 stores payloads through `records_persist`, which sends `records_stored` as in production.
 """
@@ -14,11 +14,11 @@ from typing import Any
 
 from django.utils import timezone
 
-from routing import recorder
+from routing.config.snapshots import KeyInfo, policy_snapshot
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from routing.models import ApiKey, Policy
-from routing.snapshots import KeyInfo, policy_snapshot
-from tests.factories import make_key, make_policy, replay_endpoints
+from routing.records import recorder
+from testing.factories import make_key, make_policy, replay_endpoints
 
 
 class Traffic:

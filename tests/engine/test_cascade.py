@@ -9,17 +9,7 @@ import pytest
 
 from routing.engine import CascadeResult, HeuristicScorer, Outcome, Tier, run_cascade
 from routing.engine.errors import ProviderTimeout, ProviderUnavailable
-from tests.engine.fakes import (
-    FakeClock,
-    FakeProvider,
-    FixedScorer,
-    chat,
-    completion,
-    endpoint,
-    policy,
-    rules,
-    tier,
-)
+from testing.fakes import FakeClock, FakeProvider, FixedScorer, chat, completion, endpoint, policy, rules, tier
 
 CHEAP = completion("cheap answer", input_tokens=1000, output_tokens=200)
 MIDDLE = completion("middle answer", input_tokens=1000, output_tokens=300)

@@ -9,7 +9,7 @@ import pytest
 from routing.engine import DEFAULT_TASK_RULES, TaskMatch, classify
 from routing.engine.classify import compiled
 from routing.engine.types import ChatRequest, Message, TaskRule
-from tests.engine.fakes import chat, policy, rules, tier
+from testing.fakes import chat, policy, rules, tier
 
 TWO_TIERS = (tier(0), tier(1))
 DEFAULTS = policy(*TWO_TIERS, task_rules=rules(*DEFAULT_TASK_RULES))

@@ -10,7 +10,7 @@ import pytest
 from routing.engine import attempt_cost, worst_case_cost
 from routing.engine.costing import cached_input_price, resolve_max_tokens
 from routing.engine.types import Tier
-from tests.engine.fakes import chat, endpoint, policy, rules, tier
+from testing.fakes import chat, endpoint, policy, rules, tier
 
 
 def test_prices_input_and_output_per_million_tokens() -> None:

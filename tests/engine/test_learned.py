@@ -12,13 +12,7 @@ import numpy as np
 import pytest
 
 from routing.engine import embeddings
-from routing.engine.learned import (
-    LabelledExample,
-    LearnedModel,
-    LearnedScorer,
-    answer_features,
-    train_learned_model,
-)
+from routing.engine.learned import LabelledExample, LearnedModel, LearnedScorer, answer_features, train_learned_model
 from routing.engine.ports import Scorer
 from routing.engine.types import ChatRequest, Completion, Message
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from routing.engine.replay import ReplayRow, SweepPoint, routing_metrics, sweep, threshold_for_target
+from routing.engine.offline.replay import ReplayRow, SweepPoint, routing_metrics, sweep, threshold_for_target
 
 CHEAP = Decimal("0.01")
 STRONG = Decimal("1.00")

@@ -18,7 +18,7 @@ from routing.engine.errors import (
     ProviderUnavailable,
 )
 from routing.engine.types import Attempt, ModelEndpoint
-from tests.engine.fakes import (
+from testing.fakes import (
     FakeClock,
     FakeProvider,
     FixedScorer,

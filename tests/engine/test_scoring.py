@@ -15,7 +15,7 @@ import pytest
 from routing.engine import HeuristicScorer, LogprobScorer, scorer_for
 from routing.engine.ports import Scorer
 from routing.engine.scoring import SCORERS, check_arithmetic, evaluate, features, final_number
-from tests.engine.fakes import chat, completion
+from testing.fakes import chat, completion
 
 JACK_PROMPT = "Jack had $100. Sophia gave him 1/5 of her $100. How many dollars does Jack have now?"
 JACK_RIGHT = (

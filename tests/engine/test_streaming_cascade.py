@@ -26,7 +26,7 @@ from routing.engine.streaming import (
 )
 from routing.engine.tokens import estimate_tokens, max_prompt_tokens
 from routing.engine.types import ChatRequest, Completion, ModelEndpoint, Outcome, PolicySnapshot
-from tests.engine.fakes import FakeClock, FakeProvider, FixedScorer, chat, completion, policy, tier
+from testing.fakes import FakeClock, FakeProvider, FixedScorer, chat, completion, policy, tier
 
 CHEAP = completion("The answer is 41, probably.", input_tokens=20, output_tokens=8)
 STRONG = completion("The answer is 42.", input_tokens=20, output_tokens=5)

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.upstream import UpstreamServer, running_upstream
+from routing.config.snapshots import KeyInfo, load_policies
 from routing.engine.types import PolicySnapshot
-from routing.snapshots import KeyInfo, load_policies
-from tests.factories import make_key, make_policy, replay_endpoints
+from testing.factories import make_key, make_policy, replay_endpoints
+from testing.upstream import UpstreamServer, running_upstream
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from routing.models import ApiKey, ModelEndpoint, Policy, hash_api_key
-from tests.factories import make_policy, replay_endpoints
+from testing.factories import make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 
@@ -149,7 +149,7 @@ def test_a_new_api_key_is_shown_once_and_stored_only_as_a_hash(operator_client):
 def test_the_revoke_action_revokes_keys(operator_client):
     mixtral, gpt4 = replay_endpoints()
     policy = make_policy("support", [(mixtral, 0.7), (gpt4, 1.0)])
-    from tests.factories import make_key
+    from testing.factories import make_key
 
     key, _ = make_key(policy)
 
@@ -216,8 +216,8 @@ def test_the_endpoint_list_shows_each_breaker_live(operator_client, settings):
 
     from asgiref.sync import async_to_sync
 
-    from routing.breakers import breaker_board
-    from routing.snapshots import endpoint_snapshot
+    from routing.config.snapshots import endpoint_snapshot
+    from routing.limits.breakers import breaker_board
 
     settings.CASCADEOPS_BREAKER_PREFIX = f"cascadeops:test:breaker:{uuid.uuid4().hex}"
     mixtral, _ = replay_endpoints()

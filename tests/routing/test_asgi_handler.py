@@ -18,11 +18,11 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
-from routing.api import hotpath
-from routing.api.asgi import ApiRequest, HotPathHandler
+from routing.api.openai import views as hotpath
+from routing.api.openai.asgi import ApiRequest, HotPathHandler
 from routing.exceptions import ApiError
 from routing.providers.local import replay_prompts
-from tests.factories import make_key, make_policy, replay_endpoints
+from testing.factories import make_key, make_policy, replay_endpoints
 
 BIG = 64
 

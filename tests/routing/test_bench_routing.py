@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from routing.engine.benchmark import STRONG_MODEL as STRONG
-from routing.engine.benchmark import WEAK_MODEL as WEAK
-from routing.engine.benchmark import hash_fraction, load_dataset, split_rows
+from routing.engine.offline.benchmark import STRONG_MODEL as STRONG
+from routing.engine.offline.benchmark import WEAK_MODEL as WEAK
+from routing.engine.offline.benchmark import hash_fraction, load_dataset, split_rows
 
 SUMMARY_KEYS = {"scorer", "cpt50", "cpt80", "apgr", "savings_at_95"}
 

@@ -9,12 +9,12 @@ from decimal import Decimal
 import openai
 import pytest
 
-from bench.upstream import running_upstream
 from routing.models import RequestRecord
+from testing.factories import make_key, make_policy, openai_endpoint
+from testing.upstream import running_upstream
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, openai_endpoint
 
-# bench.upstream reports these tokens for every answer.
+# testing.upstream reports these tokens for every answer.
 UPSTREAM_TOKENS = 20 + 6
 
 
@@ -25,7 +25,7 @@ def breaker_prefix(settings: object) -> Iterator[None]:
     settings.CASCADEOPS_BREAKER_PREFIX = prefix  # type: ignore[attr-defined]
     yield
     if settings.REDIS_URL:  # type: ignore[attr-defined]
-        from cascadeops.redis import sync_client
+        from common.redis import sync_client
 
         for key in sync_client().scan_iter(f"{prefix}:*"):
             sync_client().delete(key)

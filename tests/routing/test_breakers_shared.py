@@ -19,13 +19,13 @@ import redis.asyncio
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from routing import breakers
-from routing.breakers import SUCCESS_BATCH_S, RedisBreakers, breaker_board, breaker_states
+from routing.config.snapshots import endpoint_snapshot
 from routing.engine.breaker import BreakerState, MemoryBreakers
 from routing.engine.types import ModelEndpoint
-from routing.snapshots import endpoint_snapshot
-from tests.engine.fakes import FakeClock, endpoint
-from tests.factories import make_policy, replay_endpoints
+from routing.limits import breakers
+from routing.limits.breakers import SUCCESS_BATCH_S, RedisBreakers, breaker_board, breaker_states
+from testing.factories import make_policy, replay_endpoints
+from testing.fakes import FakeClock, endpoint
 
 # Opens when at least 4 calls in the window failed at a share of 50 % or more.
 EP = endpoint(41, breaker_failure_rate=0.5, breaker_min_requests=4, breaker_window_s=30, breaker_open_s=30)
@@ -42,7 +42,7 @@ def breaker_prefix(settings: object) -> Iterator[str]:
     settings.CASCADEOPS_BREAKER_PREFIX = prefix  # type: ignore[attr-defined]
     yield prefix
     if settings.REDIS_URL:  # type: ignore[attr-defined]
-        from cascadeops.redis import sync_client
+        from common.redis import sync_client
 
         for key in sync_client().scan_iter(f"{prefix}:*"):
             sync_client().delete(key)
@@ -185,13 +185,13 @@ async def test_successes_in_a_closed_breaker_are_sent_in_batches(redis_clients, 
 async def test_when_redis_is_unreachable_calls_are_allowed_and_it_is_logged_once(caplog, breaker_prefix):
     unreachable = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
     board = RedisBreakers(breaker_prefix, client=unreachable)
-    caplog.set_level(logging.WARNING, logger="routing.breakers")
+    caplog.set_level(logging.WARNING, logger="routing.limits.breakers")
 
     assert await record_all(board, EP, "xxxxxx") == [True] * 6  # the first one found Redis down
 
     assert await board.allow(EP)
     assert await board.states([EP.id]) == {}
-    warnings = [r for r in caplog.records if r.name == "routing.breakers"]
+    warnings = [r for r in caplog.records if r.name == "routing.limits.breakers"]
     assert len(warnings) == 1 and "every call is allowed" in warnings[0].getMessage()
     await unreachable.aclose()
 

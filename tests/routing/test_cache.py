@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from routing.cache import (
+from routing.cache.exact import (
     CacheControl,
     CachedAnswer,
     LocalStore,
@@ -20,7 +20,7 @@ from routing.cache import (
     exact_key,
 )
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
-from tests.engine.fakes import chat, policy, tier
+from testing.fakes import chat, policy, tier
 
 SNAPSHOT = dataclasses.replace(policy(tier(0, 0.0), tier(1, 1.0)), cache_ttl_s=60)
 
@@ -178,7 +178,7 @@ async def test_a_policy_with_ttl_zero_caches_nothing():
 
 
 async def test_a_failing_redis_is_a_miss_and_a_skipped_store_never_an_error(settings, caplog):
-    caplog.set_level(logging.WARNING, logger="routing.cache")
+    caplog.set_level(logging.WARNING, logger="routing.cache.exact")
     real_redis = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     try:
@@ -192,4 +192,4 @@ async def test_a_failing_redis_is_a_miss_and_a_skipped_store_never_an_error(sett
     assert again is None
     assert "answering without the cache" in caplog.text
     # Logged once, and Redis is left alone a while: later requests do not wait for it again.
-    assert len([r for r in caplog.records if r.name == "routing.cache"]) == 1
+    assert len([r for r in caplog.records if r.name == "routing.cache.exact"]) == 1

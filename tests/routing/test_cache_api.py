@@ -1,6 +1,6 @@
 """The exact-match cache through the real HTTP API and the official `openai` client.
 
-A local OpenAI-compatible upstream (bench.upstream) stands in for the models and counts
+A local OpenAI-compatible upstream (testing.upstream) stands in for the models and counts
 the calls it gets, so a hit is seen not to reach it.
 """
 
@@ -18,14 +18,14 @@ import openai
 import pytest
 from django.db.models import Sum
 
-from bench.net import free_port, wait_until_up
 from billing.models import Budget, LedgerEntry
-from billing.selectors import billing_today, month_to_date_report
-from routing.cache import answer_store
+from billing.reports.selectors import billing_today, month_to_date_report
+from routing.cache.exact import answer_store
 from routing.models import ModelEndpoint, Policy, RequestAttempt, RequestRecord
-from routing.reconcile import ledger_reconcile
+from routing.records.reconcile import ledger_reconcile
+from testing.factories import make_key, make_policy, openai_endpoint
+from testing.net import free_port, wait_until_up
 from tests.conftest import flush_records, subprocess_env
-from tests.factories import make_key, make_policy, openai_endpoint
 
 pytestmark = pytest.mark.live
 
@@ -111,7 +111,7 @@ def wait_until_expired(settings, monkeypatch) -> None:
         store = answer_store()
         monkeypatch.setattr(store, "clock", lambda: time.monotonic() + 3600)
         return
-    from cascadeops.redis import sync_client
+    from common.redis import sync_client
 
     pattern = f"{settings.CASCADEOPS_CACHE_PREFIX}:exact:*"
     deadline = time.monotonic() + 10

@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from routing import recorder
 from routing.models import QualityLabel, RequestRecord, RequestSample
 from routing.providers.local import replay_prompts
+from routing.records import recorder
+from testing.factories import make_key, make_policy, replay_endpoints
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

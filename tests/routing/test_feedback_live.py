@@ -11,8 +11,8 @@ import pytest
 from routing.demo import demo_seed
 from routing.models import Policy, QualityLabel
 from routing.providers.local import replay_prompts
+from testing.factories import make_key
 from tests.conftest import flush_records
-from tests.factories import make_key
 
 pytestmark = pytest.mark.live
 

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from routing.models import QualityLabel, ScorerVersion, ShadowEvaluation
-from tests.factories import make_policy, make_record, replay_endpoints
+from testing.factories import make_policy, make_record, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

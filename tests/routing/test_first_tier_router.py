@@ -8,9 +8,9 @@ import pytest
 
 from routing.choices import ScorerVersionKind
 from routing.engine.router import train_prompt_router
-from routing.learning import scorer_version_create
 from routing.models import Policy
-from tests.factories import make_key, make_policy, replay_endpoints
+from routing.quality.learning import scorer_version_create
+from testing.factories import make_key, make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

@@ -18,11 +18,11 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from bench.net import free_port, wait_until_up
-from bench.upstream import running_upstream
 from routing.models import RequestRecord
+from testing.factories import make_key, make_policy, openai_endpoint
+from testing.net import free_port, wait_until_up
+from testing.upstream import running_upstream
 from tests.conftest import subprocess_env
-from tests.factories import make_key, make_policy, openai_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_S = 60.0

@@ -11,11 +11,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from routing import services
 from routing.models import ApiKey, Policy, RequestAttempt, RequestRecord
+from routing.policies import services
 from routing.providers.local import replay_prompts
+from testing.factories import make_key, make_policy, replay_endpoints
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

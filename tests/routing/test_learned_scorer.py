@@ -11,11 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from routing.engine.learned import LearnedModel
 from routing.engine.scoring import HeuristicScorer
 from routing.engine.types import ChatRequest, Completion, Message
-from routing.learning import MIN_TRAINING_LABELS, TooFewLabels, scorer_version_train
 from routing.models import Policy, RequestRecord, ScorerVersion
 from routing.providers.local import replay_prompts
+from routing.quality.learning import MIN_TRAINING_LABELS, TooFewLabels, scorer_version_train
+from testing.factories import make_key, make_policy, replay_endpoints
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 """The official `openai` client against a real HTTP server running the gateway.
 
 Only the model providers are stood in for: the demo's replay models, and a local
-OpenAI-compatible upstream (bench.upstream) that fails or hangs on purpose.
+OpenAI-compatible upstream (testing.upstream) that fails or hangs on purpose.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from decimal import Decimal
 import openai
 import pytest
 
-from bench.upstream import running_upstream
 from routing.demo import demo_seed
 from routing.models import RequestAttempt, RequestRecord
 from routing.providers.local import replay_prompts
+from testing.factories import make_key, make_policy, openai_endpoint, replay_endpoints
+from testing.upstream import running_upstream
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, openai_endpoint, replay_endpoints
 
 pytestmark = pytest.mark.live
 

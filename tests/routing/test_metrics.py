@@ -18,12 +18,12 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.upstream import running_upstream
 from routing import metrics
-from routing.api.metrics import address_allowed
+from routing.api.prometheus import address_allowed
 from routing.models import RequestRecord
+from testing.factories import make_key, make_policy, openai_endpoint
+from testing.upstream import running_upstream
 from tests.conftest import flush_records, subprocess_env
-from tests.factories import make_key, make_policy, openai_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

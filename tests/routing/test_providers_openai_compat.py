@@ -1,4 +1,4 @@
-"""OpenAICompatProvider against a real OpenAI-compatible server on loopback (bench.upstream),
+"""OpenAICompatProvider against a real OpenAI-compatible server on loopback (testing.upstream),
 and, for what that server can't be made to do (Retry-After, compression, hanging on one
 connection only), a scripted raw TCP server."""
 
@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.upstream import UpstreamBehaviour, running_upstream
 from routing.engine.errors import (
     ProviderBadRequest,
     ProviderMisconfigured,
@@ -31,6 +30,7 @@ from routing.engine.streaming import StreamDone
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint, ProviderKind
 from routing.providers.openai_compat import OpenAICompatProvider, ServerSentEvents
+from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.routing.test_transport import ServerConnection, keep_answering, listener_that_never_accepts, scripted_server
 
 CHAT = ChatRequest(messages=(Message("system", "Answer with a number."), Message("user", "What is 6 x 7?")))

@@ -15,7 +15,6 @@ import pytest
 from botocore.exceptions import EventStreamError
 from botocore.stub import Stubber
 
-from bench.upstream import UpstreamBehaviour, running_upstream
 from routing.engine.errors import ProviderBadRequest, ProviderRefused, ProviderTimeout, ProviderUnavailable
 from routing.engine.streaming import StreamDone, StreamEvent, StreamingProvider, TextDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
@@ -23,7 +22,8 @@ from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint
 from routing.providers.bedrock import BedrockProvider
 from routing.providers.local import ReplayProvider, replay_prompts
 from routing.providers.openai_compat import OpenAICompatProvider
-from tests.routing.sse_upstream import ANSWER, USAGE, running_sse_upstream
+from testing.sse_upstream import ANSWER, USAGE, running_sse_upstream
+from testing.upstream import UpstreamBehaviour, running_upstream
 
 CHAT = ChatRequest(messages=(Message("system", "Answer with a number."), Message("user", "What is 6 x 7?")))
 TRANSPORTS = pytest.mark.parametrize("transport", ["fast", "httpx"])

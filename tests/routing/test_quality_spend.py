@@ -18,17 +18,17 @@ from django.apps import apps as django_apps
 from django.db.models import Sum
 from django.utils import timezone
 
-from bench.upstream import UpstreamBehaviour, running_upstream
-from billing.budget_store import budget_rules_load, budget_store
+from billing.budgets.store import budget_rules_load, budget_store
 from billing.models import Budget, LedgerEntry
-from dashboard.semantic_cache import semantic_false_hits_get
+from dashboard.live.cache_panel import semantic_false_hits_get
 from routing.engine import embeddings
 from routing.models import ModelEndpoint, RequestRecord, SemanticCacheCheck, ShadowEvaluation
 from routing.providers.local import replay_prompts
-from routing.reconcile import ledger_reconcile
-from routing.shadow import shadow_evaluate
+from routing.quality.shadow import shadow_evaluate
+from routing.records.reconcile import ledger_reconcile
+from testing.factories import make_key, make_policy, openai_endpoint, replay_endpoints
+from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, openai_endpoint, replay_endpoints
 from tests.routing.test_shadow import flush_and_evaluate, route
 
 MICRO_DOLLAR = Decimal("0.000001")

@@ -13,15 +13,15 @@ import openai
 import pytest
 import redis.asyncio
 
-from bench.upstream import running_upstream
-from routing import ratelimit
+from routing.config.snapshots import KeyInfo
 from routing.engine.types import ChatRequest, Message, ModelEndpoint, PolicySnapshot, ProviderKind, Tier
 from routing.exceptions import RateLimited
-from routing.ratelimit import PERIOD_MS, Charge, LocalLimitStore, RedisLimitStore, gcra, openai_duration
-from routing.snapshots import KeyInfo
-from tests.factories import make_key, make_policy, openai_endpoint
+from routing.limits import ratelimit
+from routing.limits.ratelimit import PERIOD_MS, Charge, LocalLimitStore, RedisLimitStore, gcra, openai_duration
+from testing.factories import make_key, make_policy, openai_endpoint
+from testing.upstream import running_upstream
 
-# bench.upstream reports these tokens for every call.
+# testing.upstream reports these tokens for every call.
 UPSTREAM_PROMPT_TOKENS, UPSTREAM_COMPLETION_TOKENS = 20, 6
 
 
@@ -32,7 +32,7 @@ def rate_limits_cleared(settings: object) -> Iterator[None]:
     def clear() -> None:
         ratelimit._local_store.tats.clear()
         if settings.REDIS_URL:  # type: ignore[attr-defined]
-            from cascadeops.redis import sync_client
+            from common.redis import sync_client
 
             for key in sync_client().scan_iter("cascadeops:ratelimit:*"):
                 sync_client().delete(key)
@@ -178,7 +178,7 @@ async def test_a_key_without_limits_touches_no_counter(settings):
 
     assert ratelimit._local_store.tats == {}
     if settings.REDIS_URL:
-        from cascadeops.redis import sync_client
+        from common.redis import sync_client
 
         assert list(sync_client().scan_iter("cascadeops:ratelimit:*")) == []
 
@@ -187,7 +187,7 @@ async def test_when_redis_is_down_requests_are_let_through_and_logged(monkeypatc
     unreachable = RedisLimitStore(redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0"))  # nothing listens there
     monkeypatch.setattr(ratelimit, "limit_store", lambda: unreachable)
     ratelimit._last_failure_logged = float("-inf")
-    caplog.set_level(logging.ERROR, logger="routing.ratelimit")
+    caplog.set_level(logging.ERROR, logger="routing.limits.ratelimit")
 
     assert await ratelimit.admit(key_info(rpm=1), policy(), chat()) is None
     assert await ratelimit.admit(key_info(rpm=1), policy(), chat()) is None

@@ -15,10 +15,10 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from routing import recorder
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from routing.models import RequestAttempt, RequestRecord
-from routing.signals import records_stored
+from routing.records import recorder
+from routing.records.signals import records_stored
 from tests.conftest import flush_records, subprocess_database_url
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,10 +15,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.models import LedgerEntry
-from routing import recorder
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from routing.models import RequestRecord
-from routing.signals import records_stored
+from routing.records import recorder
+from routing.records.signals import records_stored
 from tests.conftest import flush_records
 
 
@@ -62,7 +62,7 @@ def dead_letters() -> Iterator[Any]:
 
     def read() -> list[tuple[str, str]]:
         if settings.REDIS_URL:
-            from cascadeops.redis import sync_client
+            from common.redis import sync_client
 
             entries = sync_client().xrange(stream)
             return [(json.loads(f[b"p"])["id"], f[b"error"].decode()) for _, f in entries]
@@ -72,7 +72,7 @@ def dead_letters() -> Iterator[Any]:
 
     yield read
     if settings.REDIS_URL:
-        from cascadeops.redis import sync_client
+        from common.redis import sync_client
 
         sync_client().delete(stream)
 

@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from routing.models import ModelEndpoint, Policy
-from tests.factories import ModelEndpointFactory, make_key, make_policy, make_record, replay_endpoints
+from testing.factories import ModelEndpointFactory, make_key, make_policy, make_record, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

@@ -9,10 +9,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from routing.cache import CachedAnswer
-from routing.engine import embeddings
-from routing.engine.types import ChatRequest, Message
-from routing.semantic_cache import (
+from routing.cache.exact import CachedAnswer
+from routing.cache.semantic import (
     Probe,
     RedisIndex,
     VectorWindow,
@@ -22,7 +20,9 @@ from routing.semantic_cache import (
     negations_in,
     numbers_in,
 )
-from tests.engine.fakes import chat, policy, tier
+from routing.engine import embeddings
+from routing.engine.types import ChatRequest, Message
+from testing.fakes import chat, policy, tier
 
 SNAPSHOT = dataclasses.replace(policy(tier(0), tier(1)), semantic_cache=True, cache_ttl_s=60)
 

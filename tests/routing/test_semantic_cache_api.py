@@ -12,11 +12,11 @@ from importlib.util import find_spec
 import openai
 import pytest
 
-from bench.upstream import UpstreamBehaviour, running_upstream
 from routing.engine import embeddings
 from routing.models import ModelEndpoint, Policy, RequestRecord, SemanticCacheCheck
+from testing.factories import make_key, make_policy, openai_endpoint
+from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, openai_endpoint
 
 pytestmark = [
     pytest.mark.live,

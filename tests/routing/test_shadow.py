@@ -9,14 +9,14 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from bench.upstream import UpstreamBehaviour, running_upstream
+from routing.config.snapshots import endpoint_snapshot
 from routing.engine.costing import attempt_cost
 from routing.models import QualityLabel, RequestRecord, ShadowEvaluation
 from routing.providers.local import replay_prompts
-from routing.shadow import CLAIM_TIMEOUT, judge_reply, shadow_evaluate
-from routing.snapshots import endpoint_snapshot
+from routing.quality.shadow import CLAIM_TIMEOUT, judge_reply, shadow_evaluate
+from testing.factories import make_key, make_policy, openai_endpoint, replay_endpoints
+from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, openai_endpoint, replay_endpoints
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ import time_machine
 from django.db import connection
 
 from billing.models import PriceBookEntry
-from routing.snapshots import load_config
-from tests.factories import make_policy, replay_endpoints
+from routing.config.snapshots import load_config
+from testing.factories import make_policy, replay_endpoints
 
 CHANGE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

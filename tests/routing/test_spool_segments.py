@@ -22,10 +22,10 @@ from django.conf import settings
 from django.db.models import Sum
 
 from billing.models import LedgerEntry
-from routing import recorder
 from routing.models import RequestAttempt, RequestRecord
-from routing.recorder import SpoolBuffer
-from routing.signals import records_stored
+from routing.records import recorder
+from routing.records.recorder import SpoolBuffer
+from routing.records.signals import records_stored
 from tests.conftest import flush_records, subprocess_env
 from tests.routing.test_recorder import payload
 
@@ -335,7 +335,7 @@ def test_a_torn_last_line_is_set_aside_and_the_rest_of_the_segment_claimed(spool
         b"".join(json.dumps(p).encode() + b"\n" for p in whole) + torn
     )
 
-    with caplog.at_level(logging.ERROR, logger="routing.recorder"):
+    with caplog.at_level(logging.ERROR, logger="routing.records.recorder"):
         claimed = buffer.claim(limit=10)
 
     assert [c.payload for c in claimed] == whole

@@ -1,7 +1,7 @@
 """`stream: true` through the cascade, with the official `openai` client against a live gateway.
 
 Only the model providers are stood in for: the demo's replay models, and a local
-OpenAI-compatible upstream that streams on cue (tests.routing.sse_upstream).
+OpenAI-compatible upstream that streams on cue (testing.sse_upstream).
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from billing.budget_store import budget_rules_load, budget_store
+from billing.budgets.store import budget_rules_load, budget_store
 from billing.models import Budget
-from routing.api.streaming import stream_route
+from routing.api.openai.sse import stream_route
+from routing.config.snapshots import config_cache
 from routing.demo import demo_seed
 from routing.engine.types import ChatRequest, Message
 from routing.models import RequestRecord, hash_api_key
 from routing.providers.local import replay_prompts
-from routing.snapshots import config_cache
+from testing.factories import make_key, make_policy, openai_endpoint, replay_endpoints
+from testing.sse_upstream import ANSWER, SSEUpstream, running_sse_upstream
 from tests.conftest import flush_records
-from tests.factories import make_key, make_policy, openai_endpoint, replay_endpoints
-from tests.routing.sse_upstream import ANSWER, SSEUpstream, running_sse_upstream
 
 pytestmark = pytest.mark.live
 
@@ -276,7 +276,7 @@ def test_a_stream_past_the_deadline_ends_with_an_error_event_and_pays_for_what_i
     live_gateway, upstream, monkeypatch
 ):
     # The deadline keeps a stream from outliving its budget hold.
-    monkeypatch.setattr("routing.api.streaming.CASCADE_DEADLINE_S", 1.0)
+    monkeypatch.setattr("routing.api.openai.sse.CASCADE_DEADLINE_S", 1.0)
     client = escalating_client(live_gateway, upstream, "stall")
 
     raw = client.chat.completions.with_raw_response.create(model="streaming", messages=ask(MIXTRAL_WRONG), stream=True)
@@ -300,8 +300,8 @@ def test_a_client_that_stops_reading_is_cut_off_and_its_hold_settled_before_it_e
 ):
     # The body is driven by hand, as the server drives it: reading the first chunks, then
     # nothing, parks it at a `yield`, as a client that stopped reading does.
-    monkeypatch.setattr("routing.api.streaming.CASCADE_DEADLINE_S", 1.0)
-    monkeypatch.setattr("routing.api.streaming.STALLED_READER_GRACE_S", 0.2)
+    monkeypatch.setattr("routing.api.openai.sse.CASCADE_DEADLINE_S", 1.0)
+    monkeypatch.setattr("routing.api.openai.sse.STALLED_READER_GRACE_S", 0.2)
     Budget.objects.create(name="everything", limit=Decimal("100"))
     rules = budget_rules_load()
     mixtral, _ = replay_endpoints()

@@ -1,4 +1,4 @@
-"""FastHTTPTransport against the loopback upstream (bench.upstream) and a scripted raw TCP server."""
+"""FastHTTPTransport against the loopback upstream (testing.upstream) and a scripted raw TCP server."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.upstream import UpstreamBehaviour, running_upstream
 from routing.engine.types import ChatRequest, Message, ModelEndpoint, ProviderKind
 from routing.providers.openai_compat import OpenAICompatProvider, uses_httpx_transport
 from routing.providers.transport import FastHTTPTransport, Outgoing, url_origin
+from testing.upstream import UpstreamBehaviour, running_upstream
 
 CHAT = ChatRequest(messages=(Message("user", "What is 6 x 7?"),))
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from routing.demo import GPT4_INPUT_PRICE, GPT4_OUTPUT_PRICE, MIXTRAL_PRICE
-from routing.engine.benchmark import (
+from routing.engine.offline.benchmark import (
     BenchReport,
     BenchResult,
     LabelledPrompt,

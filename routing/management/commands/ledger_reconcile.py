@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from routing.reconcile import default_window, ledger_reconcile
+from routing.records.reconcile import default_window, ledger_reconcile
 
 
 class Command(BaseCommand):

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from routing.recorder import flush_pending
+from routing.records.recorder import flush_pending
 
 logger = logging.getLogger(__name__)
 

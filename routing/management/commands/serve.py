@@ -28,8 +28,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from routing.demo import credentials_path
-
-from .run_recorder import drain
+from routing.management.commands.run_recorder import drain
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,232 @@
+"""Reads for the operator pages, the live pushes and the alert rules: rollups only.
+
+Nothing here reads request records, so a page costs the same few queries with ten
+records or ten million; `tests/dashboard/test_views.py` pins how many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+from django.db.models import Min, Q, QuerySet, Subquery, Sum
+from django.utils import timezone
+
+from billing.choices import BudgetPeriod, BudgetScope
+from billing.models import Budget
+from dashboard.alerts import rules as alerts
+from dashboard.alerts import sla
+from dashboard.choices import DeliveryStatus, EventState, Metric, Resolution, SpendKind
+from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget, SpendRollup
+from dashboard.rollups.compute import (
+    ALL_POLICIES,
+    COUNTERS,
+    Point,
+    Totals,
+    Window,
+    bucket_start,
+    hour_start,
+    local_day_start,
+    minute_start,
+    points_from_rows,
+    totals_of,
+)
+from routing.models import Policy
+
+TOP_SPENDERS = 10
+ALERT_PANEL_EVENTS = 20
+ALERT_PANEL_DELIVERIES = 10
+ALERT_PANEL_HOURS = 24
+
+
+def budget_daily_get(*, policy_id: int | None) -> Decimal | None:
+    """Today's spending limit in USD for a policy (or for everything, `None`); None if unset.
+
+    The tightest enabled day budget scoped to the policy (billing scopes policies by name)
+    or, for everything, a global one. One query.
+    """
+    budgets = Budget.objects.filter(enabled=True, period=BudgetPeriod.DAY)
+    if policy_id is None:
+        budgets = budgets.filter(scope=BudgetScope.GLOBAL)
+    else:
+        name = Policy.objects.filter(id=policy_id).values("name")[:1]
+        budgets = budgets.filter(scope=BudgetScope.POLICY, scope_value=Subquery(name))
+    limit: Decimal | None = budgets.aggregate(limit=Min("limit"))["limit"]
+    return limit
+
+
+def rollup_rows(
+    *, resolution: str, since: datetime, until: datetime | None = None, policy_id: int | None = None
+) -> QuerySet[Rollup]:
+    """Rollup rows of one resolution with buckets in [since, until), for one policy or all."""
+    rows = Rollup.objects.filter(resolution=resolution, bucket__gte=since)
+    if until is not None:
+        rows = rows.filter(bucket__lt=until)
+    if policy_id is not None:
+        rows = rows.filter(policy_id=policy_id)
+    return rows.order_by("bucket")
+
+
+# Every column but the latency sketch: what counting needs, without the JSON to parse.
+LIGHT_FIELDS = ["resolution", "bucket", "policy_id", "tier", "model", *COUNTERS, "updated"]
+
+
+def light_rows(rows: QuerySet[Rollup]) -> list[Any]:
+    """The rows' counters without their sketches (cheap to read and merge; no percentiles)."""
+    return [SimpleNamespace(**values, latency={}) for values in rows.values(*LIGHT_FIELDS)]
+
+
+def today_start(now: datetime) -> datetime:
+    """The first hour bucket of the local day (to the hour in zones with half-hour offsets)."""
+    return hour_start(local_day_start(now))
+
+
+def top_spenders(*, day: date, scope: int | None, kind: str, limit: int = TOP_SPENDERS) -> list[SpendRollup]:
+    spend_scope = ALL_POLICIES if scope is None else scope
+    return list(SpendRollup.objects.filter(day=day, scope=spend_scope, kind=kind).order_by("-cost")[:limit])
+
+
+def sla_targets_get(*, policy_id: int | None) -> sla.Targets:
+    """The policy's own targets, else the default row, else MangaAssist's defaults."""
+    scope = Q(policy__isnull=True) | Q(policy_id=policy_id) if policy_id else Q(policy__isnull=True)
+    rows = {row.policy_id: row for row in SlaTarget.objects.filter(scope)}
+    row = rows.get(policy_id) or rows.get(None)
+    return sla.Targets.from_row(row) if row else sla.Targets()
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Today's totals at a glance; latency is this hour's, a day's p95 hides a bad hour."""
+
+    today: Totals
+    p95_this_hour: float | None
+    budget: Decimal | None
+
+
+def tiles_of(*, today: list[Point], this_hour: Point | None, budget: Decimal | None) -> Tiles:
+    p95 = this_hour.totals.quantile(0.95) if this_hour is not None else None
+    return Tiles(today=totals_of(today), p95_this_hour=p95, budget=budget)
+
+
+def current_hour(points: list[Point], now: datetime) -> Point | None:
+    return next((p for p in reversed(points) if p.bucket == hour_start(now)), None)
+
+
+@dataclass(frozen=True)
+class AlertPanel:
+    """Events firing or resolved lately, and notifications that are failing."""
+
+    events: list[AlertEvent]
+    failing: list[AlertDelivery]
+
+    @property
+    def firing(self) -> int:
+        return sum(1 for event in self.events if event.state == EventState.FIRING)
+
+
+def alert_panel_get(*, now: datetime) -> AlertPanel:
+    since = now - timedelta(hours=ALERT_PANEL_HOURS)
+    events = (
+        AlertEvent.objects.filter(Q(state=EventState.FIRING) | Q(resolved_at__gte=since))
+        .select_related("rule__policy", "acknowledged_by", "budget_alert__budget")
+        .order_by("state", "-started_at")[:ALERT_PANEL_EVENTS]
+    )
+    failing = (
+        AlertDelivery.objects.filter(status__in=[DeliveryStatus.RETRYING, DeliveryStatus.FAILED], updated__gte=since)
+        .select_related("event__rule")
+        .order_by("-updated")[:ALERT_PANEL_DELIVERIES]
+    )
+    return AlertPanel(events=list(events), failing=list(failing))
+
+
+@dataclass(frozen=True)
+class Board:
+    """Everything one dashboard page shows, for every policy (`policy` None) or one."""
+
+    now: datetime
+    window: Window
+    policies: list[Policy]
+    policy: Policy | None
+    points: list[Point]
+    today: list[Point]
+    top_apps: list[SpendRollup]
+    top_end_users: list[SpendRollup]
+    targets: sla.Targets
+    budget: Decimal | None
+    alerts: AlertPanel
+    window_totals: Totals = field(init=False)
+    tiles: Tiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window_totals", totals_of(self.points))
+        tiles = tiles_of(today=self.today, this_hour=current_hour(self.today, self.now), budget=self.budget)
+        object.__setattr__(self, "tiles", tiles)
+
+    @property
+    def compliance(self) -> list[sla.Check]:
+        return sla.compliance(self.targets, self.window_totals)
+
+
+def board_get(*, policy_id: int | None, window: Window, now: datetime) -> Board:
+    """One page's data in a fixed number of queries; `Policy.DoesNotExist` for an unknown id."""
+    policies = list(Policy.objects.only("id", "name", "enabled").order_by("name"))
+    policy = None
+    if policy_id is not None:
+        policy = next((p for p in policies if p.id == policy_id), None)
+        if policy is None:
+            raise Policy.DoesNotExist(f"No policy {policy_id}")
+    rows = rollup_rows(resolution=window.resolution, since=window.since(now), policy_id=policy_id)
+    today_rows = rollup_rows(resolution=Resolution.HOUR, since=today_start(now), policy_id=policy_id)
+    day = timezone.localdate(now)
+    return Board(
+        now=now,
+        window=window,
+        policies=policies,
+        policy=policy,
+        points=points_from_rows(rows),
+        today=points_from_rows(today_rows),
+        top_apps=top_spenders(day=day, scope=policy_id, kind=SpendKind.APP),
+        top_end_users=top_spenders(day=day, scope=policy_id, kind=SpendKind.END_USER),
+        targets=sla_targets_get(policy_id=policy_id),
+        budget=budget_daily_get(policy_id=policy_id),
+        alerts=alert_panel_get(now=now),
+    )
+
+
+def alert_metric_value(*, rule: AlertRule, now: datetime) -> float | None:
+    """The rule's metric now, read from rollups; None without data (or without a budget)."""
+    if rule.metric == Metric.DAILY_BUDGET_PCT:
+        return _budget_pct(rule.policy_id, now)
+    if rule.metric == Metric.COST_ANOMALY:
+        return _cost_anomaly(rule, now)
+    since = minute_start(now) - timedelta(minutes=rule.window_minutes - 1)
+    rows = rollup_rows(resolution=Resolution.MINUTE, since=since, policy_id=rule.policy_id)
+    return alerts.window_metric(rule.metric, totals_of(points_from_rows(rows)), rule.window_minutes)
+
+
+def _budget_pct(policy_id: int | None, now: datetime) -> float | None:
+    budget = budget_daily_get(policy_id=policy_id)
+    if budget is None:
+        return None
+    rows = rollup_rows(resolution=Resolution.HOUR, since=today_start(now), policy_id=policy_id)
+    spent = rows.aggregate(cost=Sum("cost"))["cost"] or Decimal(0)
+    return alerts.budget_pct(spent, budget)
+
+
+def _cost_anomaly(rule: AlertRule, now: datetime) -> float | None:
+    """The last complete window's cost against the `trailing_windows` complete windows before it."""
+    hourly = rule.window_minutes % 60 == 0
+    resolution = Resolution.HOUR if hourly else Resolution.MINUTE
+    window = timedelta(minutes=rule.window_minutes)
+    # Complete buckets only: a partial bucket would always look cheap.
+    end = bucket_start(now, resolution)
+    since = end - window * (rule.trailing_windows + 1)
+    rows = rollup_rows(resolution=resolution, since=since, until=end, policy_id=rule.policy_id)
+    costs = [Decimal(0)] * (rule.trailing_windows + 1)
+    for bucket, cost in rows.order_by().values_list("bucket").annotate(cost=Sum("cost")):
+        costs[int((end - bucket - timedelta(microseconds=1)) / window)] += cost
+    current, trailing = costs[0], costs[1:]
+    return alerts.anomaly_score(current, trailing)

@@ -1,0 +1,13 @@
+"""Websocket routes (named ws_urls: "routing.py" would clash with the routing app)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import path
+
+from dashboard.live.consumers import LiveChartsConsumer
+
+websocket_urlpatterns: list[Any] = [
+    path("ws/dashboard/", LiveChartsConsumer.as_asgi()),
+]

@@ -1,0 +1,19 @@
+"""Request records stored → rollups, in the flusher's transaction."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.dispatch import receiver
+
+from dashboard.alerts import services
+from routing.records.signals import records_stored
+
+logger = logging.getLogger(__name__)
+
+
+@receiver(records_stored, dispatch_uid="dashboard_rollups_record")
+def rollups_on_records_stored(sender: type, payloads: list[dict[str, Any]], **kwargs: Any) -> None:
+    # Inside the flusher's transaction: the rollups commit (or roll back) with the records.
+    services.rollups_record(payloads=payloads)

@@ -1,0 +1,309 @@
+"""The OpenAI-compatible routing API: native async views, no DRF, no config reads per request.
+
+Shaped like healthchecks' `ping()`: authenticate, parse, run the cascade, make the record
+durable, answer. Every failure becomes an OpenAI-format error; none is a bare 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from billing.budgets.rules import Degrade
+from routing.api.openai import sse as streaming
+from routing.api.openai.parsing import parse_body, parse_chat_request
+from routing.cache.exact import (
+    DEFAULT_CONTROL,
+    CacheControl,
+    CacheHit,
+    cache_control,
+    cache_lookup,
+    cache_store,
+    hit_payload,
+)
+from routing.cache.exact import HEADER as CACHE_HEADER
+from routing.choices import RecordStatus
+from routing.config.snapshots import KeyInfo, config_cache
+from routing.engine import run_cascade
+from routing.engine.interrupted import CLIENT_GONE, interrupted_result, past_deadline
+from routing.engine.types import Attempt, CascadeResult, ChatRequest, Outcome, PolicySnapshot
+from routing.exceptions import (
+    ApiError,
+    InternalError,
+    KeyInvalid,
+    MethodNotAllowed,
+    PolicyNotFound,
+    RequestTooLarge,
+    TiersFailed,
+)
+from routing.limits import ratelimit
+from routing.limits.breakers import breaker_board
+from routing.limits.budget_holds import CASCADE_DEADLINE_S, BudgetPlan, budget_hold
+from routing.models import hash_api_key
+from routing.records import recorder
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    """POST /v1/chat/completions: answer from the cheapest tier that answers well."""
+    try:
+        if request.method != "POST":
+            raise MethodNotAllowed("Use POST for /v1/chat/completions.")
+        key = await authenticate(request)
+        chat, model = parse_chat_request(parse_body(read_body(request)))
+        policy = policy_for(key, model)
+        admission = await ratelimit.admit(key, policy, chat)
+        serve = streaming.stream_route if chat.stream else route
+        return ratelimit.with_headers(await serve(key, policy, chat, cache_control(request.headers)), admission)
+    except ApiError as exc:
+        return error_response(exc)
+    except Exception:
+        logger.exception("Unhandled error in chat_completions")
+        return error_response(InternalError("The gateway failed to handle this request; it has been logged."))
+
+
+async def list_models(request: HttpRequest) -> HttpResponse:
+    """GET /v1/models: the policies this key may route through, as OpenAI model objects."""
+    try:
+        if request.method != "GET":
+            raise MethodNotAllowed("Use GET for /v1/models.")
+        key = await authenticate(request)
+        policy = config_cache.policies_by_id.get(key.policy_id)
+        data = [_model_object(policy)] if policy else []
+        return JsonResponse({"object": "list", "data": data})
+    except ApiError as exc:
+        return error_response(exc)
+    except Exception:
+        logger.exception("Unhandled error in list_models")
+        return error_response(InternalError("The gateway failed to handle this request; it has been logged."))
+
+
+async def route(
+    key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest, control: CacheControl = DEFAULT_CONTROL
+) -> HttpResponse:
+    request_id = uuid.uuid4()
+    created = timezone.now()
+    # Recorded against the policy as configured: its strongest tier is the baseline even
+    # when a budget routed this request on the cheap tier alone.
+    record = functools.partial(
+        recorder.record_payload, request_id=request_id, created=created, key=key, policy=policy, chat=chat
+    )
+    # Before any budget hold: a hit costs nothing, so it reserves nothing.
+    lookup = await cache_lookup(policy, chat, control)
+    if lookup.hit is not None:
+        return await answer_from_cache(request_id, created, policy, chat, lookup.hit, record)
+    first_tier = config_cache.first_tier_for(policy, chat)
+    budgets = config_cache.budgets_for(key, policy, chat.user)
+    async with budget_hold(budgets, policy, chat, str(request_id), first_tier) as plan:
+        result = await cascade_until_deadline(chat, plan, first_tier, record)
+        # Recorded before the hold settles: whatever settling does, the spend is on record.
+        await recorder.enqueue(record(result=result))
+    if not result.answered:
+        raise tiers_failed(result, str(request_id))
+    await cache_store(lookup, policy, result, degraded=plan.degrade.any)
+    headers = routing_headers(request_id, policy, result)
+    headers[CACHE_HEADER] = lookup.status
+    headers |= degrade_headers(plan.degrade)
+    return JsonResponse(openai_response(request_id, created, result), headers=headers)
+
+
+async def answer_from_cache(
+    request_id: uuid.UUID,
+    created: Any,
+    policy: PolicySnapshot,
+    chat: ChatRequest,
+    hit: CacheHit,
+    record: Callable[..., recorder.Payload],
+) -> HttpResponse:
+    """A cached answer: recorded at cost 0 with the cost it avoided; no budget, no provider."""
+    result = hit.result()
+    await recorder.enqueue(hit_payload(record(result=result), hit, chat))
+    headers = routing_headers(request_id, policy, result) | hit.headers()
+    return JsonResponse(openai_response(request_id, created, result), headers=headers)
+
+
+async def cascade_until_deadline(
+    chat: ChatRequest, plan: BudgetPlan, first_tier: int | None, record: Callable[..., recorder.Payload]
+) -> CascadeResult:
+    """Run the cascade, cut off at the deadline; sets what the budget hold settles to.
+
+    A cascade cut off at the deadline is a failed request (504). One cancelled because
+    the client went away is recorded here, as cancelled, before the cancellation goes on:
+    its tiers were paid for even though nobody reads the answer.
+    """
+    done: list[Attempt] = []
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(CASCADE_DEADLINE_S):
+            result = await run_cascade(
+                chat,
+                plan.policy,
+                config_cache.providers,
+                config_cache.scorer_for(plan.policy),
+                first_tier=first_tier,
+                breakers=breaker_board(),
+                progress=done,
+            )
+    except (asyncio.CancelledError, TimeoutError) as exc:
+        cancelled = isinstance(exc, asyncio.CancelledError)
+        result = interrupted_result(
+            plan.policy,
+            chat,
+            done=done,
+            first_tier=first_tier,
+            latency_ms=(time.perf_counter() - started) * 1000.0,
+            reason=CLIENT_GONE if cancelled else past_deadline(CASCADE_DEADLINE_S),
+            kind="cancelled" if cancelled else "timeout",
+        )
+        plan.actual = result.cost
+        if not cancelled:
+            return result
+        await recorder.enqueue(record(result=result, status=RecordStatus.CANCELLED))
+        raise
+    plan.actual = result.cost
+    return result
+
+
+async def authenticate(request: HttpRequest) -> KeyInfo:
+    """The API key from `Authorization: Bearer …`, if it exists and may be used now."""
+    await config_cache.ensure_fresh()
+    header = request.headers.get("Authorization", "")
+    scheme, _, plaintext = header.partition(" ")
+    plaintext = plaintext.strip()
+    if scheme.lower() != "bearer" or not plaintext:
+        raise KeyInvalid(
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
+        )
+    key = await config_cache.key(hash_api_key(plaintext))
+    if key is None:
+        raise KeyInvalid(f"Incorrect API key provided: {plaintext[:6]}…{plaintext[-4:]}.")
+    problem = key.problem()
+    if problem:
+        raise KeyInvalid(problem, code="revoked_api_key" if key.revoked else "expired_api_key")
+    return key
+
+
+def read_body(request: HttpRequest) -> bytes:
+    limit = settings.CASCADEOPS_MAX_REQUEST_BYTES
+    declared = request.headers.get("Content-Length", "")
+    too_large = RequestTooLarge(f"The request body is larger than this gateway's limit of {limit} bytes.")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    try:
+        body = request.body
+    except RequestDataTooBig as exc:
+        raise too_large from exc
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def policy_for(key: KeyInfo, model: str) -> PolicySnapshot:
+    """The policy named in `model`, or the key's own when `model` is empty."""
+    policy = config_cache.policies_by_id.get(key.policy_id)
+    if policy is None:
+        raise PolicyNotFound("This API key's policy is disabled or has no usable tiers.", param="model")
+    if model and model != policy.name:
+        raise PolicyNotFound(
+            f"The model '{model}' does not exist or you do not have access to it. "
+            f"This key routes through the policy '{policy.name}'.",
+            param="model",
+        )
+    return policy
+
+
+def tiers_failed(result: CascadeResult, request_id: str) -> TiersFailed:
+    reasons = "; ".join(f"tier {a.tier} ({a.model}): {a.error_kind}: {a.error}" for a in result.attempts)
+    failed = [a for a in result.attempts if a.outcome is Outcome.FAILED]
+    all_timeouts = bool(failed) and all(a.error_kind == "timeout" for a in failed)
+    return TiersFailed(f"Every tier failed. {reasons}", request_id=request_id, all_timeouts=all_timeouts)
+
+
+def openai_response(request_id: uuid.UUID, created: Any, result: CascadeResult) -> dict[str, Any]:
+    completion = result.completion
+    final = result.final
+    assert completion is not None and final is not None
+    return {
+        "id": f"chatcmpl-{request_id.hex}",
+        "object": "chat.completion",
+        "created": int(created.timestamp()),
+        "model": final.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.text},
+                "finish_reason": completion.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        # The answering tier's usage, as OpenAI reports it; the cost header counts every tier.
+        "usage": {
+            "prompt_tokens": final.input_tokens,
+            "completion_tokens": final.output_tokens,
+            "total_tokens": final.input_tokens + final.output_tokens,
+        },
+        "system_fingerprint": None,
+    }
+
+
+def routing_headers(request_id: uuid.UUID, policy: PolicySnapshot, result: CascadeResult) -> dict[str, str]:
+    final = result.final
+    assert final is not None
+    headers = answer_headers(
+        request_id, policy, task=result.task, model=final.model, tier=final.tier, escalated=result.escalated
+    )
+    headers["x-cascadeops-escalations"] = str(result.escalations)
+    headers["x-cascadeops-attempts"] = str(len(result.attempts))
+    headers["x-cascadeops-score"] = "" if final.score is None else f"{final.score:.4f}"
+    headers["x-cascadeops-cost-usd"] = str(result.cost)
+    return headers
+
+
+def answer_headers(
+    request_id: uuid.UUID, policy: PolicySnapshot, *, task: str, model: str, tier: int, escalated: bool
+) -> dict[str, str]:
+    """The routing headers every answer carries, whole or streamed."""
+    return {
+        "x-request-id": str(request_id),
+        "x-cascadeops-request-id": str(request_id),
+        "x-cascadeops-policy": f"{policy.name}@{policy.version}",
+        "x-cascadeops-task": task,
+        "x-cascadeops-model": model,
+        "x-cascadeops-tier": str(tier),
+        "x-cascadeops-escalated": "true" if escalated else "false",
+    }
+
+
+def degrade_headers(degrade: Degrade) -> dict[str, str]:
+    """How the budgets changed the routing, when they did."""
+    if not degrade.any:
+        return {}
+    return {"x-cascadeops-budget-degraded": "cheap-only" if degrade.cheap_only else "lower-threshold"}
+
+
+def error_response(exc: ApiError) -> JsonResponse:
+    return JsonResponse(exc.as_openai(), status=exc.status, headers=exc.headers())
+
+
+def _model_object(policy: PolicySnapshot) -> dict[str, Any]:
+    return {
+        "id": policy.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "cascadeops",
+        "tiers": [tier.endpoint.name for tier in policy.tiers],
+        "version": policy.version,
+    }

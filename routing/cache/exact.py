@@ -1,0 +1,478 @@
+"""The response cache: the same request through the same policy gets the answer it got before.
+
+Exact matches are looked up here; `routing.cache.semantic` adds near matches by prompt
+embedding for the policies that turn it on. The hot path asks `cache_lookup` before it
+reserves any budget (a hit costs nothing) and calls `cache_store` with a fresh answer.
+
+The key is a hash of everything that decides the answer:
+
+- the request's messages (role and text) and every other `ChatRequest` field except the
+  ones that only change how the answer is delivered (`stream`, `include_usage`) or how it
+  is recorded (`user`, `metadata`). Fields added to `ChatRequest` later are part of the key
+  unless they are added to `ANSWER_NEUTRAL_FIELDS`, so a new parameter can never make two
+  different requests share an answer;
+- the policy's id and version (every save is a new version), and a fingerprint of its
+  cascade: tiers with their endpoints (model, prices, options, fallbacks), thresholds,
+  task rules and scorer. An endpoint edit rebuilds the snapshots, so it changes the
+  fingerprint and the old entries are never read again; they expire with their TTL.
+
+An entry lives `PolicySnapshot.cache_ttl_s` seconds (0: the policy caches nothing, exact
+or semantic). The value is compact JSON: the answer text, finish reason, the tier and
+model that answered, their token usage and score, and what the request cost then (a
+Decimal string), which a hit records as the cost it avoided.
+
+Requests with a temperature above 0 are cached too: a cached answer is one sample the
+model really gave for that request, and repeating it is what most callers want from a
+cost-control gateway. A policy that needs fresh samples sets its TTL to 0, and a caller
+can opt out per request.
+
+Per request, `Cache-Control` or `x-cascadeops-cache` (same values, either header):
+
+- `no-store`: neither read nor write the cache for this request;
+- `no-cache`: don't answer from the cache, but store the fresh answer.
+
+Only answered results are stored, never a failed or cancelled request, nor an answer
+given while a budget degraded the routing (a cheap-only answer must not outlive the
+budget period that forced it).
+
+Storage: Redis when `REDIS_URL` is set (every worker shares it; one GET per lookup, one
+SET with the TTL per stored answer), else a bounded in-process LRU with the same TTLs
+(`CASCADEOPS_CACHE_MAX_ENTRIES`). Redis failing must never fail a request: a lookup
+becomes a miss, a store is skipped, the failure is logged, and Redis is left alone for
+`REDIS_RETRY_S` so an outage does not add a timeout to every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from django.conf import settings
+
+from common import redis as shared_redis
+from routing.config.snapshots import config_cache
+from routing.engine.types import (
+    DELIVERY_FIELDS,
+    Attempt,
+    CascadeResult,
+    ChatRequest,
+    Completion,
+    Outcome,
+    PolicySnapshot,
+)
+
+if TYPE_CHECKING:
+    from routing.cache.semantic import Probe
+
+logger = logging.getLogger(__name__)
+
+HEADER = "x-cascadeops-cache"
+# ChatRequest fields that do not change the answer: how it is delivered, how it is recorded.
+ANSWER_NEUTRAL_FIELDS = DELIVERY_FIELDS | {"user", "metadata"}
+KEY_FIELDS = tuple(f.name for f in dataclasses.fields(ChatRequest) if f.name not in ANSWER_NEUTRAL_FIELDS)
+# A cache round trip slower than this is given up on (a miss, or a store skipped).
+REDIS_TIMEOUT_S = 0.1
+# After Redis failed, the cache does not ask it again for this long.
+REDIS_RETRY_S = 1.0
+# An outage is logged once a minute, not once a request.
+LOG_EVERY_S = 60.0
+# Fingerprints of the snapshots in use; rebuilt snapshots are new objects, so this only
+# ever holds a few generations, and it is emptied when it grows past this.
+MAX_FINGERPRINTS = 1_000
+
+
+class Status:
+    """The `x-cascadeops-cache` response header's values."""
+
+    HIT_EXACT = "hit-exact"
+    HIT_SEMANTIC = "hit-semantic"
+    MISS = "miss"
+    BYPASS = "bypass"  # the request said no-cache or no-store
+    OFF = "off"  # the policy's cache TTL is 0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """What one request lets the cache do."""
+
+    read: bool = True
+    write: bool = True
+
+
+DEFAULT_CONTROL = CacheControl()
+
+
+def cache_control(headers: Mapping[str, str]) -> CacheControl:
+    """The request's cache directives, from `Cache-Control` and `x-cascadeops-cache`."""
+    directives: set[str] = set()
+    for name in ("Cache-Control", HEADER):
+        value = headers.get(name)
+        if value:
+            directives.update(part.strip().lower() for part in value.split(","))
+    if "no-store" in directives:
+        return CacheControl(read=False, write=False)
+    if "no-cache" in directives:
+        return CacheControl(read=False, write=True)
+    return DEFAULT_CONTROL
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """An answer as the cache keeps it, with what it cost when it was routed."""
+
+    text: str
+    finish_reason: str
+    model: str
+    endpoint_id: int
+    tier: int
+    task: str
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    score: float | None = None
+
+    @classmethod
+    def of(cls, result: CascadeResult) -> CachedAnswer | None:
+        """The answer of a fresh result, or None when it has none to keep."""
+        final, completion = result.final, result.completion
+        if final is None or completion is None:
+            return None
+        return cls(
+            text=completion.text,
+            finish_reason=completion.finish_reason,
+            model=final.model,
+            endpoint_id=final.endpoint_id,
+            tier=final.tier,
+            task=result.task,
+            input_tokens=final.input_tokens,
+            output_tokens=final.output_tokens,
+            cost=result.cost,
+            score=final.score,
+        )
+
+    def dumps(self) -> bytes:
+        return json.dumps(
+            {
+                "text": self.text,
+                "finish": self.finish_reason,
+                "model": self.model,
+                "endpoint": self.endpoint_id,
+                "tier": self.tier,
+                "task": self.task,
+                "in": self.input_tokens,
+                "out": self.output_tokens,
+                "cost": str(self.cost),
+                "score": self.score,
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> CachedAnswer:
+        data = json.loads(raw)
+        return cls(
+            text=data["text"],
+            finish_reason=data["finish"],
+            model=data["model"],
+            endpoint_id=data["endpoint"],
+            tier=data["tier"],
+            task=data["task"],
+            input_tokens=data["in"],
+            output_tokens=data["out"],
+            cost=Decimal(data["cost"]),
+            score=data["score"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """A request answered from the cache."""
+
+    kind: str  # "exact" or "semantic" (RequestRecord.cache)
+    answer: CachedAnswer
+    lookup_ms: float
+    similarity: float | None = None  # semantic hits: cosine of the prompts
+    verify: bool = False  # semantic hits drawn for re-asking (Policy.semantic_verify_rate)
+
+    def result(self) -> CascadeResult:
+        """The cached answer in the shape the response builders read: one free, accepted attempt."""
+        answer = self.answer
+        attempt = Attempt(
+            tier=answer.tier,
+            endpoint_id=answer.endpoint_id,
+            model=answer.model,
+            outcome=Outcome.ACCEPTED,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            score=answer.score,
+        )
+        completion = Completion(
+            text=answer.text,
+            finish_reason=answer.finish_reason,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            latency_ms=0.0,
+            model=answer.model,
+        )
+        return CascadeResult(task=answer.task, attempts=(attempt,), completion=completion, latency_ms=self.lookup_ms)
+
+    def headers(self) -> dict[str, str]:
+        """Headers that replace or add to the routing headers of the cached result."""
+        headers = {
+            HEADER: Status.HIT_SEMANTIC if self.kind == "semantic" else Status.HIT_EXACT,
+            "x-cascadeops-attempts": "0",
+            "x-cascadeops-cost-avoided-usd": str(self.answer.cost),
+        }
+        if self.similarity is not None:
+            headers["x-cascadeops-cache-similarity"] = f"{self.similarity:.4f}"
+        return headers
+
+
+def hit_payload(payload: dict[str, Any], hit: CacheHit, chat: ChatRequest) -> dict[str, Any]:
+    """A hit's record: no attempts, no tokens billed, cost 0, and the cost it avoided.
+
+    `payload` is `recorder.record_payload` of `hit.result()`: its baseline cost is the
+    cached answer's on the policy's strongest tier, as for any request. A semantic hit
+    drawn for verification carries what re-asking it needs (`semantic_check`).
+    """
+    from routing.cache.semantic import check_payload
+
+    payload.update(
+        cache=hit.kind,
+        cost_avoided=str(hit.answer.cost),
+        attempts=[],
+        input_tokens=0,
+        output_tokens=0,
+        escalations=0,
+        escalated=False,
+        cost="0",
+        sample=None,  # a cached answer is not a new observation of the model
+    )
+    if hit.verify:
+        payload["semantic_check"] = check_payload(hit, chat)
+    return payload
+
+
+# --- Keys --------------------------------------------------------------------------------
+
+_fingerprints: dict[int, tuple[PolicySnapshot, str]] = {}
+
+
+def policy_fingerprint(policy: PolicySnapshot) -> str:
+    """A hash of what decides a policy's answers: tiers, endpoints, rules, scorer and router.
+
+    Computed once per snapshot: any configuration change (a learned scorer or router
+    activated included) rebuilds every snapshot, so a stale fingerprint is never reused.
+    """
+    known = _fingerprints.get(id(policy))
+    if known is not None and known[0] is policy:
+        return known[1]
+    if len(_fingerprints) >= MAX_FINGERPRINTS:
+        _fingerprints.clear()
+    quality = config_cache.quality.get(policy.id)
+    # The learned scorer and prompt router in use decide which tier answers, like the tiers do.
+    learned = (quality.scorer_version, quality.router_version, quality.router_threshold) if quality else None
+    cascade = (policy.tiers, policy.task_rules, policy.scorer, policy.max_escalations, policy.short_prompt_tokens)
+    parts = (cascade, learned)
+    fingerprint = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+    # The snapshot is kept with its hash: an id is only unique while its object lives.
+    _fingerprints[id(policy)] = (policy, fingerprint)
+    return fingerprint
+
+
+def policy_namespace(policy: PolicySnapshot) -> str:
+    """Keys of entries that are valid for this policy as configured now."""
+    return f"{policy.id}:{policy.version}:{policy_fingerprint(policy)}"
+
+
+def request_digest(chat: ChatRequest) -> str:
+    """A hash of the request's answer-changing fields.
+
+    Of their `repr`: exact and unambiguous for the strings, numbers, booleans and frozen
+    `Message`s they are, and several times cheaper than JSON on the hot path.
+    """
+    values = tuple(getattr(chat, name) for name in KEY_FIELDS)
+    return hashlib.blake2b(repr(values).encode(), digest_size=20).hexdigest()
+
+
+def exact_key(policy: PolicySnapshot, chat: ChatRequest) -> str:
+    return f"{settings.CASCADEOPS_CACHE_PREFIX}:exact:{policy_namespace(policy)}:{request_digest(chat)}"
+
+
+# --- Stores ------------------------------------------------------------------------------
+
+
+class AnswerStore(Protocol):
+    async def get(self, key: str) -> CachedAnswer | None: ...
+
+    async def set(self, key: str, answer: CachedAnswer, ttl_s: int) -> None: ...
+
+
+class LocalStore:
+    """A bounded in-process LRU whose entries expire (embedded mode).
+
+    It keeps the answers as objects: a hit parses nothing.
+    """
+
+    def __init__(self, max_entries: int, clock: Any = time.monotonic) -> None:
+        self.max_entries = max(max_entries, 1)
+        self.clock = clock
+        self.entries: OrderedDict[str, tuple[float, CachedAnswer]] = OrderedDict()
+
+    async def get(self, key: str) -> CachedAnswer | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self.clock():
+            del self.entries[key]
+            return None
+        self.entries.move_to_end(key)
+        return entry[1]
+
+    async def set(self, key: str, answer: CachedAnswer, ttl_s: int) -> None:
+        self.entries[key] = (self.clock() + ttl_s, answer)
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+
+
+class RedisGuard:
+    """Runs cache commands against Redis with a timeout; after a failure, skips Redis a while."""
+
+    def __init__(self) -> None:
+        self.down_until = 0.0
+        self.logged_at = float("-inf")
+
+    async def run(self, what: str, command: Any) -> Any:
+        """`await command()`, or None when Redis failed or is being left alone."""
+        if time.monotonic() < self.down_until:
+            return None
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_S):
+                return await command()
+        except Exception as exc:
+            # A cache is an optimisation: its failure must never fail the request.
+            self._failed(what, exc)
+            return None
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self.logged_at >= LOG_EVERY_S:
+            self.logged_at = now
+            logger.warning("Response cache: Redis %s failed (%r); answering without the cache", what, exc)
+        self.down_until = now + REDIS_RETRY_S
+
+
+class RedisStore:
+    """Entries in Redis, shared by every worker: one GET per lookup, one SET EX per store."""
+
+    def __init__(self, guard: RedisGuard) -> None:
+        self.guard = guard
+
+    async def get(self, key: str) -> CachedAnswer | None:
+        value = await self.guard.run("GET", lambda: shared_redis.async_client().get(key))
+        return answer_loads(value) if isinstance(value, bytes) else None
+
+    async def set(self, key: str, answer: CachedAnswer, ttl_s: int) -> None:
+        value = answer.dumps()
+        await self.guard.run("SET", lambda: shared_redis.async_client().set(key, value, ex=ttl_s))
+
+
+def answer_loads(raw: bytes) -> CachedAnswer | None:
+    """A stored answer, or None (and a warning) for one this version cannot read."""
+    try:
+        return CachedAnswer.loads(raw)
+    except (ValueError, KeyError, TypeError, ArithmeticError):
+        logger.warning("Response cache: an unreadable entry was ignored")
+        return None
+
+
+_stores: dict[tuple[str, bool], AnswerStore] = {}
+redis_guard = RedisGuard()
+
+
+def answer_store() -> AnswerStore:
+    """This process's exact-match store: Redis when `REDIS_URL` is set, else in-process.
+
+    One store per key prefix, so tests can give each test its own.
+    """
+    key = (settings.CASCADEOPS_CACHE_PREFIX, bool(settings.REDIS_URL))
+    store = _stores.get(key)
+    if store is None:
+        store = _stores[key] = RedisStore(redis_guard) if key[1] else LocalStore(settings.CASCADEOPS_CACHE_MAX_ENTRIES)
+    return store
+
+
+# --- The hot path's two calls -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a lookup found, and what storing the fresh answer later needs."""
+
+    status: str
+    control: CacheControl
+    key: str = ""
+    hit: CacheHit | None = None
+    semantic: Probe | None = None  # the prompt's embedding, when the policy caches by meaning
+
+
+async def cache_lookup(policy: PolicySnapshot, chat: ChatRequest, control: CacheControl = DEFAULT_CONTROL) -> Lookup:
+    """The cached answer to `chat`, if any: exact first, then (when on) the nearest prompt.
+
+    No thread hop and no database read; in embedded mode an exact hit awaits nothing.
+    The embedding a semantic lookup needs runs in a thread, and only after an exact miss.
+    """
+    if policy.cache_ttl_s <= 0:
+        return Lookup(status=Status.OFF, control=control)
+    if not control.read and not control.write:
+        return Lookup(status=Status.BYPASS, control=control)
+    started = time.perf_counter()
+    key = exact_key(policy, chat)
+    if control.read:
+        answer = await answer_store().get(key)
+        if answer is not None:
+            hit = CacheHit(kind="exact", answer=answer, lookup_ms=(time.perf_counter() - started) * 1000.0)
+            return Lookup(status=Status.HIT_EXACT, control=control, key=key, hit=hit)
+    from routing.cache import semantic as semantic_cache  # it builds on this module: imported here, past the hit path
+
+    probe = await semantic_cache.probe(policy, chat)
+    if probe is not None and control.read:
+        near = await semantic_cache.semantic_lookup(policy, probe, started)
+        if near is not None:
+            return Lookup(status=Status.HIT_SEMANTIC, control=control, key=key, hit=near, semantic=probe)
+    return Lookup(status=Status.MISS if control.read else Status.BYPASS, control=control, key=key, semantic=probe)
+
+
+async def cache_store(lookup: Lookup, policy: PolicySnapshot, result: CascadeResult, *, degraded: bool = False) -> None:
+    """Keep a fresh answer for the policy's TTL, when the request and the result allow it."""
+    if not lookup.key or not lookup.control.write or degraded or lookup.hit is not None:
+        return
+    if result.final is None or result.final is not result.attempts[-1]:
+        # The stronger tiers failed and the cascade fell back to an answer that scored
+        # below its threshold: good enough for now, not for the cache's whole TTL.
+        return
+    answer = CachedAnswer.of(result)
+    if answer is None:
+        return
+    await answer_store().set(lookup.key, answer, policy.cache_ttl_s)
+    if lookup.semantic is not None:
+        from routing.cache.semantic import semantic_store
+
+        await semantic_store(policy, lookup.semantic, answer)
+
+
+def cache_clear() -> None:
+    """Forget every in-process store (tests; Redis entries expire by themselves)."""
+    _stores.clear()
+    _fingerprints.clear()
+    redis_guard.__init__()  # type: ignore[misc]

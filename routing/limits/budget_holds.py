@@ -1,0 +1,187 @@
+"""Budgets on the hot path: which apply, how they change the routing, the hold around the call.
+
+The rules and counters are billing's (`billing.budgets.rules`, `billing.budgets.store`); this
+module applies them to a request: a degraded policy snapshot when a soft limit (or a
+non-blocking hard limit) says so, a reservation of the worst case before the cascade and
+its settlement after, and the 429 when a blocking budget cannot cover the request.
+A request no budget applies to touches no counter at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from billing.budgets.rules import (
+    HOLD_TTL_S,
+    BudgetExhausted,
+    BudgetRule,
+    BudgetStore,
+    Degrade,
+    Hold,
+    Usage,
+    degrade_for,
+)
+from billing.budgets.store import budget_store
+from billing.budgets.tasks import budget_alert_raise as budget_alert_raise_task
+from routing.engine.costing import worst_case_cost
+from routing.engine.types import ChatRequest, PolicySnapshot
+from routing.exceptions import BudgetExceeded, BudgetUnavailable
+
+logger = logging.getLogger(__name__)
+NO_DEGRADE = Degrade()
+# A cascade is cut off this long after it starts, so it never outlives its budget hold:
+# an expired hold would let other requests spend what this one is about to be billed.
+CASCADE_DEADLINE_S = HOLD_TTL_S - 30
+
+
+@dataclass
+class BudgetPlan:
+    """How to route a request under its budgets; `actual` is set once the cascade ran."""
+
+    policy: PolicySnapshot
+    degrade: Degrade = NO_DEGRADE
+    actual: Decimal = Decimal(0)
+
+
+def degraded_policy(policy: PolicySnapshot, degrade: Degrade) -> PolicySnapshot:
+    """Cheap-only: the first tier alone. Lower threshold: every tier accepts more answers."""
+    if degrade.cheap_only:
+        return dataclasses.replace(policy, tiers=policy.tiers[:1], task_rules=(), max_escalations=0)
+    if degrade.threshold is not None:
+        tiers = tuple(dataclasses.replace(t, threshold=min(t.threshold, degrade.threshold)) for t in policy.tiers)
+        return dataclasses.replace(policy, tiers=tiers)
+    return policy
+
+
+@asynccontextmanager
+async def budget_hold(
+    rules: list[BudgetRule], policy: PolicySnapshot, chat: ChatRequest, hold_id: str, first_tier: int | None = None
+) -> AsyncIterator[BudgetPlan]:
+    """Reserve the request's worst case on every budget in `rules`; settle on the way out.
+
+    `first_tier` is where a prompt router starts the cascade (None: the task rules say),
+    so the reservation covers the tiers that will really run. The caller sets
+    `plan.actual`, also when the cascade is interrupted (what it has been billed).
+    """
+    if not rules:
+        yield BudgetPlan(policy=policy)
+        return
+    store = budget_store()
+    now = timezone.now()
+    try:
+        degrade = degrade_for(await store.usage(rules, now))
+        plan = BudgetPlan(policy=degraded_policy(policy, degrade), degrade=degrade)
+        hold = await store.reserve(rules, worst_case_cost(plan.policy, chat, first_tier), hold_id, now)
+    except BudgetExhausted as exc:
+        raise budget_exceeded(exc.usage) from exc
+    except Exception as exc:
+        # Failing closed: a budget nobody can check could be overspent without limit.
+        logger.exception("The budget store cannot be reached; request %s is refused", hold_id)
+        raise BudgetUnavailable("The gateway cannot check this request's budgets right now; retry shortly.") from exc
+    alerts_raise(hold.usages)
+    try:
+        yield plan
+    finally:
+        await settle(store, hold, plan.actual)
+
+
+async def settle(store: BudgetStore, hold: Hold, actual: Decimal) -> None:
+    """Settle the hold to what the request cost; never fails the request.
+
+    Shielded: a client that disconnects must still release the hold now, not leave it to
+    expire. The request has been answered and recorded by now, so a store that fails
+    here must not turn it into an error: the settle is tried again in the background
+    (`SETTLE_RETRY_DELAYS_S`), so the spend reaches the counter once the store is back,
+    also after the hold expired. Should every retry fail (or the process stop first), the
+    counter misses this request's spend until its period ends; the ledger has it.
+    """
+    try:
+        await asyncio.shield(store.settle(hold, actual, timezone.now()))
+    except Exception:
+        logger.warning(
+            "Could not settle hold %s at $%s; retrying in the background", hold.hold_id, actual, exc_info=True
+        )
+        retry = asyncio.get_running_loop().create_task(_settle_retry(store, hold, actual))
+        _settles_retrying.add(retry)  # a task nothing refers to may be collected mid-flight
+        retry.add_done_callback(_settles_retrying.discard)
+
+
+# Seconds between a failed settle's retries: over five minutes in all, longer than a hold
+# lives, so a store that is down for a moment loses no spend. Two cases count the request
+# twice, stricter, never looser: a first attempt that did reach the store (its reply lost
+# in flight), and a Redis that lost its data meanwhile (the counter is rebuilt from a
+# ledger that may already hold the request).
+SETTLE_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 4.0, 15.0, 60.0, 240.0)
+_settles_retrying: set[asyncio.Task[None]] = set()
+
+
+async def settle_retries_finished() -> None:
+    """Wait for this event loop's settle retries: call it before a loop that is about to end ends.
+
+    A Celery task's quality check runs in a loop of its own (`async_to_sync`), which
+    cancels whatever is still pending when it returns.
+    """
+    loop = asyncio.get_running_loop()
+    mine = [task for task in _settles_retrying if task.get_loop() is loop]
+    await asyncio.gather(*mine, return_exceptions=True)
+
+
+async def _settle_retry(store: BudgetStore, hold: Hold, actual: Decimal) -> None:
+    try:
+        for delay in SETTLE_RETRY_DELAYS_S:
+            await asyncio.sleep(delay)
+            try:
+                await store.settle(hold, actual, timezone.now())
+            except Exception:
+                continue
+            logger.info("Settled hold %s at $%s on a retry", hold.hold_id, actual)
+            return
+    except asyncio.CancelledError:
+        logger.error("Stopped before settling hold %s at $%s; its budget's counter misses it", hold.hold_id, actual)
+        raise
+    logger.error("Gave up settling hold %s at $%s; its budget's counter misses it", hold.hold_id, actual)
+
+
+# (budget id, period start, level) already announced by this process: the task is
+# idempotent anyway (one BudgetAlert per level and period), this only saves the enqueue.
+_announced: set[tuple[int, datetime, str]] = set()
+
+
+def alerts_raise(usages: tuple[Usage, ...]) -> None:
+    """Announce, once per budget period and level, a soft limit crossed or a limit reached."""
+    for usage in usages:
+        level = "hard" if usage.hard_reached else "soft" if usage.soft_reached else None
+        if level is None or (usage.rule.id, usage.period_start, level) in _announced:
+            continue
+        _announced.add((usage.rule.id, usage.period_start, level))
+        args = (usage.rule.id, usage.period_start.isoformat(), level, str(usage.committed))
+        # Publishing is blocking I/O; it happens once per budget period, off the loop.
+        asyncio.get_running_loop().run_in_executor(None, _enqueue_alert, args)
+
+
+def _enqueue_alert(args: tuple[object, ...]) -> None:
+    try:
+        budget_alert_raise_task.delay(*args)
+    except Exception:
+        # An alert must never fail a request; the next period's crossing tries again.
+        logger.exception("Could not enqueue the budget alert %s", args)
+
+
+def budget_exceeded(usage: Usage) -> BudgetExceeded:
+    rule = usage.rule
+    reset = usage.period_end.isoformat()
+    message = (
+        f"The {rule.describe()} is exhausted: ${usage.spent:.4f} spent and ${usage.held:.4f} held by requests "
+        f"in flight, of its ${rule.limit:.4f} limit. It resets at {reset}."
+    )
+    retry_after = int((usage.period_end - timezone.now()).total_seconds())
+    return BudgetExceeded(message, retry_after_s=retry_after)

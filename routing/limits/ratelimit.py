@@ -1,0 +1,395 @@
+"""Requests and tokens per minute per API key, shared by every worker.
+
+The algorithm is GCRA (the generic cell rate algorithm: a token bucket kept as one
+number). Each limit of a key stores its *theoretical arrival time* (TAT): the moment its
+bucket would be full again. A request of cost `c` against a limit of `L` per minute moves
+the TAT `c × 60 s / L` later; it is refused when that would put the TAT more than a
+minute ahead of now. So a key may spend its whole minute's allowance at once and then
+gets it back at an even rate (`L / 60` a second); over any minute it gets at most two
+minutes' allowance, and on average no more than one. A bucket that is full again has no
+key at all (its Redis key expires then), so idle keys cost nothing.
+
+Requests cost 1. Tokens are charged before the call at an estimate (the prompt's
+estimated tokens plus the request's `max_tokens`, or the cheap tier's cap when it set
+none), refused if the bucket cannot cover that, and corrected when the request is
+recorded to what every attempt really used: a refund moves the TAT back (never before
+now: unused allowance cannot be banked), an overrun moves it on, past a minute ahead if
+need be, and the key then waits until the debt has run off. An estimate bigger than the
+whole minute's allowance is charged as the whole minute (the request passes only when the
+key's bucket is full), so a large request is slow rather than impossible. The correction
+rides on the record (`routing.records.recorder.enqueue`), which every answer, stream, cache hit,
+failure and cancellation makes in the request's own task; a request that is never
+recorded (refused by a budget after it was admitted) keeps its estimate, as OpenAI's own
+limits always do.
+
+The store is one Lua script per step in Redis (production; every worker shares the
+limits, and the clock is the Redis server's `TIME`, so workers' clocks never disagree),
+or a dictionary in the process (embedded mode, one web worker). A key with no limit
+touches neither. When Redis fails, requests are allowed and the failure is logged: a
+rate limit must never be the reason an answer is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+import redis.asyncio
+from django.conf import settings
+from django.http import HttpResponse
+from redis.commands.core import AsyncScript
+
+from common import redis as shared_redis
+from routing import metrics
+from routing.config.snapshots import KeyInfo
+from routing.engine.costing import resolve_max_tokens
+from routing.engine.tokens import estimate_prompt_tokens
+from routing.engine.types import ChatRequest, PolicySnapshot
+from routing.exceptions import RateLimited
+
+logger = logging.getLogger(__name__)
+
+PERIOD_MS = 60_000.0
+REQUESTS, TOKENS = "requests", "tokens"
+# A failing Redis is logged at most this often per worker, not once per request.
+FAILURE_LOG_INTERVAL_S = 10.0
+# Floating-point slack when turning a time left into whole units left.
+EPSILON = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one request costs against one limit of its key."""
+
+    kind: str  # REQUESTS or TOKENS
+    counter: str  # the limit's name in the store
+    limit: int  # per minute
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One limit as a decision left it: OpenAI's `x-ratelimit-*` values, and the wait if refused."""
+
+    kind: str
+    limit: int
+    remaining: int
+    reset_ms: float  # until the bucket is full again
+    retry_ms: float = 0.0  # until this request would fit (0: it was admitted)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    standings: tuple[Standing, ...]
+
+
+class LimitStore(Protocol):
+    """Where the keys' TATs live: Redis in production, this process in embedded mode."""
+
+    async def charge(self, charges: Sequence[Charge]) -> Decision: ...
+
+    async def adjust(self, counter: str, limit: int, delta: int) -> None: ...
+
+
+# --- the algorithm ------------------------------------------------------------------------
+
+
+def gcra(tat: float, now: float, charge: Charge) -> tuple[float | None, Standing]:
+    """The limit's new TAT (None: refused) and its standing, after `charge` at `now`.
+
+    Times are milliseconds. The Lua script below is this function, line for line.
+    """
+    interval = PERIOD_MS / charge.limit
+    tat = max(tat, now)
+    new_tat = tat + charge.cost * interval
+    ahead = new_tat - now
+    if ahead > PERIOD_MS:
+        left = max(0, math.floor((PERIOD_MS - (tat - now)) / interval + EPSILON))
+        return None, Standing(charge.kind, charge.limit, left, tat - now, ahead - PERIOD_MS)
+    left = math.floor((PERIOD_MS - ahead) / interval + EPSILON)
+    return new_tat, Standing(charge.kind, charge.limit, left, ahead)
+
+
+def adjusted_tat(tat: float, now: float, limit: int, delta: int) -> float:
+    """The TAT after correcting a charge by `delta` units (a refund is negative)."""
+    return max(tat, now) + delta * (PERIOD_MS / limit)
+
+
+# KEYS: one TAT per limit. ARGV: per limit, its limit per minute and this request's cost.
+# Returns {allowed (1/0), then per limit: remaining, ms until full, ms until it would fit}.
+# Redis turns Lua numbers into integers, hence the floor/ceil before returning.
+CHARGE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local period = 60000
+local allowed = 1
+local out = {}
+local tats = {}
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 1])
+  local cost = tonumber(ARGV[2 * i])
+  local interval = period / limit
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + cost * interval
+  local ahead = new_tat - now
+  if ahead > period then
+    allowed = 0
+    table.insert(out, math.max(0, math.floor((period - (tat - now)) / interval + 1e-9)))
+    table.insert(out, math.ceil(tat - now))
+    table.insert(out, math.ceil(ahead - period))
+  else
+    tats[i] = new_tat
+    table.insert(out, math.floor((period - ahead) / interval + 1e-9))
+    table.insert(out, math.ceil(ahead))
+    table.insert(out, 0)
+  end
+end
+if allowed == 1 then
+  for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], string.format('%.3f', tats[i]), 'PX', math.ceil(tats[i] - now) + 1000)
+  end
+end
+table.insert(out, 1, allowed)
+return out
+"""
+
+# KEYS: one TAT. ARGV: its limit per minute, the correction in units (negative: a refund).
+ADJUST_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+tat = tat + tonumber(ARGV[2]) * (60000 / tonumber(ARGV[1]))
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
+end
+return 1
+"""
+
+
+# --- stores -------------------------------------------------------------------------------
+
+
+class RedisLimitStore:
+    """TATs in Redis strings, changed only by the scripts above (atomic across workers)."""
+
+    def __init__(self, client: redis.asyncio.Redis | None = None) -> None:
+        # None: the process's shared client for the running event loop.
+        self._client = client
+        self._scripts: weakref.WeakKeyDictionary[object, tuple[AsyncScript, AsyncScript]] = weakref.WeakKeyDictionary()
+
+    def _loaded(self) -> tuple[AsyncScript, AsyncScript]:
+        """The scripts registered on this event loop's client (EVALSHA, loaded on first use)."""
+        client = self._client or shared_redis.async_client()
+        scripts = self._scripts.get(client)
+        if scripts is None:
+            scripts = self._scripts[client] = (client.register_script(CHARGE_LUA), client.register_script(ADJUST_LUA))
+        return scripts
+
+    async def charge(self, charges: Sequence[Charge]) -> Decision:
+        args: list[int] = []
+        for c in charges:
+            args += [c.limit, c.cost]
+        raw = await self._loaded()[0](keys=[c.counter for c in charges], args=args)
+        standings = tuple(
+            Standing(c.kind, c.limit, int(raw[1 + 3 * i]), float(raw[2 + 3 * i]), float(raw[3 + 3 * i]))
+            for i, c in enumerate(charges)
+        )
+        return Decision(allowed=int(raw[0]) == 1, standings=standings)
+
+    async def adjust(self, counter: str, limit: int, delta: int) -> None:
+        await self._loaded()[1](keys=[counter], args=[limit, delta])
+
+
+class LocalLimitStore:
+    """TATs in a dictionary of this process (embedded mode). The event loop makes each step atomic."""
+
+    def __init__(self) -> None:
+        self.tats: dict[str, float] = {}
+
+    async def charge(self, charges: Sequence[Charge]) -> Decision:
+        now = time.time() * 1000
+        decided = [gcra(self.tats.get(c.counter, 0.0), now, c) for c in charges]
+        new_tats = [tat for tat, _ in decided if tat is not None]
+        allowed = len(new_tats) == len(charges)
+        if allowed:
+            for tat, c in zip(new_tats, charges, strict=True):
+                self.tats[c.counter] = tat
+        self._forget_full(now)
+        return Decision(allowed=allowed, standings=tuple(standing for _, standing in decided))
+
+    async def adjust(self, counter: str, limit: int, delta: int) -> None:
+        now = time.time() * 1000
+        self.tats[counter] = adjusted_tat(self.tats.get(counter, 0.0), now, limit, delta)
+
+    def _forget_full(self, now: float) -> None:
+        # A bucket that is full again needs no entry; keeps the dict at the busy keys.
+        if len(self.tats) > 1_000:
+            self.tats = {k: v for k, v in self.tats.items() if v > now}
+
+
+_redis_store = RedisLimitStore()
+_local_store = LocalLimitStore()
+
+
+def limit_store() -> LimitStore:
+    """The store for this mode."""
+    return _redis_store if settings.REDIS_URL else _local_store
+
+
+# --- the hot path's view of it ------------------------------------------------------------
+
+
+@dataclass
+class Admission:
+    """A request let through: the headers to answer with, and its token charge to correct."""
+
+    standings: tuple[Standing, ...]
+    tokens: Charge | None  # None: the key has no token limit
+    store: LimitStore
+    settled: bool = False
+
+    def headers(self) -> dict[str, str]:
+        return standing_headers(self.standings)
+
+    async def settle(self, used_tokens: int) -> None:
+        """Correct the token charge to what the request used; once, and never raising."""
+        if self.settled or self.tokens is None:
+            return
+        self.settled = True
+        delta = used_tokens - self.tokens.cost
+        if delta:
+            await _guarded(self.store.adjust(self.tokens.counter, self.tokens.limit, delta), "correct a token charge")
+
+
+# How long a rate-limit step may wait for Redis before the request is let through.
+STORE_TIMEOUT_S = 0.5
+
+# The admission of the request this task is serving: set by `admit`, read when the
+# request is recorded (`settle_recorded`), which happens in the same task or one it started.
+_current: contextvars.ContextVar[Admission | None] = contextvars.ContextVar("cascadeops_admission", default=None)
+
+
+def charges_for(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> list[Charge]:
+    """What the request costs against each limit its key has (none: no limit)."""
+    charges = []
+    if key.requests_per_minute is not None:
+        charges.append(Charge(REQUESTS, counter_name(key, REQUESTS), key.requests_per_minute, 1))
+    if key.tokens_per_minute is not None:
+        cost = min(estimated_tokens(policy, chat), key.tokens_per_minute)
+        charges.append(Charge(TOKENS, counter_name(key, TOKENS), key.tokens_per_minute, cost))
+    return charges
+
+
+def counter_name(key: KeyInfo, kind: str) -> str:
+    return f"cascadeops:ratelimit:{key.id}:{kind}"
+
+
+def estimated_tokens(policy: PolicySnapshot, chat: ChatRequest) -> int:
+    """The prompt's estimated tokens plus the most the answer may use on the cheap tier."""
+    return estimate_prompt_tokens(chat) + resolve_max_tokens(chat, policy.tiers[0])
+
+
+async def admit(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Admission | None:
+    """Charge the request to its key's limits, or raise `RateLimited` (a 429).
+
+    None when the key has no limit (no counter touched) or when the store failed.
+    """
+    _current.set(None)
+    if key.requests_per_minute is None and key.tokens_per_minute is None:
+        return None
+    charges = charges_for(key, policy, chat)
+    store = limit_store()
+    decision = await _guarded(store.charge(charges), "check a rate limit")
+    if decision is None:
+        return None
+    if not decision.allowed:
+        raise rate_limited(key, charges, decision)
+    tokens = next((c for c in charges if c.kind == TOKENS), None)
+    admission = Admission(standings=decision.standings, tokens=tokens, store=store)
+    _current.set(admission)
+    return admission
+
+
+async def settle_recorded(payload: dict[str, Any]) -> None:
+    """Correct the recorded request's token charge to the tokens every attempt used."""
+    admission = _current.get()
+    if admission is not None:
+        await admission.settle(int(payload.get("input_tokens") or 0) + int(payload.get("output_tokens") or 0))
+
+
+def with_headers(response: HttpResponse, admission: Admission | None) -> HttpResponse:
+    """The answer with OpenAI's `x-ratelimit-*` headers for the key's limits."""
+    if admission is not None:
+        for name, value in admission.headers().items():
+            response[name] = value
+    return response
+
+
+def rate_limited(key: KeyInfo, charges: Sequence[Charge], decision: Decision) -> RateLimited:
+    """The 429 for the limit that refused (the one that makes the caller wait longest)."""
+    refused = max(
+        ((s, c) for s, c in zip(decision.standings, charges, strict=True) if s.retry_ms > 0),
+        key=lambda pair: pair[0].retry_ms,
+    )
+    standing, charge = refused
+    name = "requests per min (RPM)" if standing.kind == REQUESTS else "tokens per min (TPM)"
+    wait = openai_duration(standing.retry_ms / 1000)
+    message = (
+        f"Rate limit reached for API key {key.prefix}… on {name}: Limit {standing.limit}, "
+        f"Used {standing.limit - standing.remaining}, Requested {charge.cost}. Please try again in {wait}."
+    )
+    metrics.rate_limited(standing.kind)
+    return RateLimited(
+        message,
+        limit_type=standing.kind,
+        retry_after_s=standing.retry_ms / 1000,
+        headers=standing_headers(decision.standings),
+    )
+
+
+def standing_headers(standings: Sequence[Standing]) -> dict[str, str]:
+    headers = {}
+    for s in standings:
+        headers[f"x-ratelimit-limit-{s.kind}"] = str(s.limit)
+        headers[f"x-ratelimit-remaining-{s.kind}"] = str(s.remaining)
+        headers[f"x-ratelimit-reset-{s.kind}"] = openai_duration(s.reset_ms / 1000)
+    return headers
+
+
+def openai_duration(seconds: float) -> str:
+    """A duration as OpenAI's headers write it: `20ms`, `1s`, `8.64s`, `6m0s`."""
+    if seconds < 1:
+        return f"{max(math.ceil(seconds * 1000), 0)}ms"
+    minutes, rest = divmod(seconds, 60)
+    rest_text = f"{rest:.2f}".rstrip("0").rstrip(".")
+    return f"{int(minutes)}m{rest_text}s" if minutes else f"{rest_text}s"
+
+
+_last_failure_logged = float("-inf")
+
+
+async def _guarded(step: Any, doing: str) -> Any:
+    """The step's result, or None when the store failed (logged, at most every few seconds)."""
+    global _last_failure_logged
+    try:
+        # A Redis that stops answering without refusing connections must not hang requests.
+        async with asyncio.timeout(STORE_TIMEOUT_S):
+            return await step
+    except (redis.RedisError, OSError):  # TimeoutError is an OSError
+        if time.monotonic() - _last_failure_logged >= FAILURE_LOG_INTERVAL_S:
+            _last_failure_logged = time.monotonic()
+            logger.exception("Could not %s; the request is let through", doing)
+        return None

@@ -1,0 +1,71 @@
+"""Quality labels: how good the answer a request returned was, from three sources.
+
+- `feedback`: the app posts a label through `POST /v1/feedback` (`routing.api.openai.feedback`);
+- `shadow`: the strongest tier re-checked a cheaper tier's answer (`routing.quality.shadow`);
+- `replay`: the replay provider's recorded correctness (the embedded demo), stored when
+  the record is, by the `records_stored` receiver below.
+
+A request has at most one label per source; where it has several, the app's own word
+counts first, then the shadow judge's, then the recording's (`LABEL_PRIORITY`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from routing.choices import LabelSource, RecordStatus
+from routing.config.snapshots import KeyInfo
+from routing.config.version import discard_stale_connections
+from routing.models import QualityLabel, RequestRecord
+
+LABEL_PRIORITY = (LabelSource.FEEDBACK, LabelSource.SHADOW, LabelSource.REPLAY)
+# A label at or above this counts as "acceptable" where a yes/no is needed (training, replay).
+ACCEPTABLE = 0.5
+
+
+class RecordNotStoredYet(Exception):
+    """No record has this id (yet): records reach the database seconds after the answer."""
+
+
+class RecordNotOwned(Exception):
+    """The record exists but belongs to another team or app."""
+
+
+def feedback_record(
+    *, key: KeyInfo, request_id: uuid.UUID, value: float, comment: str = "", source: str = LabelSource.FEEDBACK
+) -> tuple[QualityLabel, bool]:
+    """Store the app's label for one of its requests; returns (label, created).
+
+    Idempotent per (request, source): posting again replaces the value and comment.
+    Only the team and app the request was made for may label it.
+    """
+    discard_stale_connections()
+    record = RequestRecord.objects.filter(id=request_id).only("id", "team", "app").first()
+    if record is None:
+        raise RecordNotStoredYet(str(request_id))
+    if (record.team, record.app) != (key.team, key.app):
+        raise RecordNotOwned(str(request_id))
+    return QualityLabel.objects.update_or_create(
+        record=record, source=source, defaults={"value": value, "comment": comment}
+    )
+
+
+def labels_from_replay(sender: Any, *, payloads: list[dict[str, Any]], **kwargs: Any) -> None:
+    """`records_stored` receiver: a `replay` label for each answer with a recorded grade.
+
+    Runs inside the storing transaction with the payloads stored just now, so a
+    re-delivered batch adds no label twice.
+    """
+    QualityLabel.objects.bulk_create(
+        QualityLabel(record_id=p["id"], source=LabelSource.REPLAY, value=p["quality_label"])
+        for p in payloads
+        if p["status"] == RecordStatus.ANSWERED and p.get("quality_label") is not None
+    )
+
+
+def best_label(labels: Iterable[QualityLabel]) -> QualityLabel | None:
+    """The label that counts among a record's labels (`LABEL_PRIORITY`), or None."""
+    by_source = {label.source: label for label in labels}
+    return next((by_source[s] for s in LABEL_PRIORITY if s in by_source), None)

@@ -1,0 +1,79 @@
+"""Sampled request texts: which requests keep their prompt and answer, and storing them.
+
+Records hold numbers, not text. The quality loop needs text for a small share of
+traffic: the learned scorer trains on (prompt, cheap answer, label), shadow evaluation
+judges the cheap answer, and what-if replays re-score it under another scorer. So, per
+policy, `sample_rate` of requests keep their last user message and the answer they
+returned, and `shadow_rate` of requests answered by a cheaper tier keep them and are
+re-checked by the strongest tier. Both default to 0: no text is stored unless an
+operator asks for it. Each text is capped at `MAX_SAMPLE_CHARS`.
+
+The draw happens on the hot path, in the record payload (the text is gone afterwards);
+the rows are written by a `records_stored` receiver inside the storing transaction.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import Any
+
+from routing.config.snapshots import config_cache
+from routing.engine.tokens import estimate_tokens
+from routing.engine.types import CascadeResult, ChatRequest, Completion, Message, PolicySnapshot
+from routing.models import MAX_SAMPLE_CHARS, RequestSample
+
+Payload = dict[str, Any]
+
+
+def sample_payload(*, policy: PolicySnapshot, chat: ChatRequest, result: CascadeResult) -> Payload | None:
+    """The texts to keep for this request, or None; drawn against the policy's rates."""
+    quality = config_cache.quality.get(policy.id)
+    final, completion = result.final, result.completion
+    if quality is None or final is None or completion is None:
+        return None
+    cheap = final.tier < policy.strongest.position
+    shadow = cheap and random.random() < quality.shadow_rate
+    if not shadow and random.random() >= quality.sample_rate:
+        return None
+    return {
+        "prompt": chat.prompt[:MAX_SAMPLE_CHARS],
+        "answer": completion.text[:MAX_SAMPLE_CHARS],
+        "answer_tier": final.tier,
+        "finish_reason": completion.finish_reason,
+        "max_tokens": chat.max_tokens,
+        "shadow": shadow,
+    }
+
+
+def samples_store(sender: Any, *, payloads: list[Payload], **kwargs: Any) -> None:
+    """`records_stored` receiver: keep the sampled texts of the records stored just now."""
+    RequestSample.objects.bulk_create(
+        RequestSample(
+            record_id=p["id"],
+            created=datetime.fromisoformat(p["created"]),
+            prompt=s["prompt"],
+            answer=s["answer"],
+            answer_tier=s["answer_tier"],
+            finish_reason=s["finish_reason"],
+            max_tokens=s["max_tokens"],
+        )
+        for p in payloads
+        if (s := p.get("sample"))
+    )
+
+
+def sample_chat(sample: RequestSample) -> ChatRequest:
+    """The request as the scorer saw it (its last user message, its token limit)."""
+    return ChatRequest(messages=(Message(role="user", content=sample.prompt),), max_tokens=sample.max_tokens)
+
+
+def sample_completion(sample: RequestSample) -> Completion:
+    """The stored answer as a completion a scorer can rate again."""
+    return Completion(
+        text=sample.answer,
+        finish_reason=sample.finish_reason or "stop",
+        input_tokens=estimate_tokens(sample.prompt),
+        output_tokens=estimate_tokens(sample.answer),
+        latency_ms=0.0,
+    )
