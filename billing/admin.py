@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from billing.models import Budget, BudgetAlert, LedgerEntry, LedgerTagEntry, PriceBookEntry
 from billing.reports import admin as admin_reports  # noqa: F401  (registers MonthlyReport)
+from common.admin import ViewOnlyAdmin
 
 
 @admin.register(Budget)
@@ -54,19 +55,8 @@ class PriceBookEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdmin):
+class LedgerEntryAdmin(ViewOnlyAdmin):
     list_display = [
         "day",
         "team",
@@ -84,12 +74,12 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LedgerTagEntry)
-class LedgerTagEntryAdmin(ReadOnlyAdmin):
+class LedgerTagEntryAdmin(ViewOnlyAdmin):
     list_display = ["day", "key", "value", "team", "requests", "cost"]
     list_filter = ["day", "key"]
 
 
 @admin.register(BudgetAlert)
-class BudgetAlertAdmin(ReadOnlyAdmin):
+class BudgetAlertAdmin(ViewOnlyAdmin):
     list_display = ["budget", "level", "period_start", "spent", "created"]
     list_filter = ["level", "budget"]

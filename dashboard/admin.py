@@ -9,19 +9,10 @@ from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from common.admin import ViewAndActAdmin
 from dashboard.alerts import services
 from dashboard.choices import DeliveryStatus
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, SlaTarget, TuningConfig, TuningProposal
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by the system: shown, never added or edited by hand."""
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(SlaTarget)
@@ -83,7 +74,7 @@ class AlertDeliveryInline(admin.TabularInline):
 
 
 @admin.register(AlertEvent)
-class AlertEventAdmin(ReadOnlyAdmin):
+class AlertEventAdmin(ViewAndActAdmin):
     list_display = ["rule", "state", "value", "last_value", "started_at", "resolved_at", "acknowledged_at"]
     list_filter = ["state", "rule"]
     list_select_related = ["rule"]
@@ -98,7 +89,7 @@ class AlertEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AlertDelivery)
-class AlertDeliveryAdmin(ReadOnlyAdmin):
+class AlertDeliveryAdmin(ViewAndActAdmin):
     list_display = ["event", "kind", "channel", "status", "attempts", "last_error", "created", "sent_at"]
     list_filter = ["status", "channel", "kind"]
     list_select_related = ["event__rule"]
@@ -141,7 +132,7 @@ class TuningConfigAdmin(admin.ModelAdmin):
 
 
 @admin.register(TuningProposal)
-class TuningProposalAdmin(ReadOnlyAdmin):
+class TuningProposalAdmin(ViewAndActAdmin):
     """Every proposal and change; decide them on the tuning page (one click to roll back)."""
 
     list_display = [

@@ -13,6 +13,7 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from common.admin import ViewAndDeleteAdmin
 from routing.limits.breakers import breaker_states_by_id
 from routing.models import (
     ApiKey,
@@ -282,21 +283,8 @@ class RequestRecordAdmin(admin.ModelAdmin):
 # --- Quality loop (issue 6) ----------------------------------------------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows the gateway writes; the admin shows them."""
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(QualityLabel)
-class QualityLabelAdmin(ReadOnlyAdmin):
+class QualityLabelAdmin(ViewAndDeleteAdmin):
     list_display = ["record", "source", "value", "created", "updated"]
     list_filter = ["source"]
     search_fields = ["record__id", "comment"]
@@ -304,7 +292,7 @@ class QualityLabelAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ShadowEvaluation)
-class ShadowEvaluationAdmin(ReadOnlyAdmin):
+class ShadowEvaluationAdmin(ViewAndDeleteAdmin):
     """Shadow calls and what they cost; never part of the requests' own cost."""
 
     list_display = ["record", "status", "judge", "acceptable", "reference_model", "cost", "created"]

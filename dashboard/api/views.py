@@ -19,6 +19,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.drf import ViewModelPermissions
 from dashboard.alerts import services
 from dashboard.api.serializers import (
     AlertDeliverySerializer,
@@ -29,7 +30,6 @@ from dashboard.api.serializers import (
 )
 from dashboard.choices import Resolution
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
-from routing.api.rest.views import ViewModelPermissions
 
 
 def _parse_datetime(value: str) -> datetime:

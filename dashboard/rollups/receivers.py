@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.dispatch import receiver
 
-from dashboard.alerts import services
+from dashboard.rollups import services
 from routing.records.signals import records_stored
-
-logger = logging.getLogger(__name__)
 
 
 @receiver(records_stored, dispatch_uid="dashboard_rollups_record")

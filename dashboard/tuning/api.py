@@ -10,10 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.drf import ViewModelPermissions
 from dashboard.models import TuningConfig, TuningProposal
 from dashboard.tuning.forms import WhatIfForm
 from dashboard.tuning.whatif import whatif_replay
-from routing.api.rest.views import ViewModelPermissions
 from routing.models import Policy
 
 VIEW_RECORDS = "routing.view_requestrecord"

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from dashboard.alerts import services
 from dashboard.live import selectors
 from dashboard.models import Rollup, SpendRollup
+from dashboard.rollups import services
 from dashboard.rollups.compute import points_from_rows, totals_of
 from routing.models import RequestRecord
 from tests.dashboard.traffic import Traffic
@@ -105,7 +105,7 @@ def test_spend_is_rolled_up_per_app_and_end_user_within_the_policy_and_overall(t
 
 
 def test_a_failed_flush_rolls_the_rollups_back_with_the_records(traffic, monkeypatch):
-    from dashboard.alerts import receivers
+    from dashboard.rollups import receivers
 
     def broken(**kwargs):
         raise RuntimeError("disk full")

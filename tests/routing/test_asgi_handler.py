@@ -18,6 +18,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
 
+from routing.api.openai import format as response_format
 from routing.api.openai import views as hotpath
 from routing.api.openai.asgi import ApiRequest, HotPathHandler
 from routing.exceptions import ApiError
@@ -46,7 +47,7 @@ async def echo_body(request: HttpRequest) -> HttpResponse:
     try:
         return JsonResponse({"bytes": len(hotpath.read_body(request))})
     except ApiError as exc:
-        return hotpath.error_response(exc)
+        return response_format.error_response(exc)
 
 
 async def parked(request: HttpRequest) -> HttpResponse:

@@ -57,8 +57,8 @@ from django.utils.datastructures import CaseInsensitiveMapping
 from django.utils.functional import cached_property
 from django.utils.log import log_response
 
+from routing.api.openai.format import error_response
 from routing.api.openai.sse import EventStreamResponse
-from routing.api.openai.views import error_response
 from routing.exceptions import ApiError, InternalError
 
 logger = logging.getLogger(__name__)

@@ -26,8 +26,9 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from routing.api.openai.format import error_response
 from routing.api.openai.parsing import parse_body
-from routing.api.openai.views import authenticate, error_response, read_body
+from routing.api.openai.views import authenticate, read_body
 from routing.choices import LabelSource
 from routing.exceptions import ApiError, InternalError, MethodNotAllowed, RequestInvalid
 from routing.models import QualityLabel

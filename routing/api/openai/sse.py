@@ -29,7 +29,7 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 
-from routing.api.openai import views as hotpath
+from routing.api.openai import format as response_format
 from routing.cache.exact import DEFAULT_CONTROL, CacheControl, CacheHit, Lookup, cache_lookup, cache_store, hit_payload
 from routing.cache.exact import HEADER as CACHE_HEADER
 from routing.choices import RecordStatus
@@ -135,7 +135,7 @@ class StreamSession:
         await recorder.enqueue(hit_payload(self._payload(result), hit, self.chat))
         assert result.completion is not None and result.final is not None
         self._model = result.final.model
-        headers = hotpath.routing_headers(self.request_id, self.policy, result) | hit.headers()
+        headers = response_format.routing_headers(self.request_id, self.policy, result) | hit.headers()
         return EventStreamResponse(self._cached_body(result), on_close=_nothing, headers=headers)
 
     async def _open(self) -> Answering | None:
@@ -215,7 +215,7 @@ class StreamSession:
         result = outcome()
         assert result is not None
         await self._end(lambda: result)
-        return hotpath.tiers_failed(result, str(self.request_id))
+        return response_format.tiers_failed(result, str(self.request_id))
 
     def _finished(self) -> CascadeResult | None:
         return None if self._cascade is None else self._cascade.result()
@@ -291,12 +291,12 @@ class StreamSession:
         assert self._cascade is not None and self._plan is not None and self._lookup is not None
         escalated = bool(self._cascade.attempts) if answering.live else self._cascade.result().escalated
         task, model, tier = self._cascade.task, answering.model, answering.tier
-        headers = hotpath.answer_headers(
+        headers = response_format.answer_headers(
             self.request_id, self.policy, task=task, model=model, tier=tier, escalated=escalated
         )
         headers["x-cascadeops-stream"] = "live" if answering.live else "scored"
         headers[CACHE_HEADER] = self._lookup.status
-        return headers | hotpath.degrade_headers(self._plan.degrade)
+        return headers | response_format.degrade_headers(self._plan.degrade)
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}

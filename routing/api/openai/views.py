@@ -20,8 +20,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.budgets.rules import Degrade
 from routing.api.openai import sse as streaming
+from routing.api.openai.format import (
+    degrade_headers,
+    error_response,
+    model_object,
+    openai_response,
+    routing_headers,
+    tiers_failed,
+)
 from routing.api.openai.parsing import parse_body, parse_chat_request
 from routing.cache.exact import (
     DEFAULT_CONTROL,
@@ -37,7 +44,7 @@ from routing.choices import RecordStatus
 from routing.config.snapshots import KeyInfo, config_cache
 from routing.engine import run_cascade
 from routing.engine.interrupted import CLIENT_GONE, interrupted_result, past_deadline
-from routing.engine.types import Attempt, CascadeResult, ChatRequest, Outcome, PolicySnapshot
+from routing.engine.types import Attempt, CascadeResult, ChatRequest, PolicySnapshot
 from routing.exceptions import (
     ApiError,
     InternalError,
@@ -45,7 +52,6 @@ from routing.exceptions import (
     MethodNotAllowed,
     PolicyNotFound,
     RequestTooLarge,
-    TiersFailed,
 )
 from routing.limits import ratelimit
 from routing.limits.breakers import breaker_board
@@ -82,7 +88,7 @@ async def list_models(request: HttpRequest) -> HttpResponse:
             raise MethodNotAllowed("Use GET for /v1/models.")
         key = await authenticate(request)
         policy = config_cache.policies_by_id.get(key.policy_id)
-        data = [_model_object(policy)] if policy else []
+        data = [model_object(policy)] if policy else []
         return JsonResponse({"object": "list", "data": data})
     except ApiError as exc:
         return error_response(exc)
@@ -223,87 +229,3 @@ def policy_for(key: KeyInfo, model: str) -> PolicySnapshot:
             param="model",
         )
     return policy
-
-
-def tiers_failed(result: CascadeResult, request_id: str) -> TiersFailed:
-    reasons = "; ".join(f"tier {a.tier} ({a.model}): {a.error_kind}: {a.error}" for a in result.attempts)
-    failed = [a for a in result.attempts if a.outcome is Outcome.FAILED]
-    all_timeouts = bool(failed) and all(a.error_kind == "timeout" for a in failed)
-    return TiersFailed(f"Every tier failed. {reasons}", request_id=request_id, all_timeouts=all_timeouts)
-
-
-def openai_response(request_id: uuid.UUID, created: Any, result: CascadeResult) -> dict[str, Any]:
-    completion = result.completion
-    final = result.final
-    assert completion is not None and final is not None
-    return {
-        "id": f"chatcmpl-{request_id.hex}",
-        "object": "chat.completion",
-        "created": int(created.timestamp()),
-        "model": final.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": completion.text},
-                "finish_reason": completion.finish_reason,
-                "logprobs": None,
-            }
-        ],
-        # The answering tier's usage, as OpenAI reports it; the cost header counts every tier.
-        "usage": {
-            "prompt_tokens": final.input_tokens,
-            "completion_tokens": final.output_tokens,
-            "total_tokens": final.input_tokens + final.output_tokens,
-        },
-        "system_fingerprint": None,
-    }
-
-
-def routing_headers(request_id: uuid.UUID, policy: PolicySnapshot, result: CascadeResult) -> dict[str, str]:
-    final = result.final
-    assert final is not None
-    headers = answer_headers(
-        request_id, policy, task=result.task, model=final.model, tier=final.tier, escalated=result.escalated
-    )
-    headers["x-cascadeops-escalations"] = str(result.escalations)
-    headers["x-cascadeops-attempts"] = str(len(result.attempts))
-    headers["x-cascadeops-score"] = "" if final.score is None else f"{final.score:.4f}"
-    headers["x-cascadeops-cost-usd"] = str(result.cost)
-    return headers
-
-
-def answer_headers(
-    request_id: uuid.UUID, policy: PolicySnapshot, *, task: str, model: str, tier: int, escalated: bool
-) -> dict[str, str]:
-    """The routing headers every answer carries, whole or streamed."""
-    return {
-        "x-request-id": str(request_id),
-        "x-cascadeops-request-id": str(request_id),
-        "x-cascadeops-policy": f"{policy.name}@{policy.version}",
-        "x-cascadeops-task": task,
-        "x-cascadeops-model": model,
-        "x-cascadeops-tier": str(tier),
-        "x-cascadeops-escalated": "true" if escalated else "false",
-    }
-
-
-def degrade_headers(degrade: Degrade) -> dict[str, str]:
-    """How the budgets changed the routing, when they did."""
-    if not degrade.any:
-        return {}
-    return {"x-cascadeops-budget-degraded": "cheap-only" if degrade.cheap_only else "lower-threshold"}
-
-
-def error_response(exc: ApiError) -> JsonResponse:
-    return JsonResponse(exc.as_openai(), status=exc.status, headers=exc.headers())
-
-
-def _model_object(policy: PolicySnapshot) -> dict[str, Any]:
-    return {
-        "id": policy.name,
-        "object": "model",
-        "created": 0,
-        "owned_by": "cascadeops",
-        "tiers": [tier.endpoint.name for tier in policy.tiers],
-        "version": policy.version,
-    }

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Model, ProtectedError, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import exceptions, status, viewsets
-from rest_framework.permissions import DjangoModelPermissions
+from rest_framework import exceptions, viewsets
 
+from common.drf import ViewModelPermissions, destroy_unless_protected
 from routing.api.rest.serializers import (
     ModelEndpointSerializer,
     PolicySerializer,
@@ -29,30 +29,8 @@ from routing.api.rest.serializers import (
 from routing.choices import RecordStatus
 from routing.models import ModelEndpoint, Policy, QualityLabel, RequestRecord, ScorerVersion, ShadowEvaluation
 
-VIEW_PERMISSION = "%(app_label)s.view_%(model_name)s"
 TRUE_VALUES = {"true", "1", "yes"}
 FALSE_VALUES = {"false", "0", "no"}
-
-
-class ViewModelPermissions(DjangoModelPermissions):
-    """DRF's model permissions, plus the `view` permission for reads (DRF asks for none)."""
-
-    perms_map = {**DjangoModelPermissions.perms_map, "GET": [VIEW_PERMISSION], "HEAD": [VIEW_PERMISSION]}
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object is still in use."
-    default_code = "conflict"
-
-
-def destroy_unless_protected(instance: Model) -> None:
-    """Delete `instance`, or answer 409 naming what still refers to it."""
-    try:
-        instance.delete()
-    except ProtectedError as exc:
-        used_by = ", ".join(sorted({str(obj) for obj in exc.protected_objects})[:10])
-        raise Conflict(f"Cannot delete {instance}: still used by {used_by}.") from exc
 
 
 class ModelEndpointViewSet(viewsets.ModelViewSet):

@@ -1,0 +1,139 @@
+"""Policies: ordered tiers with thresholds, task rules, the scorer and caching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from routing.choices import (
+    OptimisationGoal,
+    ScorerKind,
+    TaskCategory,
+)
+from routing.models.registry import ModelEndpoint
+from routing.models.validators import SLUG, UNIT_INTERVAL
+
+
+class Policy(models.Model):
+    """An ordered cascade of tiers with thresholds, task rules and limits; versioned."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[SLUG], help_text="Apps pass this as `model`.")
+    description = models.TextField(blank=True)
+    scorer = models.CharField(max_length=20, choices=ScorerKind.choices, default=ScorerKind.HEURISTIC)
+    max_escalations = models.PositiveSmallIntegerField(default=1)
+    short_prompt_tokens = models.PositiveIntegerField(
+        default=0, help_text="Prompts under this many tokens start on the cheapest tier (0: off)."
+    )
+    optimisation_goal = models.CharField(
+        max_length=20, choices=OptimisationGoal.choices, default=OptimisationGoal.BALANCED
+    )
+    sample_rate = models.FloatField(
+        default=0.0,
+        validators=UNIT_INTERVAL,
+        help_text="Share of requests whose prompt and answer text are kept, to train and replay scorers (0: none).",
+    )
+    shadow_rate = models.FloatField(
+        default=0.0,
+        validators=UNIT_INTERVAL,
+        help_text="Share of requests answered by a cheaper tier that the strongest tier re-checks off the answer "
+        "path, at extra cost (0: off).",
+    )
+    router_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        validators=UNIT_INTERVAL,
+        help_text="With an active prompt-only router: requests it rates at least this likely to need the "
+        "strongest tier start there, the rest on the cheapest (empty: the task rules choose).",
+    )
+    cache_ttl_s = models.PositiveIntegerField(
+        default=3600, help_text="Seconds an exact-match answer is served from the cache (0: no caching)."
+    )
+    semantic_cache = models.BooleanField(
+        default=False, help_text="Also answer from the nearest earlier prompt by embedding similarity."
+    )
+    semantic_threshold = models.FloatField(
+        default=0.95, validators=UNIT_INTERVAL, help_text="Cosine similarity a semantic match needs."
+    )
+    semantic_multi_turn = models.BooleanField(
+        default=False, help_text="Let conversations with earlier turns use the semantic cache."
+    )
+    semantic_verify_rate = models.FloatField(
+        default=0.05,
+        validators=UNIT_INTERVAL,
+        help_text="Share of semantic hits re-asked to the model off the answer path, to measure false hits.",
+    )
+    enabled = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Every save of an existing policy is a new version (records name the one they ran)."""
+        adding = self._state.adding
+        if not adding:
+            self.version = models.F("version") + 1
+        super().save(*args, **kwargs)
+        if not adding:
+            self.refresh_from_db(fields=["version"])
+
+
+class PolicyTier(models.Model):
+    """One rung of a policy's cascade, cheapest first."""
+
+    policy = models.ForeignKey(Policy, models.CASCADE, related_name="tiers")
+    position = models.PositiveSmallIntegerField()
+    endpoint = models.ForeignKey(ModelEndpoint, models.PROTECT, related_name="tiers")
+    threshold = models.FloatField(
+        default=0.7,
+        validators=UNIT_INTERVAL,
+        help_text="An answer scored below this escalates to the next tier (ignored on the last).",
+    )
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Token limit for this tier; empty: the endpoint's."
+    )
+
+    class Meta:
+        ordering = ["policy", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "position"], name="policytier_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy} tier {self.position}: {self.endpoint}"
+
+    def clean(self) -> None:
+        if self.endpoint_id and not self.endpoint.enabled:
+            raise ValidationError({"endpoint": f"Endpoint {self.endpoint} is disabled."})
+
+
+class TaskRule(models.Model):
+    """Prompt pattern → task category → the tier such requests start on."""
+
+    policy = models.ForeignKey(Policy, models.CASCADE, related_name="task_rules")
+    position = models.PositiveSmallIntegerField()
+    category = models.CharField(max_length=30, choices=TaskCategory.choices)
+    pattern = models.CharField(max_length=500, help_text="Regular expression, case-insensitive.")
+    first_tier = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["policy", "position"]
+
+    def __str__(self) -> str:
+        return f"{self.category}: {self.pattern}"
+
+    def clean(self) -> None:
+        import re
+
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}"}) from exc

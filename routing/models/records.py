@@ -1,0 +1,97 @@
+"""Request records: one per routed request, with one row per tier attempt."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+from routing.choices import (
+    AttemptOutcome,
+    CacheKind,
+    RecordStatus,
+)
+from routing.models.keys import ApiKey
+from routing.models.policies import Policy
+from routing.models.registry import ModelEndpoint
+from routing.models.validators import UNIT_INTERVAL
+
+
+class RequestRecord(models.Model):
+    """One routed request: who sent it, what it cost, how it was answered."""
+
+    id = models.UUIDField(primary_key=True, help_text="The request id returned to the caller.")
+    created = models.DateTimeField(db_index=True)
+    api_key = models.ForeignKey(ApiKey, models.SET_NULL, null=True, blank=True, related_name="+")
+    api_key_prefix = models.CharField(max_length=20, blank=True)
+    team = models.CharField(max_length=100, db_index=True)
+    app = models.CharField(max_length=100, db_index=True)
+    end_user = models.CharField(max_length=200, blank=True, db_index=True)
+    policy = models.ForeignKey(Policy, models.SET_NULL, null=True, blank=True, related_name="+")
+    policy_name = models.CharField(max_length=100)
+    policy_version = models.PositiveIntegerField()
+    task_category = models.CharField(max_length=30)
+    status = models.CharField(max_length=20, choices=RecordStatus.choices)
+    final_tier = models.SmallIntegerField(null=True, blank=True)
+    final_model = models.CharField(max_length=100, blank=True)
+    escalations = models.PositiveSmallIntegerField(default=0)
+    escalated = models.BooleanField(default=False)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    baseline_cost = models.DecimalField(
+        max_digits=18,
+        decimal_places=10,
+        default=Decimal(0),
+        help_text="What the policy's strongest tier alone would have cost for this request.",
+    )
+    latency_ms = models.FloatField(default=0.0)
+    score = models.FloatField(null=True, blank=True)
+    quality_label = models.FloatField(null=True, blank=True, validators=UNIT_INTERVAL)
+    error = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    cache = models.CharField(max_length=10, choices=CacheKind.choices, blank=True, default=CacheKind.NONE)
+    cost_avoided = models.DecimalField(
+        max_digits=18,
+        decimal_places=10,
+        default=Decimal(0),
+        help_text="A cache hit: what the cached answer cost when it was first routed.",
+    )
+    streamed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["policy", "created"])]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class RequestAttempt(models.Model):
+    """One call to one tier within a routed request."""
+
+    record = models.ForeignKey(RequestRecord, models.CASCADE, related_name="attempts")
+    position = models.PositiveSmallIntegerField(help_text="Order of the attempt within the request.")
+    tier = models.PositiveSmallIntegerField()
+    endpoint = models.ForeignKey(ModelEndpoint, models.SET_NULL, null=True, blank=True, related_name="+")
+    model = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    price_version = models.PositiveIntegerField(default=0, help_text="The price-book entry the cost used.")
+    latency_ms = models.FloatField(default=0.0)
+    score = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=30, blank=True)
+    quality_label = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["record", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["record", "position"], name="requestattempt_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.record_id} #{self.position} {self.model} {self.outcome}"
