@@ -9,7 +9,10 @@ from typing import Any
 
 from django.core.asgi import get_asgi_application
 
+from cascadeops.local_state import prepare
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cascadeops.settings")
+prepare()
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)

@@ -8,7 +8,10 @@ from datetime import timedelta
 from celery import Celery
 from celery.schedules import crontab
 
+from cascadeops.local_state import prepare
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cascadeops.settings")
+prepare()
 
 app = Celery("cascadeops")
 app.config_from_object("django.conf:settings", namespace="CELERY")

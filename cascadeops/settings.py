@@ -9,30 +9,25 @@ so `make run` works on a laptop with nothing but Python. Setting `DATABASE_URL` 
 from __future__ import annotations
 
 import os
-import secrets
 from decimal import Decimal
 from pathlib import Path
 
 import environ
 
+from cascadeops import local_state
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 # Embedded mode keeps its state here: the database, the broker's files, the record spool.
-VAR_DIR = Path(env("CASCADEOPS_VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# `cascadeops.local_state.prepare()` (run by manage.py, ASGI and Celery) makes it.
+VAR_DIR = local_state.var_dir()
 
 
 def _local_secret_key() -> str:
-    """A random key made once per checkout, so embedded mode needs no configuration."""
-    path = VAR_DIR / "secret_key"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    """The key `local_state.prepare()` made for this checkout, so embedded mode needs no configuration."""
+    path = local_state.secret_key_file()
+    return path.read_text().strip() if path.exists() else ""
 
 
 SECRET_KEY = env("SECRET_KEY", default="") or _local_secret_key()
@@ -50,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "django_filters",
     "channels",
     "django_celery_beat",
     "billing",
@@ -123,7 +119,6 @@ else:
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "celery-broker"
-    _broker_dir.mkdir(exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
@@ -152,7 +147,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "static")))
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing one
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -166,6 +160,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -223,10 +218,8 @@ CASCADEOPS_ROLLUP_MINUTE_RETENTION_DAYS = env.int("CASCADEOPS_ROLLUP_MINUTE_RETE
 CASCADEOPS_ROLLUP_HOUR_RETENTION_DAYS = env.int("CASCADEOPS_ROLLUP_HOUR_RETENTION_DAYS", default=400)
 # Prometheus /metrics: every worker process counts in memory-mapped files in this directory
 # (prometheus_client's multiprocess mode, which reads the variable when it is imported, so
-# it is set here, before anything imports it); `serve` empties it when it starts.
-CASCADEOPS_METRICS_DIR = Path(env("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics")))
-CASCADEOPS_METRICS_DIR.mkdir(parents=True, exist_ok=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(CASCADEOPS_METRICS_DIR)
+# `local_state.prepare()` sets it before anything imports it); `serve` empties it when it starts.
+CASCADEOPS_METRICS_DIR = local_state.metrics_dir()
 # Who may read /metrics: a bearer token, or (sending no credentials) an address in these CIDRs.
 CASCADEOPS_METRICS_TOKEN = env("CASCADEOPS_METRICS_TOKEN", default="")
 CASCADEOPS_METRICS_ALLOW = env.list("CASCADEOPS_METRICS_ALLOW", default=["127.0.0.1/32", "::1/128"])

@@ -3,8 +3,12 @@
 `DATABASE_URL` and `REDIS_URL` still apply, so CI runs the suite on PostgreSQL and Redis.
 """
 
-from cascadeops.settings import *  # noqa: F403
-from cascadeops.settings import VAR_DIR
+from cascadeops.local_state import prepare
+
+prepare()  # the test run's var/ files, as manage.py makes them
+
+from cascadeops.settings import *  # noqa: E402, F403
+from cascadeops.settings import VAR_DIR  # noqa: E402
 
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True

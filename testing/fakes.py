@@ -14,11 +14,11 @@ from typing import Any
 from routing.engine.types import (
     ChatRequest,
     Completion,
+    EndpointSnapshot,
     Message,
-    ModelEndpoint,
     PolicySnapshot,
-    ProviderKind,
-    TaskRule,
+    ProviderType,
+    TaskRuleSnapshot,
     Tier,
 )
 
@@ -45,7 +45,7 @@ class FakeProvider:
 
     def __init__(
         self,
-        endpoint: ModelEndpoint,
+        endpoint: EndpointSnapshot,
         *script: Completion | BaseException,
         clock: FakeClock | None = None,
         seconds: float = 0.0,
@@ -73,7 +73,7 @@ class FakeProvider:
 class HangingProvider:
     """Never answers: each call waits until it is cancelled. `entered` is set once a call is waiting."""
 
-    def __init__(self, endpoint: ModelEndpoint) -> None:
+    def __init__(self, endpoint: EndpointSnapshot) -> None:
         self.endpoint = endpoint
         self.entered = asyncio.Event()
         self.calls = 0
@@ -124,12 +124,12 @@ def endpoint(
     max_tokens: int = 1024,
     options: Mapping[str, object] | None = None,
     **resilience: Any,
-) -> ModelEndpoint:
+) -> EndpointSnapshot:
     """An endpoint that is not retried unless a test asks (`max_retries=`, `breaker_*=`, `fallback=`)."""
-    return ModelEndpoint(
+    return EndpointSnapshot(
         id=id,
         name=f"model-{id}",
-        provider_kind=ProviderKind.REPLAY,
+        provider_kind=ProviderType.REPLAY,
         model_id=f"model-{id}",
         input_price_per_m=Decimal(input_price),
         output_price_per_m=Decimal(output_price),
@@ -156,7 +156,7 @@ def tier(
 def policy(
     *tiers: Tier,
     max_escalations: int = 1,
-    task_rules: tuple[TaskRule, ...] = (),
+    task_rules: tuple[TaskRuleSnapshot, ...] = (),
     short_prompt_tokens: int = 0,
 ) -> PolicySnapshot:
     return PolicySnapshot(
@@ -170,9 +170,9 @@ def policy(
     )
 
 
-def rules(*specs: tuple[str, str, int]) -> tuple[TaskRule, ...]:
+def rules(*specs: tuple[str, str, int]) -> tuple[TaskRuleSnapshot, ...]:
     """Task rules at positions 0, 1, 2, … in the order given."""
-    return tuple(TaskRule(i, category, pattern, first) for i, (category, pattern, first) in enumerate(specs))
+    return tuple(TaskRuleSnapshot(i, category, pattern, first) for i, (category, pattern, first) in enumerate(specs))
 
 
 def chat(prompt: str = "What is the capital of France?", *, max_tokens: int | None = None) -> ChatRequest:

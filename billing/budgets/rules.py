@@ -23,6 +23,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from billing.choices import BudgetPeriod, BudgetScope, HardAction, SoftAction
+from common.lua import lua_script
 
 UNIT = Decimal("1e-6")
 # Longer than any cascade may take (every tier's read timeout), short enough that a dead
@@ -191,27 +192,7 @@ def from_units(units: int | str | bytes) -> Decimal:
 # a restart without persistence, an eviction) is never created at 0 here: every script
 # first returns {-1, i, ...} naming the missing counters, without writing anything, and
 # the store seeds them from the ledger (HSETNX) and runs the script again.
-_PRELUDE = """
-local now = tonumber(redis.call('TIME')[1])
-local missing = {-1}
-for i = 1, #KEYS / 2 do
-  if redis.call('HEXISTS', KEYS[2 * i - 1], 'spent') == 0 then table.insert(missing, i) end
-end
-if #missing > 1 then return missing end
-local function held_in(holds, prune)
-  local held = 0
-  local entries = redis.call('HGETALL', holds)
-  for j = 1, #entries, 2 do
-    local value, expiry = string.match(entries[j + 1], '(%d+) (%d+)')
-    if tonumber(expiry) < now then
-      if prune then redis.call('HDEL', holds, entries[j]) end
-    else
-      held = held + tonumber(value)
-    end
-  end
-  return held
-end
-"""
+_PRELUDE = lua_script("billing.budgets", "budget_prelude")
 
 # Returned by a script when counters are missing: {MISSING, index (1-based), ...}.
 MISSING = -1
@@ -219,65 +200,15 @@ MISSING = -1
 # KEYS: per budget, its counter hash (field "spent") then its holds hash (hold id → "amount expiry").
 # ARGV: amount units, hold id, hold ttl, then per budget: limit units, blocks (1/0), key ttl.
 # Returns {0, index, spent, held} when budget `index` (1-based) blocks, else {1, spent1, held1, spent2, ...}.
-RESERVE_LUA = (
-    _PRELUDE
-    + """
-local amount = tonumber(ARGV[1])
-local hold = ARGV[2]
-local ttl = tonumber(ARGV[3])
-local n = #KEYS / 2
-local state = {}
-for i = 1, n do
-  local counter, holds = KEYS[2 * i - 1], KEYS[2 * i]
-  local held = held_in(holds, true)
-  local spent = tonumber(redis.call('HGET', counter, 'spent'))
-  local limit = tonumber(ARGV[3 + 3 * i - 2])
-  local blocks = ARGV[3 + 3 * i - 1] == '1'
-  if blocks and spent + held + amount > limit then
-    return {0, i, string.format('%.0f', spent), string.format('%.0f', held)}
-  end
-  state[i] = {spent, held}
-end
-local out = {1}
-for i = 1, n do
-  local counter, holds = KEYS[2 * i - 1], KEYS[2 * i]
-  redis.call('HSET', holds, hold, string.format('%.0f %.0f', amount, now + ttl))
-  local key_ttl = tonumber(ARGV[3 + 3 * i])
-  redis.call('EXPIRE', holds, key_ttl)
-  redis.call('EXPIRE', counter, key_ttl)
-  table.insert(out, string.format('%.0f', state[i][1]))
-  table.insert(out, string.format('%.0f', state[i][2] + amount))
-end
-return out
-"""
-)
+RESERVE_LUA = _PRELUDE + lua_script("billing.budgets", "budget_reserve")
 
 # KEYS as for RESERVE_LUA; ARGV: hold id, actual units. Drops the hold and adds the actual
 # cost. A hold that expired meanwhile (a very slow request) is gone already; its actual
 # cost is added all the same, since the call was made and paid for. Returns {1}.
-SETTLE_LUA = (
-    _PRELUDE
-    + """
-for i = 1, #KEYS / 2 do
-  redis.call('HDEL', KEYS[2 * i], ARGV[1])
-  redis.call('HINCRBY', KEYS[2 * i - 1], 'spent', ARGV[2])
-end
-return {1}
-"""
-)
+SETTLE_LUA = _PRELUDE + lua_script("billing.budgets", "budget_settle")
 
 # KEYS as for RESERVE_LUA; no ARGV. Returns {1, spent1, held1, spent2, ...}.
-USAGE_LUA = (
-    _PRELUDE
-    + """
-local out = {1}
-for i = 1, #KEYS / 2 do
-  table.insert(out, redis.call('HGET', KEYS[2 * i - 1], 'spent'))
-  table.insert(out, string.format('%.0f', held_in(KEYS[2 * i], false)))
-end
-return out
-"""
-)
+USAGE_LUA = _PRELUDE + lua_script("billing.budgets", "budget_usage")
 
 
 def counter_key(rule: BudgetRule, period_start: datetime) -> str:

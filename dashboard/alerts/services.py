@@ -18,8 +18,8 @@ from django.utils import timezone
 from dashboard.alerts import budget_events
 from dashboard.alerts import rules as alerts
 from dashboard.alerts.exceptions import DeliveryFailed
+from dashboard.alerts.selectors import alert_metric_value
 from dashboard.choices import DeliveryChannel, DeliveryStatus, EventState, Metric, NoticeKind
-from dashboard.live.selectors import alert_metric_value
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule
 from dashboard.rollups.compute import minute_start
 

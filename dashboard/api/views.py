@@ -6,14 +6,7 @@ Rollups, events and deliveries are read-only (the system writes them); events ha
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from django.db.models import QuerySet
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -21,6 +14,7 @@ from rest_framework.response import Response
 
 from common.drf import ViewModelPermissions
 from dashboard.alerts import services
+from dashboard.api.filters import RollupFilterSet
 from dashboard.api.serializers import (
     AlertDeliverySerializer,
     AlertEventSerializer,
@@ -28,62 +22,16 @@ from dashboard.api.serializers import (
     RollupSerializer,
     SlaTargetSerializer,
 )
-from dashboard.choices import Resolution
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
 
 
-def _parse_datetime(value: str) -> datetime:
-    try:
-        parsed = parse_datetime(value)
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        raise ValueError("Must be an ISO 8601 date-time, e.g. 2025-01-31T00:00:00Z.")
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
-
-
-def _rollup_filters(params: Any) -> dict[str, Any]:
-    lookups: dict[str, Any] = {}
-    errors: dict[str, list[str]] = {}
-    resolution = params.get("resolution", "")
-    if resolution and resolution not in Resolution.values:
-        errors["resolution"] = [f"Must be one of: {', '.join(Resolution.values)}."]
-    elif resolution:
-        lookups["resolution"] = resolution
-    if params.get("policy", ""):
-        lookups["policy_name"] = params["policy"]
-    for param, lookup in (("since", "bucket__gte"), ("until", "bucket__lt")):
-        if params.get(param, ""):
-            try:
-                lookups[lookup] = _parse_datetime(params[param])
-            except ValueError as exc:
-                errors[param] = [str(exc)]
-    if errors:
-        raise exceptions.ValidationError(errors)
-    return lookups
-
-
-ROLLUP_PARAMETERS = [
-    OpenApiParameter("resolution", str, enum=Resolution.values),
-    OpenApiParameter("policy", str, description="Policy name, as recorded."),
-    OpenApiParameter("since", OpenApiTypes.DATETIME, description="Buckets starting at or after (ISO 8601)."),
-    OpenApiParameter("until", OpenApiTypes.DATETIME, description="Buckets starting before (ISO 8601)."),
-]
-
-
-@extend_schema_view(list=extend_schema(parameters=ROLLUP_PARAMETERS))
 class RollupViewSet(viewsets.ReadOnlyModelViewSet):
     """Per-minute and per-hour rollups, oldest first; filterable by query parameters."""
 
     queryset = Rollup.objects.order_by("resolution", "bucket", "policy_id", "tier", "model")
     serializer_class = RollupSerializer
     permission_classes = [ViewModelPermissions]
-
-    def filter_queryset(self, queryset: QuerySet[Rollup]) -> QuerySet[Rollup]:
-        queryset = super().filter_queryset(queryset)
-        if self.action != "list":
-            return queryset
-        return queryset.filter(**_rollup_filters(self.request.query_params))
+    filterset_class = RollupFilterSet
 
 
 class SlaTargetViewSet(viewsets.ModelViewSet):

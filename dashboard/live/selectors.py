@@ -12,62 +12,29 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
-from django.db.models import Min, Q, QuerySet, Subquery, Sum
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from billing.choices import BudgetPeriod, BudgetScope
-from billing.models import Budget
-from dashboard.alerts import rules as alerts
 from dashboard.alerts import sla
-from dashboard.choices import DeliveryStatus, EventState, Metric, Resolution, SpendKind
-from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget, SpendRollup
+from dashboard.choices import DeliveryStatus, EventState, Resolution, SpendKind
+from dashboard.models import AlertDelivery, AlertEvent, Rollup, SlaTarget, SpendRollup
 from dashboard.rollups.compute import (
     ALL_POLICIES,
     COUNTERS,
     Point,
     Totals,
     Window,
-    bucket_start,
     hour_start,
-    local_day_start,
-    minute_start,
     points_from_rows,
     totals_of,
 )
+from dashboard.rollups.selectors import budget_daily_get, rollup_rows, today_start
 from routing.models import Policy
 
 TOP_SPENDERS = 10
 ALERT_PANEL_EVENTS = 20
 ALERT_PANEL_DELIVERIES = 10
 ALERT_PANEL_HOURS = 24
-
-
-def budget_daily_get(*, policy_id: int | None) -> Decimal | None:
-    """Today's spending limit in USD for a policy (or for everything, `None`); None if unset.
-
-    The tightest enabled day budget scoped to the policy (billing scopes policies by name)
-    or, for everything, a global one. One query.
-    """
-    budgets = Budget.objects.filter(enabled=True, period=BudgetPeriod.DAY)
-    if policy_id is None:
-        budgets = budgets.filter(scope=BudgetScope.GLOBAL)
-    else:
-        name = Policy.objects.filter(id=policy_id).values("name")[:1]
-        budgets = budgets.filter(scope=BudgetScope.POLICY, scope_value=Subquery(name))
-    limit: Decimal | None = budgets.aggregate(limit=Min("limit"))["limit"]
-    return limit
-
-
-def rollup_rows(
-    *, resolution: str, since: datetime, until: datetime | None = None, policy_id: int | None = None
-) -> QuerySet[Rollup]:
-    """Rollup rows of one resolution with buckets in [since, until), for one policy or all."""
-    rows = Rollup.objects.filter(resolution=resolution, bucket__gte=since)
-    if until is not None:
-        rows = rows.filter(bucket__lt=until)
-    if policy_id is not None:
-        rows = rows.filter(policy_id=policy_id)
-    return rows.order_by("bucket")
 
 
 # Every column but the latency sketch: what counting needs, without the JSON to parse.
@@ -77,11 +44,6 @@ LIGHT_FIELDS = ["resolution", "bucket", "policy_id", "tier", "model", *COUNTERS,
 def light_rows(rows: QuerySet[Rollup]) -> list[Any]:
     """The rows' counters without their sketches (cheap to read and merge; no percentiles)."""
     return [SimpleNamespace(**values, latency={}) for values in rows.values(*LIGHT_FIELDS)]
-
-
-def today_start(now: datetime) -> datetime:
-    """The first hour bucket of the local day (to the hour in zones with half-hour offsets)."""
-    return hour_start(local_day_start(now))
 
 
 def top_spenders(*, day: date, scope: int | None, kind: str, limit: int = TOP_SPENDERS) -> list[SpendRollup]:
@@ -194,39 +156,3 @@ def board_get(*, policy_id: int | None, window: Window, now: datetime) -> Board:
         budget=budget_daily_get(policy_id=policy_id),
         alerts=alert_panel_get(now=now),
     )
-
-
-def alert_metric_value(*, rule: AlertRule, now: datetime) -> float | None:
-    """The rule's metric now, read from rollups; None without data (or without a budget)."""
-    if rule.metric == Metric.DAILY_BUDGET_PCT:
-        return _budget_pct(rule.policy_id, now)
-    if rule.metric == Metric.COST_ANOMALY:
-        return _cost_anomaly(rule, now)
-    since = minute_start(now) - timedelta(minutes=rule.window_minutes - 1)
-    rows = rollup_rows(resolution=Resolution.MINUTE, since=since, policy_id=rule.policy_id)
-    return alerts.window_metric(rule.metric, totals_of(points_from_rows(rows)), rule.window_minutes)
-
-
-def _budget_pct(policy_id: int | None, now: datetime) -> float | None:
-    budget = budget_daily_get(policy_id=policy_id)
-    if budget is None:
-        return None
-    rows = rollup_rows(resolution=Resolution.HOUR, since=today_start(now), policy_id=policy_id)
-    spent = rows.aggregate(cost=Sum("cost"))["cost"] or Decimal(0)
-    return alerts.budget_pct(spent, budget)
-
-
-def _cost_anomaly(rule: AlertRule, now: datetime) -> float | None:
-    """The last complete window's cost against the `trailing_windows` complete windows before it."""
-    hourly = rule.window_minutes % 60 == 0
-    resolution = Resolution.HOUR if hourly else Resolution.MINUTE
-    window = timedelta(minutes=rule.window_minutes)
-    # Complete buckets only: a partial bucket would always look cheap.
-    end = bucket_start(now, resolution)
-    since = end - window * (rule.trailing_windows + 1)
-    rows = rollup_rows(resolution=resolution, since=since, until=end, policy_id=rule.policy_id)
-    costs = [Decimal(0)] * (rule.trailing_windows + 1)
-    for bucket, cost in rows.order_by().values_list("bucket").annotate(cost=Sum("cost")):
-        costs[int((end - bucket - timedelta(microseconds=1)) / window)] += cost
-    current, trailing = costs[0], costs[1:]
-    return alerts.anomaly_score(current, trailing)

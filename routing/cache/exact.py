@@ -1,45 +1,10 @@
-"""The response cache: the same request through the same policy gets the answer it got before.
+"""The response cache, exact matches: the same request through the same policy gets its answer again.
 
-Exact matches are looked up here; `routing.cache.semantic` adds near matches by prompt
-embedding for the policies that turn it on. The hot path asks `cache_lookup` before it
-reserves any budget (a hit costs nothing) and calls `cache_store` with a fresh answer.
-
-The key is a hash of everything that decides the answer:
-
-- the request's messages (role and text) and every other `ChatRequest` field except the
-  ones that only change how the answer is delivered (`stream`, `include_usage`) or how it
-  is recorded (`user`, `metadata`). Fields added to `ChatRequest` later are part of the key
-  unless they are added to `ANSWER_NEUTRAL_FIELDS`, so a new parameter can never make two
-  different requests share an answer;
-- the policy's id and version (every save is a new version), and a fingerprint of its
-  cascade: tiers with their endpoints (model, prices, options, fallbacks), thresholds,
-  task rules and scorer. An endpoint edit rebuilds the snapshots, so it changes the
-  fingerprint and the old entries are never read again; they expire with their TTL.
-
-An entry lives `PolicySnapshot.cache_ttl_s` seconds (0: the policy caches nothing, exact
-or semantic). The value is compact JSON: the answer text, finish reason, the tier and
-model that answered, their token usage and score, and what the request cost then (a
-Decimal string), which a hit records as the cost it avoided.
-
-Requests with a temperature above 0 are cached too: a cached answer is one sample the
-model really gave for that request, and repeating it is what most callers want from a
-cost-control gateway. A policy that needs fresh samples sets its TTL to 0, and a caller
-can opt out per request.
-
-Per request, `Cache-Control` or `x-cascadeops-cache` (same values, either header):
-
-- `no-store`: neither read nor write the cache for this request;
-- `no-cache`: don't answer from the cache, but store the fresh answer.
-
-Only answered results are stored, never a failed or cancelled request, nor an answer
-given while a budget degraded the routing (a cheap-only answer must not outlive the
-budget period that forced it).
-
-Storage: Redis when `REDIS_URL` is set (every worker shares it; one GET per lookup, one
-SET with the TTL per stored answer), else a bounded in-process LRU with the same TTLs
-(`CASCADEOPS_CACHE_MAX_ENTRIES`). Redis failing must never fail a request: a lookup
-becomes a miss, a store is skipped, the failure is logged, and Redis is left alone for
-`REDIS_RETRY_S` so an outage does not add a timeout to every request.
+The key hashes every answer-changing request field with the policy's version and cascade
+fingerprint. `cache_lookup` runs before any budget hold (a hit costs nothing) and
+`cache_store` keeps an answered, undegraded result for the policy's `cache_ttl_s`, in Redis
+when `REDIS_URL` is set, else in an in-process LRU; Redis failing is a miss, never an error.
+See docs/cache.md.
 """
 
 from __future__ import annotations

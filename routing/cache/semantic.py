@@ -1,48 +1,9 @@
 """The semantic cache: a prompt close enough in meaning to an earlier one gets its answer.
 
-Per policy and off by default (`Policy.semantic_cache`). After an exact miss, the last user
-message is embedded with the local all-MiniLM-L6-v2 (`routing.engine.embeddings`, in a
-thread: it takes milliseconds) and compared by cosine with the prompts of the policy's
-recent answers; the nearest one at or above `Policy.semantic_threshold` is a hit.
-
-What must match exactly, because embeddings are blind to it:
-
-- everything else in the request: system/developer messages, earlier turns, max_tokens,
-  temperature, logprobs (a hash of the request without its last message's text);
-- the numbers in the prompt ("What is 6 times 7?" must not get the answer to "6 times 8"),
-  spelled-out ones included ("six" is 6);
-- its negations (not, no, never, n't, without, …): "Is X safe?" is not "Is X not safe?".
-
-A prompt longer than the model reads (256 word pieces) is never matched or stored: two
-prompts that differ only past that point would have the same vector.
-
-Only single-turn requests (one user message, optionally after system or developer
-messages) take part, unless `Policy.semantic_multi_turn`: then a conversation matches an
-earlier one with the same turns before its last user message.
-
-Entries live the policy's `cache_ttl_s` and belong to the policy's version and cascade
-fingerprint, like exact entries. Each policy keeps its most recent
-`CASCADEOPS_SEMANTIC_INDEX_SIZE` prompt vectors and searches them by brute force
-(a 5,000 × 384 matrix product is a fraction of a millisecond). In production the vectors
-are a capped Redis stream per policy that every worker mirrors into memory, reading only
-what was added since its last look, and the answers are Redis keys with the TTL; in
-embedded mode both live in the process.
-
-A share of semantic hits (`Policy.semantic_verify_rate`) is re-asked to the model off the
-answer path, after the hit's record is stored: `semantic_checks_schedule` (a
-`records_stored` receiver) queues `routing.cache.tasks.semantic_cache_verify`, which runs the
-cascade again without any cache and stores a `SemanticCacheCheck`. The fresh call's cost
-is kept on the check, never added to the request; it is spend all the same, under the
-hit's budgets and on the ledger (`routing.quality.spend`). The rule for "the fresh answer
-agrees with the cached one" (`answers_agree`):
-
-1. the same text once case, whitespace and trailing punctuation are set aside; else
-2. when both answers end in a number (a `####`/boxed/"answer is" result, or the last
-   number of the last line), the same number; else
-3. the two answers' embeddings at a cosine of at least `ANSWERS_AGREE_AT` (0.9).
-
-A disagreement counts as a false hit, so the rate shown on the dashboard errs high: two
-correct answers worded very differently count against the cache, never for it.
+Per policy and off by default (`Policy.semantic_cache`): after an exact miss, the last user
+message is embedded and compared with the policy's recent prompts; everything else, and the
+prompt's numbers and negations, must match exactly. A share of hits is re-asked off the
+answer path (`semantic_check_run`) to measure false hits. See docs/cache.md.
 """
 
 from __future__ import annotations
@@ -79,7 +40,8 @@ from routing.engine.types import Attempt, CascadeResult, ChatRequest, Message, P
 from routing.exceptions import BudgetExceeded, BudgetUnavailable
 from routing.limits.budget_holds import CASCADE_DEADLINE_S, budget_hold, settle_retries_finished
 from routing.models import RequestRecord, SemanticCacheCheck
-from routing.quality.spend import CheckCall, ChecksPaused, check_budgets, check_ledger_append, checks_allowed
+from routing.quality.spend import ChecksPaused, check_budgets, check_ledger_append, checks_allowed
+from routing.records.ledger import CheckCall
 
 logger = logging.getLogger(__name__)
 

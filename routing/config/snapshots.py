@@ -35,7 +35,7 @@ from routing.engine.ports import Provider, Scorer
 from routing.engine.router import PromptRouter, first_tier_for
 from routing.engine.scoring import SCORERS
 from routing.engine.scoring import scorer_for as named_scorer
-from routing.engine.types import ChatRequest, ModelEndpoint, PolicySnapshot, ProviderKind, TaskRule, Tier
+from routing.engine.types import ChatRequest, EndpointSnapshot, PolicySnapshot, ProviderType, TaskRuleSnapshot, Tier
 from routing.models import ApiKey, Policy, ScorerVersion
 from routing.models import ModelEndpoint as EndpointRow
 from routing.providers import build_provider
@@ -73,7 +73,7 @@ class KeyInfo:
         return None
 
 
-def endpoint_snapshot(row: EndpointRow, at: datetime, *, with_fallback: bool = True) -> ModelEndpoint:
+def endpoint_snapshot(row: EndpointRow, at: datetime, *, with_fallback: bool = True) -> EndpointSnapshot:
     """The endpoint with the prices in force at `at`: the price book's, else its own fields.
 
     Its fallback (one level deep: a fallback's own fallback is not followed) comes along
@@ -86,10 +86,10 @@ def endpoint_snapshot(row: EndpointRow, at: datetime, *, with_fallback: bool = T
         if fallback_row is not None and fallback_row.enabled and fallback_row.id != row.id
         else None
     )
-    return ModelEndpoint(
+    return EndpointSnapshot(
         id=row.id,
         name=row.name,
-        provider_kind=ProviderKind(row.provider_kind),
+        provider_kind=ProviderType(row.provider_kind),
         model_id=row.model_id,
         input_price_per_m=price.input_per_m if price else Decimal(row.input_price_per_m),
         output_price_per_m=price.output_per_m if price else Decimal(row.output_price_per_m),
@@ -135,7 +135,9 @@ def policy_snapshot(policy: Policy, at: datetime | None = None) -> PolicySnapsho
         if tier.endpoint.enabled
     )
     rules = tuple(
-        TaskRule(position=rule.position, category=rule.category, pattern=rule.pattern, first_tier=rule.first_tier)
+        TaskRuleSnapshot(
+            position=rule.position, category=rule.category, pattern=rule.pattern, first_tier=rule.first_tier
+        )
         for rule in sorted(policy.task_rules.all(), key=lambda r: r.position)
     )
     return PolicySnapshot(

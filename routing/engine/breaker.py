@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from routing.engine.types import ModelEndpoint
+from routing.engine.types import EndpointSnapshot
 
 # A long window is counted in coarser buckets, so one record never sums more than this many.
 MAX_BUCKETS = 60
@@ -47,7 +47,7 @@ def bucket_width_s(window_s: int) -> int:
     return max(1, math.ceil(window_s / MAX_BUCKETS))
 
 
-def trial_lease_s(endpoint: ModelEndpoint) -> float:
+def trial_lease_s(endpoint: EndpointSnapshot) -> float:
     """How long one trial call may take before it is presumed lost."""
     return endpoint.connect_timeout_s + endpoint.read_timeout_s + TRIAL_MARGIN_S
 
@@ -62,7 +62,7 @@ class Breaker:
     # Bucket index (time // width) → [calls, failures].
     buckets: dict[int, list[int]] = field(default_factory=dict)
 
-    def allow(self, endpoint: ModelEndpoint, now: float) -> bool:
+    def allow(self, endpoint: EndpointSnapshot, now: float) -> bool:
         """Whether a call may go out now; in half-open state, True for the trial caller only."""
         if self.state is BreakerState.CLOSED:
             return True
@@ -74,7 +74,7 @@ class Breaker:
         self.trial_until = now + trial_lease_s(endpoint)
         return True
 
-    def record(self, endpoint: ModelEndpoint, ok: bool, now: float) -> bool:
+    def record(self, endpoint: EndpointSnapshot, ok: bool, now: float) -> bool:
         """Count one call's outcome; True while further calls may go out (the breaker is closed)."""
         if self.state is BreakerState.HALF_OPEN and ok:
             self._close()
@@ -93,7 +93,7 @@ class Breaker:
             return BreakerState.HALF_OPEN
         return self.state
 
-    def _count(self, endpoint: ModelEndpoint, ok: bool, now: float) -> tuple[int, int]:
+    def _count(self, endpoint: EndpointSnapshot, ok: bool, now: float) -> tuple[int, int]:
         """Add the outcome to its bucket, drop buckets out of the window; the window's totals."""
         width = bucket_width_s(endpoint.breaker_window_s)
         current = int(now // width)
@@ -105,7 +105,7 @@ class Breaker:
             del self.buckets[index]
         return sum(b[0] for b in self.buckets.values()), sum(b[1] for b in self.buckets.values())
 
-    def _open(self, endpoint: ModelEndpoint, now: float) -> None:
+    def _open(self, endpoint: EndpointSnapshot, now: float) -> None:
         self.state = BreakerState.OPEN
         self.open_until = now + endpoint.breaker_open_s
         self.buckets.clear()
@@ -116,7 +116,7 @@ class Breaker:
         self.buckets.clear()
 
 
-def tripped(endpoint: ModelEndpoint, calls: int, failures: int) -> bool:
+def tripped(endpoint: EndpointSnapshot, calls: int, failures: int) -> bool:
     """Whether a window with these totals opens the breaker."""
     return calls >= max(endpoint.breaker_min_requests, 1) and failures >= endpoint.breaker_failure_rate * calls
 
@@ -131,11 +131,11 @@ class MemoryBreakers:
         self._clock = clock
         self._breakers: dict[int, Breaker] = {}
 
-    async def allow(self, endpoint: ModelEndpoint) -> bool:
+    async def allow(self, endpoint: EndpointSnapshot) -> bool:
         breaker = self._breakers.get(endpoint.id)
         return breaker is None or breaker.allow(endpoint, self._clock())
 
-    async def record(self, endpoint: ModelEndpoint, ok: bool) -> bool:
+    async def record(self, endpoint: EndpointSnapshot, ok: bool) -> bool:
         breaker = self._breakers.setdefault(endpoint.id, Breaker())
         return breaker.record(endpoint, ok, self._clock())
 

@@ -46,7 +46,7 @@ from routing.engine.types import (
     CascadeResult,
     ChatRequest,
     Completion,
-    ModelEndpoint,
+    EndpointSnapshot,
     Outcome,
     PolicySnapshot,
     Tier,
@@ -332,15 +332,15 @@ class TierCaller:
             return None
         return self.backoff.delay_s(retry, getattr(exc, "retry_after_s", None))
 
-    async def _allowed(self, endpoint: ModelEndpoint) -> bool:
+    async def _allowed(self, endpoint: EndpointSnapshot) -> bool:
         return self.breakers is None or await self.breakers.allow(endpoint)
 
-    async def _record(self, endpoint: ModelEndpoint, *, ok: bool) -> bool:
+    async def _record(self, endpoint: EndpointSnapshot, *, ok: bool) -> bool:
         """Count the outcome; whether the endpoint may still be called."""
         return self.breakers is None or await self.breakers.record(endpoint, ok)
 
 
-def _no_provider(endpoint: ModelEndpoint) -> ProviderMisconfigured:
+def _no_provider(endpoint: EndpointSnapshot) -> ProviderMisconfigured:
     return ProviderMisconfigured(f"no provider for endpoint {endpoint.id} ({endpoint.name})")
 
 

@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from routing.engine.classify import classify
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens, max_prompt_tokens
-from routing.engine.types import CascadeResult, ChatRequest, ModelEndpoint, PolicySnapshot, Tier
+from routing.engine.types import CascadeResult, ChatRequest, EndpointSnapshot, PolicySnapshot, Tier
 
 PER_MILLION = Decimal(1_000_000)
 QUANTUM = Decimal("1e-10")
@@ -23,7 +23,7 @@ FALLBACK_MAX_TOKENS = 1024
 
 
 def attempt_cost(
-    endpoint: ModelEndpoint,
+    endpoint: EndpointSnapshot,
     input_tokens: int,
     output_tokens: int,
     cached_input_tokens: int = 0,
@@ -42,7 +42,7 @@ def attempt_cost(
     return (total / PER_MILLION).quantize(QUANTUM, rounding=ROUND_HALF_UP)
 
 
-def cached_input_price(endpoint: ModelEndpoint) -> Decimal:
+def cached_input_price(endpoint: EndpointSnapshot) -> Decimal:
     """Price per 1M cached input tokens: the price book's, the `options` override, else the input price."""
     if endpoint.cached_input_price_per_m is not None:
         return endpoint.cached_input_price_per_m
@@ -82,7 +82,7 @@ def worst_case_cost(policy: PolicySnapshot, chat: ChatRequest, first_tier: int |
 class WorstCase:
     """The most one tier can be billed: on which endpoint, for how many tokens."""
 
-    endpoint: ModelEndpoint
+    endpoint: EndpointSnapshot
     input_tokens: int
     output_tokens: int
 

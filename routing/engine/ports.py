@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from routing.engine.types import ChatRequest, Completion, ModelEndpoint
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot
 
 
 @runtime_checkable
 class Provider(Protocol):
     """Calls one model endpoint. Raises `engine.errors.ProviderError` subclasses on failure."""
 
-    endpoint: ModelEndpoint
+    endpoint: EndpointSnapshot
 
     async def complete(self, chat: ChatRequest, *, max_tokens: int) -> Completion: ...
 
@@ -37,6 +37,6 @@ class Breakers(Protocol):
     calls are allowed.
     """
 
-    async def allow(self, endpoint: ModelEndpoint) -> bool: ...
+    async def allow(self, endpoint: EndpointSnapshot) -> bool: ...
 
-    async def record(self, endpoint: ModelEndpoint, ok: bool) -> bool: ...
+    async def record(self, endpoint: EndpointSnapshot, ok: bool) -> bool: ...

@@ -24,7 +24,7 @@ def _empty() -> Mapping[str, Any]:
     return EMPTY
 
 
-class ProviderKind(StrEnum):
+class ProviderType(StrEnum):
     OPENAI_COMPAT = "openai_compat"
     BEDROCK = "bedrock"
     REPLAY = "replay"
@@ -39,12 +39,12 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class ModelEndpoint:
+class EndpointSnapshot:
     """One callable model and what it costs."""
 
     id: int
     name: str
-    provider_kind: ProviderKind
+    provider_kind: ProviderType
     model_id: str
     input_price_per_m: Decimal
     output_price_per_m: Decimal
@@ -71,7 +71,7 @@ class ModelEndpoint:
     breaker_window_s: int = 30
     breaker_open_s: int = 30
     # Called in this endpoint's place while its breaker is open (None: skip the tier).
-    fallback: ModelEndpoint | None = None
+    fallback: EndpointSnapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +79,13 @@ class Tier:
     """One rung of a cascade: an endpoint and the confidence its answer needs."""
 
     position: int
-    endpoint: ModelEndpoint
+    endpoint: EndpointSnapshot
     threshold: float
     max_tokens: int | None = None  # per-tier cap; None means the endpoint's max_tokens
 
 
 @dataclass(frozen=True, slots=True)
-class TaskRule:
+class TaskRuleSnapshot:
     """Prompt pattern → task category → the tier a matching request starts on."""
 
     position: int
@@ -104,7 +104,7 @@ class PolicySnapshot:
     tiers: tuple[Tier, ...]
     scorer: str = "heuristic"
     max_escalations: int = 1
-    task_rules: tuple[TaskRule, ...] = ()
+    task_rules: tuple[TaskRuleSnapshot, ...] = ()
     # Prompts estimated under this many tokens start on the cheapest tier (0: off).
     short_prompt_tokens: int = 0
     optimisation_goal: str = "balanced"

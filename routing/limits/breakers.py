@@ -36,10 +36,11 @@ from django.conf import settings
 from redis.commands.core import AsyncScript
 
 from common import redis as shared_redis
+from common.lua import lua_script
 from routing.config.snapshots import config_cache
 from routing.engine.breaker import BreakerState, MemoryBreakers, trial_lease_s
 from routing.engine.ports import Breakers
-from routing.engine.types import ModelEndpoint, PolicySnapshot
+from routing.engine.types import EndpointSnapshot, PolicySnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -58,95 +59,11 @@ SUCCESS_BATCH_S = 0.1
 # The hash holds "state", "until" (end of the open period) and "trial_until" (the trial
 # call's lease) when open or half-open, and only the window's buckets when closed:
 # "c<n>" calls and "f<n>" failures in bucket n (Redis time // bucket width).
-BREAKER_LUA = """
-local key = KEYS[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local op, successes, failed = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local rate, min_requests = tonumber(ARGV[4]), math.max(tonumber(ARGV[5]), 1)
-local window_s, open_ms, lease_ms = tonumber(ARGV[6]), tonumber(ARGV[7]) * 1000, tonumber(ARGV[8])
-local width = math.max(1, math.ceil(window_s / 60))
-local keep_ms = window_s * 1000 + open_ms + lease_ms
-local state = redis.call('HGET', key, 'state') or 'closed'
-
-local function left_ms(field)
-  return tonumber(redis.call('HGET', key, field)) - now
-end
-
-local function open()
-  redis.call('DEL', key)
-  redis.call('HSET', key, 'state', 'open', 'until', now + open_ms)
-  redis.call('PEXPIRE', key, keep_ms)
-  return {0, 'open', open_ms}
-end
-
-local function take_trial()
-  redis.call('HSET', key, 'state', 'half_open', 'trial_until', now + lease_ms)
-  redis.call('PEXPIRE', key, keep_ms)
-  return {1, 'half_open', 0}
-end
-
--- The window's totals; buckets that left it are dropped on the way.
-local function window()
-  local oldest = math.floor(now / 1000 / width) - math.ceil(window_s / width) + 1
-  local calls, failures = 0, 0
-  local fields = redis.call('HGETALL', key)
-  for i = 1, #fields, 2 do
-    local name = fields[i]
-    if tonumber(string.sub(name, 2)) < oldest then
-      redis.call('HDEL', key, name)
-    elseif string.sub(name, 1, 1) == 'c' then
-      calls = calls + tonumber(fields[i + 1])
-    else
-      failures = failures + tonumber(fields[i + 1])
-    end
-  end
-  return calls, failures
-end
-
-if op == 'allow' then
-  if state == 'closed' then return {1, 'closed', 0} end
-  local left = left_ms(state == 'open' and 'until' or 'trial_until')
-  if left > 0 then return {0, state, left} end
-  return take_trial()
-end
-
-if state == 'half_open' then
-  if failed > 0 then return open() end
-  redis.call('DEL', key)
-  return {1, 'closed', 0}
-end
-if state == 'open' then
-  return {0, 'open', math.max(left_ms('until'), 0)}
-end
-local bucket = math.floor(now / 1000 / width)
-redis.call('HINCRBY', key, 'c' .. bucket, successes + failed)
-if failed > 0 then redis.call('HINCRBY', key, 'f' .. bucket, failed) end
-redis.call('PEXPIRE', key, (window_s + width) * 1000)
--- A success never opens the breaker: sum the window only on a failure, or to drop old
--- buckets once there are more than the window can hold.
-if failed == 0 and redis.call('HLEN', key) <= 2 * (math.ceil(window_s / width) + 1) then
-  return {1, 'closed', 0}
-end
-local calls, failures = window()
-if failed > 0 and calls >= min_requests and failures >= rate * calls then return open() end
-return {1, 'closed', 0}
-"""
+BREAKER_LUA = lua_script("routing.limits", "breaker_record")
 
 # KEYS: breaker hashes. Returns each one's state as a dashboard shows it: an open breaker
 # whose wait is over is half-open (the next call will be its trial).
-STATES_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for i, key in ipairs(KEYS) do
-  local fields = redis.call('HMGET', key, 'state', 'until')
-  local state = fields[1] or 'closed'
-  if state == 'open' and tonumber(fields[2]) <= now then state = 'half_open' end
-  out[i] = state
-end
-return out
-"""
+STATES_LUA = lua_script("routing.limits", "breaker_states")
 
 
 class BreakerBoard(Breakers, Protocol):
@@ -192,7 +109,7 @@ class RedisBreakers:
     def key(self, endpoint_id: int) -> str:
         return f"{self.prefix}:{endpoint_id}"
 
-    async def allow(self, endpoint: ModelEndpoint) -> bool:
+    async def allow(self, endpoint: EndpointSnapshot) -> bool:
         now = self._clock()
         view = self._views.get(endpoint.id)
         if view is not None and now < view.until:
@@ -200,7 +117,7 @@ class RedisBreakers:
         reply = await self._breaker("allow", endpoint)
         return True if reply is None else self._remember(endpoint.id, reply, now)
 
-    async def record(self, endpoint: ModelEndpoint, ok: bool) -> bool:
+    async def record(self, endpoint: EndpointSnapshot, ok: bool) -> bool:
         now = self._clock()
         if not ok or not self._known_closed(endpoint.id, now):
             return await self._send(endpoint, now, failed=int(not ok), successes=int(ok))
@@ -224,7 +141,7 @@ class RedisBreakers:
         view = self._views.get(endpoint_id)
         return view is not None and view.allowed and now < view.until
 
-    async def _send(self, endpoint: ModelEndpoint, now: float, *, failed: int = 0, successes: int = 0) -> bool:
+    async def _send(self, endpoint: EndpointSnapshot, now: float, *, failed: int = 0, successes: int = 0) -> bool:
         """Record this worker's unsent outcomes for `endpoint`; whether calls may go out."""
         successes += self._unsent.pop(endpoint.id, 0)
         self._sent_at[endpoint.id] = now
@@ -232,7 +149,7 @@ class RedisBreakers:
         return True if reply is None else self._remember(endpoint.id, reply, now)
 
     async def _breaker(
-        self, op: str, endpoint: ModelEndpoint, *, successes: int = 0, failed: int = 0
+        self, op: str, endpoint: EndpointSnapshot, *, successes: int = 0, failed: int = 0
     ) -> tuple[bool, BreakerState, float] | None:
         args: list[str | int] = [
             op,
@@ -329,9 +246,9 @@ def breaker_states_by_id(endpoint_ids: Iterable[int]) -> dict[int, str]:
     return {endpoint_id: str(state) for endpoint_id, state in states.items()}
 
 
-def callable_endpoints(policies: Iterable[PolicySnapshot]) -> dict[int, ModelEndpoint]:
+def callable_endpoints(policies: Iterable[PolicySnapshot]) -> dict[int, EndpointSnapshot]:
     """Every tier's endpoint and fallback endpoint, by id."""
-    endpoints: dict[int, ModelEndpoint] = {}
+    endpoints: dict[int, EndpointSnapshot] = {}
     for policy in policies:
         for tier in policy.tiers:
             endpoints[tier.endpoint.id] = tier.endpoint

@@ -48,6 +48,7 @@ from django.http import HttpResponse
 from redis.commands.core import AsyncScript
 
 from common import redis as shared_redis
+from common.lua import lua_script
 from routing import metrics
 from routing.config.snapshots import KeyInfo
 from routing.engine.costing import resolve_max_tokens
@@ -127,56 +128,10 @@ def adjusted_tat(tat: float, now: float, limit: int, delta: int) -> float:
 # KEYS: one TAT per limit. ARGV: per limit, its limit per minute and this request's cost.
 # Returns {allowed (1/0), then per limit: remaining, ms until full, ms until it would fit}.
 # Redis turns Lua numbers into integers, hence the floor/ceil before returning.
-CHARGE_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local period = 60000
-local allowed = 1
-local out = {}
-local tats = {}
-for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 1])
-  local cost = tonumber(ARGV[2 * i])
-  local interval = period / limit
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tat < now then tat = now end
-  local new_tat = tat + cost * interval
-  local ahead = new_tat - now
-  if ahead > period then
-    allowed = 0
-    table.insert(out, math.max(0, math.floor((period - (tat - now)) / interval + 1e-9)))
-    table.insert(out, math.ceil(tat - now))
-    table.insert(out, math.ceil(ahead - period))
-  else
-    tats[i] = new_tat
-    table.insert(out, math.floor((period - ahead) / interval + 1e-9))
-    table.insert(out, math.ceil(ahead))
-    table.insert(out, 0)
-  end
-end
-if allowed == 1 then
-  for i = 1, #KEYS do
-    redis.call('SET', KEYS[i], string.format('%.3f', tats[i]), 'PX', math.ceil(tats[i] - now) + 1000)
-  end
-end
-table.insert(out, 1, allowed)
-return out
-"""
+CHARGE_LUA = lua_script("routing.limits", "ratelimit_charge")
 
 # KEYS: one TAT. ARGV: its limit per minute, the correction in units (negative: a refund).
-ADJUST_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-tat = tat + tonumber(ARGV[2]) * (60000 / tonumber(ARGV[1]))
-if tat <= now then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1000)
-end
-return 1
-"""
+ADJUST_LUA = lua_script("routing.limits", "ratelimit_adjust")
 
 
 # --- stores -------------------------------------------------------------------------------

@@ -7,11 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from routing.choices import (
-    OptimisationGoal,
-    ScorerKind,
-    TaskCategory,
-)
+from routing.choices import OptimisationGoal, ScorerKind, TaskCategory
 from routing.models.registry import ModelEndpoint
 from routing.models.validators import SLUG, UNIT_INTERVAL
 

@@ -7,12 +7,7 @@ from decimal import Decimal
 from django.db import models
 from django.utils import timezone
 
-from routing.choices import (
-    JudgeMethod,
-    LabelSource,
-    ScorerVersionKind,
-    ShadowStatus,
-)
+from routing.choices import JudgeMethod, LabelSource, ScorerVersionKind, ShadowStatus
 from routing.models.policies import Policy
 from routing.models.records import RequestRecord
 from routing.models.validators import UNIT_INTERVAL

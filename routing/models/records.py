@@ -6,11 +6,7 @@ from decimal import Decimal
 
 from django.db import models
 
-from routing.choices import (
-    AttemptOutcome,
-    CacheKind,
-    RecordStatus,
-)
+from routing.choices import AttemptOutcome, CacheKind, RecordStatus
 from routing.models.keys import ApiKey
 from routing.models.policies import Policy
 from routing.models.registry import ModelEndpoint

@@ -5,9 +5,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from routing.choices import (
-    ProviderKind,
-)
+from routing.choices import ProviderKind
 from routing.models.validators import ENV_VAR_NAME, NOT_NEGATIVE, SLUG, UNIT_INTERVAL
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from routing.engine.ports import Provider
-from routing.engine.types import ModelEndpoint, ProviderKind
+from routing.engine.types import EndpointSnapshot, ProviderType
 from routing.providers.bedrock import BedrockProvider
 from routing.providers.local import ReplayProvider, replay_prompts
 from routing.providers.openai_compat import OpenAICompatProvider
@@ -31,13 +31,13 @@ __all__ = [
 ]
 
 # The classes themselves: each is called with the endpoint and returns a Provider.
-KINDS: dict[ProviderKind, Callable[[ModelEndpoint], Provider]] = {
-    ProviderKind.OPENAI_COMPAT: OpenAICompatProvider,
-    ProviderKind.BEDROCK: BedrockProvider,
-    ProviderKind.REPLAY: ReplayProvider,
+KINDS: dict[ProviderType, Callable[[EndpointSnapshot], Provider]] = {
+    ProviderType.OPENAI_COMPAT: OpenAICompatProvider,
+    ProviderType.BEDROCK: BedrockProvider,
+    ProviderType.REPLAY: ReplayProvider,
 }
 
 
-def build_provider(endpoint: ModelEndpoint) -> Provider:
+def build_provider(endpoint: EndpointSnapshot) -> Provider:
     """A new provider for `endpoint`, chosen by its `provider_kind`."""
-    return KINDS[ProviderKind(endpoint.provider_kind)](endpoint)
+    return KINDS[ProviderType(endpoint.provider_kind)](endpoint)

@@ -8,7 +8,7 @@ that borrows it, such as DNS lookups.
 
 Credentials come from boto3's default chain: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
 (and `AWS_SESSION_TOKEN`), `AWS_PROFILE` and the shared config files, SSO, then the
-container or instance role. `ModelEndpoint.credentials_env` is not used. The region is,
+container or instance role. `EndpointSnapshot.credentials_env` is not used. The region is,
 in order: `endpoint.options["region"]`, `endpoint.base_url` when it is a bare region name,
 `AWS_REGION`, `AWS_DEFAULT_REGION`, then boto3's own configuration. A `base_url` with a
 scheme (`https://...`) is used as the endpoint URL instead, for VPC endpoints and proxies.
@@ -58,7 +58,7 @@ from routing.engine.errors import (
 )
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
@@ -106,7 +106,7 @@ MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
 class BedrockProvider:
     """Calls one Bedrock model with `Converse`; the boto3 client is created on first use."""
 
-    def __init__(self, endpoint: ModelEndpoint, *, client: BedrockRuntimeClient | None = None) -> None:
+    def __init__(self, endpoint: EndpointSnapshot, *, client: BedrockRuntimeClient | None = None) -> None:
         self.endpoint = endpoint
         self._client = client
         # Creating a client loads the service model (tens of milliseconds) and is not
@@ -180,11 +180,11 @@ class BedrockProvider:
             return self._client
 
 
-def max_concurrency(endpoint: ModelEndpoint) -> int:
+def max_concurrency(endpoint: EndpointSnapshot) -> int:
     return int(endpoint.options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
 
 
-def build_client(endpoint: ModelEndpoint) -> BedrockRuntimeClient:
+def build_client(endpoint: EndpointSnapshot) -> BedrockRuntimeClient:
     """A bedrock-runtime client with the endpoint's timeouts and no retries."""
     config = Config(
         connect_timeout=endpoint.connect_timeout_s,
@@ -205,7 +205,7 @@ def build_client(endpoint: ModelEndpoint) -> BedrockRuntimeClient:
     )
 
 
-def region_name(endpoint: ModelEndpoint) -> str | None:
+def region_name(endpoint: EndpointSnapshot) -> str | None:
     """The configured region, or None to let boto3 look in its config files."""
     base_url = endpoint.base_url if "://" not in endpoint.base_url else ""
     region = (
@@ -217,11 +217,11 @@ def region_name(endpoint: ModelEndpoint) -> str | None:
     return str(region) if region else None
 
 
-def endpoint_url(endpoint: ModelEndpoint) -> str | None:
+def endpoint_url(endpoint: EndpointSnapshot) -> str | None:
     return endpoint.base_url if "://" in endpoint.base_url else None
 
 
-def converse_request(endpoint: ModelEndpoint, chat: ChatRequest, *, max_tokens: int) -> ConverseRequestTypeDef:
+def converse_request(endpoint: EndpointSnapshot, chat: ChatRequest, *, max_tokens: int) -> ConverseRequestTypeDef:
     """The keyword arguments of `client.converse` for this conversation."""
     temperature = chat.temperature if chat.temperature is not None else endpoint.temperature
     request: ConverseRequestTypeDef = {
@@ -306,7 +306,7 @@ class EventFeed:
 class StreamedConverse:
     """The answer a ConverseStream has sent so far: text, stop reason and usage."""
 
-    def __init__(self, endpoint: ModelEndpoint) -> None:
+    def __init__(self, endpoint: EndpointSnapshot) -> None:
         self.endpoint = endpoint
         self.pieces: list[str] = []
         self.stop_reason = ""
@@ -347,7 +347,7 @@ class StreamedConverse:
 
 
 def parse_converse_response(
-    endpoint: ModelEndpoint, response: ConverseResponseTypeDef, *, latency_ms: float
+    endpoint: EndpointSnapshot, response: ConverseResponseTypeDef, *, latency_ms: float
 ) -> Completion:
     """Turn a Converse response into a `Completion`.
 
@@ -372,7 +372,7 @@ def parse_converse_response(
     )
 
 
-def check_stop_reason(endpoint: ModelEndpoint, stop_reason: str, usage: TokenUsageTypeDef | None) -> None:
+def check_stop_reason(endpoint: EndpointSnapshot, stop_reason: str, usage: TokenUsageTypeDef | None) -> None:
     """Raise for a refusal (billed at the usage Bedrock reported) or a malformed answer."""
     if stop_reason in REFUSALS:
         input_tokens, output_tokens, cached = usage_tokens(usage) if usage is not None else (0, 0, 0)
@@ -406,7 +406,7 @@ def response_text(response: ConverseResponseTypeDef) -> str:
     return "".join(block["text"] for block in message["content"] if "text" in block)
 
 
-def provider_error(endpoint: ModelEndpoint, exc: BotoCoreError | ClientError) -> ProviderError:
+def provider_error(endpoint: EndpointSnapshot, exc: BotoCoreError | ClientError) -> ProviderError:
     """The `ProviderError` a boto3 failure stands for, named after the endpoint."""
     if isinstance(exc, ClientError):
         return client_error(endpoint, exc)
@@ -414,7 +414,7 @@ def provider_error(endpoint: ModelEndpoint, exc: BotoCoreError | ClientError) ->
     return botocore_error_class(exc)(message)
 
 
-def client_error(endpoint: ModelEndpoint, exc: ClientError) -> ProviderError:
+def client_error(endpoint: EndpointSnapshot, exc: ClientError) -> ProviderError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))

@@ -29,7 +29,7 @@ from pathlib import Path
 from routing.engine.errors import ProviderMisconfigured
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta, text_chunks
 from routing.engine.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, ModelEndpoint
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot
 
 DEFAULT_DATASET = Path(__file__).resolve().parent / "data" / "gsm8k_responses.csv"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -62,7 +62,7 @@ class ReplayData:
 class ReplayProvider:
     """Answers with what a real model answered to the same prompt, from a recorded data set."""
 
-    def __init__(self, endpoint: ModelEndpoint) -> None:
+    def __init__(self, endpoint: EndpointSnapshot) -> None:
         self.endpoint = endpoint
         self._data: ReplayData | None = None
 
@@ -126,11 +126,11 @@ def normalise_prompt(prompt: str) -> str:
     return " ".join(prompt.translate(QUOTES).split())
 
 
-def dataset_path(endpoint: ModelEndpoint) -> str:
+def dataset_path(endpoint: EndpointSnapshot) -> str:
     return str(endpoint.options.get("dataset") or DEFAULT_DATASET)
 
 
-def model_column(endpoint: ModelEndpoint, data: ReplayData) -> str:
+def model_column(endpoint: EndpointSnapshot, data: ReplayData) -> str:
     """The data set's name for the endpoint's model."""
     model_id = endpoint.model_id.strip()
     column = MODEL_ALIASES.get(model_id.lower(), model_id)
@@ -140,12 +140,12 @@ def model_column(endpoint: ModelEndpoint, data: ReplayData) -> str:
     return column
 
 
-async def simulate_latency(endpoint: ModelEndpoint) -> None:
+async def simulate_latency(endpoint: EndpointSnapshot) -> None:
     if (seconds := latency_s(endpoint)) > 0:
         await asyncio.sleep(seconds)
 
 
-def latency_s(endpoint: ModelEndpoint) -> float:
+def latency_s(endpoint: EndpointSnapshot) -> float:
     return float(endpoint.options.get("latency_ms", 0)) / 1000
 
 

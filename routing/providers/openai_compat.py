@@ -46,7 +46,7 @@ from routing.engine.errors import (
 )
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, ModelEndpoint
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot
 from routing.providers.transport import (
     STREAM_RESPONSE,
     FastHTTPTransport,
@@ -84,7 +84,7 @@ JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow
 class OpenAICompatProvider:
     """Calls `POST {base_url}/chat/completions` on an OpenAI-compatible server."""
 
-    def __init__(self, endpoint: ModelEndpoint, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, endpoint: EndpointSnapshot, *, client: httpx.AsyncClient | None = None) -> None:
         self.endpoint = endpoint
         # A client passed in belongs to the caller, who closes it.
         self._owns_client = client is None
@@ -204,7 +204,7 @@ class Wire:
     are added. The timeouts are the endpoint's, in the shape the transport reads.
     """
 
-    def __init__(self, endpoint: ModelEndpoint) -> None:
+    def __init__(self, endpoint: EndpointSnapshot) -> None:
         url = parse_url(endpoint)
         self.origin: Origin = url_origin(url)
         start = b"POST %s HTTP/1.1\r\nHost: %s\r\n%s" % (url.raw_path or b"/", url.netloc, STATIC_HEADERS)
@@ -216,11 +216,11 @@ class Wire:
         self._secret: str | None = None
         self._authorization = b""
 
-    def outgoing(self, endpoint: ModelEndpoint, body: bytes, *, streaming: bool) -> Outgoing:
+    def outgoing(self, endpoint: EndpointSnapshot, body: bytes, *, streaming: bool) -> Outgoing:
         head = self.stream_head if streaming else self.whole_head
         return Outgoing(b"%s%sContent-Length: %d\r\n\r\n" % (head, self.authorization(endpoint), len(body)), body)
 
-    def authorization(self, endpoint: ModelEndpoint) -> bytes:
+    def authorization(self, endpoint: EndpointSnapshot) -> bytes:
         """The Authorization header line; encoded again only when the secret changes."""
         secret = credential(endpoint)
         if secret is None:
@@ -231,7 +231,7 @@ class Wire:
         return self._authorization
 
 
-def authorization_line(endpoint: ModelEndpoint, secret: str) -> bytes:
+def authorization_line(endpoint: EndpointSnapshot, secret: str) -> bytes:
     # A line break in the secret would let it smuggle in headers of its own.
     if not (secret.isascii() and secret.isprintable()):
         raise ProviderMisconfigured(
@@ -260,7 +260,7 @@ def raw_response(response: httpx.Response, content: bytes = b"", *, stream: Deco
     return RawResponse(response.status_code, response.headers.raw, content, reason=reason, stream=stream)
 
 
-async def refuse_content_coding(endpoint: ModelEndpoint, response: RawResponse) -> None:
+async def refuse_content_coding(endpoint: EndpointSnapshot, response: RawResponse) -> None:
     """Fail on a compressed body: the direct path asks for none and decodes none."""
     coding = response.header(b"content-encoding")
     if coding is None or coding.strip().lower() in (b"", b"identity"):
@@ -280,14 +280,14 @@ def transport_error(name: str, exc: httpx.TransportError) -> ProviderError:
     return ProviderUnavailable(f"{name}: {type(exc).__name__}: {exc}")
 
 
-def build_transport(endpoint: ModelEndpoint) -> FastHTTPTransport:
+def build_transport(endpoint: EndpointSnapshot) -> FastHTTPTransport:
     """The lean pool; it keeps every idle connection it may open: under a burst, closing
     and reopening them would add a TCP (and TLS) handshake to every request."""
     max_connections = int(endpoint.options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
     return FastHTTPTransport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY_S)
 
 
-def build_client(endpoint: ModelEndpoint) -> httpx.AsyncClient:
+def build_client(endpoint: EndpointSnapshot) -> httpx.AsyncClient:
     """A pooled client with the endpoint's connect and read timeouts."""
     max_connections = int(endpoint.options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
     timeout = httpx.Timeout(endpoint.read_timeout_s, connect=endpoint.connect_timeout_s)
@@ -302,7 +302,7 @@ def build_client(endpoint: ModelEndpoint) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=timeout, transport=build_transport(endpoint))
 
 
-def uses_httpx_transport(endpoint: ModelEndpoint) -> bool:
+def uses_httpx_transport(endpoint: EndpointSnapshot) -> bool:
     """Whether the endpoint needs httpx's client and transport rather than the fast pool.
 
     It does when its options ask for it; when the environment may proxy its URL (httpx
@@ -323,20 +323,20 @@ def url_has_credentials(url: str) -> bool:
         return False
 
 
-def chat_completions_url(endpoint: ModelEndpoint) -> str:
+def chat_completions_url(endpoint: EndpointSnapshot) -> str:
     if not endpoint.base_url:
         raise ProviderMisconfigured(f"{endpoint.name}: base_url is empty")
     return f"{endpoint.base_url.rstrip('/')}/chat/completions"
 
 
-def parse_url(endpoint: ModelEndpoint) -> httpx.URL:
+def parse_url(endpoint: EndpointSnapshot) -> httpx.URL:
     try:
         return httpx.URL(chat_completions_url(endpoint))
     except httpx.InvalidURL as exc:
         raise ProviderMisconfigured(f"{endpoint.name}: bad base_url: {exc}") from exc
 
 
-def request_body(endpoint: ModelEndpoint, chat: ChatRequest, *, max_tokens: int) -> dict[str, Any]:
+def request_body(endpoint: EndpointSnapshot, chat: ChatRequest, *, max_tokens: int) -> dict[str, Any]:
     """The JSON body OpenAI's chat-completions API expects."""
     temperature = chat.temperature if chat.temperature is not None else endpoint.temperature
     body: dict[str, Any] = {
@@ -358,7 +358,7 @@ def encode_json(body: dict[str, Any]) -> bytes:
     return JSON_ENCODER.encode(body).encode()
 
 
-def credential(endpoint: ModelEndpoint) -> str | None:
+def credential(endpoint: EndpointSnapshot) -> str | None:
     """The secret in the variable `credentials_env` names; None for keyless servers."""
     if not endpoint.credentials_env:
         return None
@@ -369,13 +369,13 @@ def credential(endpoint: ModelEndpoint) -> str | None:
     return secret
 
 
-def auth_headers(endpoint: ModelEndpoint) -> dict[str, str]:
+def auth_headers(endpoint: EndpointSnapshot) -> dict[str, str]:
     """A bearer token from the variable `credentials_env` names; none for keyless servers."""
     secret = credential(endpoint)
     return {} if secret is None else {"Authorization": f"Bearer {secret}"}
 
 
-def raise_for_status(endpoint: ModelEndpoint, response: RawResponse) -> None:
+def raise_for_status(endpoint: EndpointSnapshot, response: RawResponse) -> None:
     status = response.status
     if 200 <= status < 300:
         return
@@ -456,7 +456,7 @@ def text_of(content: bytes) -> str:
 
 
 def parse_completion(
-    endpoint: ModelEndpoint, chat: ChatRequest, data: Mapping[str, Any], *, latency_ms: float
+    endpoint: EndpointSnapshot, chat: ChatRequest, data: Mapping[str, Any], *, latency_ms: float
 ) -> Completion:
     """Turn a chat-completions response body into a `Completion`."""
     choice = first_choice(data)
@@ -482,7 +482,7 @@ def parse_completion(
     )
 
 
-def refused(endpoint: ModelEndpoint, finish_reason: str, usage: Any) -> ProviderRefused:
+def refused(endpoint: EndpointSnapshot, finish_reason: str, usage: Any) -> ProviderRefused:
     """A refusal, with the usage the provider reported for it: a filtered answer is billed too."""
     input_tokens, output_tokens, cached = reported_usage(usage)
     return ProviderRefused(
@@ -594,7 +594,7 @@ class ServerSentEvents:
         return events
 
 
-def decode_chunk(endpoint: ModelEndpoint, data: bytes) -> Mapping[str, Any]:
+def decode_chunk(endpoint: EndpointSnapshot, data: bytes) -> Mapping[str, Any]:
     """One `chat.completion.chunk`; an error the upstream sent in the stream is raised."""
     try:
         chunk = json.loads(data)
@@ -612,7 +612,7 @@ def decode_chunk(endpoint: ModelEndpoint, data: bytes) -> Mapping[str, Any]:
 class StreamedAnswer:
     """The answer a stream has sent so far: text, finish reason, usage and logprobs."""
 
-    def __init__(self, endpoint: ModelEndpoint) -> None:
+    def __init__(self, endpoint: EndpointSnapshot) -> None:
         self.endpoint = endpoint
         self.pieces: list[str] = []
         self.finish_reason = ""

@@ -14,36 +14,13 @@ the rows are written by a `records_stored` receiver inside the storing transacti
 
 from __future__ import annotations
 
-import random
 from datetime import datetime
 from typing import Any
 
-from routing.config.snapshots import config_cache
 from routing.engine.tokens import estimate_tokens
-from routing.engine.types import CascadeResult, ChatRequest, Completion, Message, PolicySnapshot
-from routing.models import MAX_SAMPLE_CHARS, RequestSample
-
-Payload = dict[str, Any]
-
-
-def sample_payload(*, policy: PolicySnapshot, chat: ChatRequest, result: CascadeResult) -> Payload | None:
-    """The texts to keep for this request, or None; drawn against the policy's rates."""
-    quality = config_cache.quality.get(policy.id)
-    final, completion = result.final, result.completion
-    if quality is None or final is None or completion is None:
-        return None
-    cheap = final.tier < policy.strongest.position
-    shadow = cheap and random.random() < quality.shadow_rate
-    if not shadow and random.random() >= quality.sample_rate:
-        return None
-    return {
-        "prompt": chat.prompt[:MAX_SAMPLE_CHARS],
-        "answer": completion.text[:MAX_SAMPLE_CHARS],
-        "answer_tier": final.tier,
-        "finish_reason": completion.finish_reason,
-        "max_tokens": chat.max_tokens,
-        "shadow": shadow,
-    }
+from routing.engine.types import ChatRequest, Completion, Message
+from routing.models import RequestSample
+from routing.records.sampling import Payload
 
 
 def samples_store(sender: Any, *, payloads: list[Payload], **kwargs: Any) -> None:

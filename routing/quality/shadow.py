@@ -46,14 +46,8 @@ from routing.limits.budget_holds import budget_hold, settle_retries_finished
 from routing.models import QualityLabel, RequestSample, ShadowEvaluation
 from routing.providers import build_provider
 from routing.quality.samples import sample_chat
-from routing.quality.spend import (
-    CheckCall,
-    ChecksPaused,
-    check_budgets,
-    check_ledger_append,
-    checks_allowed,
-    tier_alone,
-)
+from routing.quality.spend import ChecksPaused, check_budgets, check_ledger_append, checks_allowed, tier_alone
+from routing.records.ledger import CheckCall, evaluation_spend
 
 logger = logging.getLogger(__name__)
 
@@ -267,8 +261,3 @@ def _finish(evaluation: ShadowEvaluation, spent: list[CheckCall]) -> None:
         evaluation.cost = sum((c.cost for c in spent), Decimal(0))
     evaluation.save()
     check_ledger_append(evaluation.record, [evaluation_spend(evaluation)] if spent else [], evaluation.finished)
-
-
-def evaluation_spend(evaluation: ShadowEvaluation) -> CheckCall:
-    """An evaluation's calls, all to its reference model, as one ledger call."""
-    return CheckCall(evaluation.reference_model, evaluation.input_tokens, evaluation.output_tokens, evaluation.cost)

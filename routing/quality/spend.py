@@ -19,32 +19,15 @@ call models, and the providers bill those calls like any request's. So:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, Protocol
 
 from billing.budgets.rules import BudgetRule, Degrade, Requester, applicable
 from billing.budgets.store import budget_rules_load
-from billing.ledger.services import LedgerLine, ledger_append
-from routing.engine.costing import attempt_cost
-from routing.engine.types import Attempt, ModelEndpoint, PolicySnapshot, Tier
+from billing.ledger.services import ledger_append
+from routing.engine.types import PolicySnapshot, Tier
 from routing.models import RequestRecord
-from routing.records.ledger import billing_day
-
-
-class Usage(Protocol):
-    """Tokens a call was billed for (a `Completion`, a `ProviderError`, a `BilledUsage`)."""
-
-    @property
-    def input_tokens(self) -> int: ...
-
-    @property
-    def output_tokens(self) -> int: ...
-
-    @property
-    def cached_input_tokens(self) -> int: ...
+from routing.records.ledger import CheckCall, check_lines
 
 
 class ChecksPaused(Exception):
@@ -55,40 +38,6 @@ def checks_allowed(degrade: Degrade) -> None:
     """Raise `ChecksPaused` when the budgets degrade the checked request's routing."""
     if degrade.any:
         raise ChecksPaused(f"quality checks are paused while the budget '{degrade.because}' degrades routing")
-
-
-@dataclass(frozen=True, slots=True)
-class CheckCall:
-    """One model call a quality check made, as the ledger counts it."""
-
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cost: Decimal
-    cached_input_tokens: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "cost": str(self.cost)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CheckCall:
-        return cls(
-            model=d["model"],
-            input_tokens=d["input_tokens"],
-            output_tokens=d["output_tokens"],
-            cost=Decimal(d["cost"]),
-            cached_input_tokens=d.get("cached_input_tokens", 0),
-        )
-
-    @classmethod
-    def of_usage(cls, endpoint: ModelEndpoint, usage: Usage) -> CheckCall:
-        """A call billed for `usage`: a completion's, or what a failed call was billed."""
-        cost = attempt_cost(endpoint, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
-        return cls(endpoint.name, usage.input_tokens, usage.output_tokens, cost, usage.cached_input_tokens)
-
-    @classmethod
-    def of_attempt(cls, a: Attempt) -> CheckCall:
-        return cls(a.model, a.input_tokens, a.output_tokens, a.cost, a.cached_input_tokens)
 
 
 def check_budgets(record: RequestRecord) -> list[BudgetRule]:
@@ -108,36 +57,8 @@ def tier_alone(policy: PolicySnapshot, tier: Tier) -> PolicySnapshot:
     return dataclasses.replace(policy, tiers=(tier,), task_rules=(), max_escalations=0, short_prompt_tokens=0)
 
 
-def check_lines(record: RequestRecord, calls: Sequence[CheckCall], at: datetime) -> list[LedgerLine]:
-    """One line per call; the first also counts the check. No calls, no lines."""
-    day = billing_day(at.isoformat())
-    lines = [_line(record, day, call) for call in calls]
-    if lines:
-        lines[0].quality_checks = 1
-    return lines
-
-
 def check_ledger_append(record: RequestRecord, calls: Iterable[CheckCall], at: datetime) -> None:
     """Put a check's spend on the ledger; call it in the transaction that stores the check."""
     lines = check_lines(record, list(calls), at)
     if lines:
         ledger_append(lines=lines)
-
-
-def _line(record: RequestRecord, day: Any, call: CheckCall) -> LedgerLine:
-    return LedgerLine(
-        day=day,
-        team=record.team,
-        app=record.app,
-        api_key_prefix=record.api_key_prefix,
-        policy=record.policy_name,
-        model=call.model,
-        end_user=record.end_user,
-        attempts=1,
-        input_tokens=call.input_tokens,
-        output_tokens=call.output_tokens,
-        cached_input_tokens=call.cached_input_tokens,
-        cost=call.cost,
-        quality_cost=call.cost,
-        tags=dict(record.metadata or {}),
-    )

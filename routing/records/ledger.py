@@ -7,14 +7,20 @@ request every tier failed, the last one tried).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
 from billing.ledger.services import LedgerLine
+from routing.engine.costing import attempt_cost
+from routing.engine.types import Attempt, EndpointSnapshot
+from routing.models import RequestRecord, ShadowEvaluation
 
 Payload = dict[str, Any]
 
@@ -71,3 +77,83 @@ def _line(p: Payload, day: date, model: str) -> LedgerLine:
         end_user=p["end_user"],
         tags=dict(p.get("metadata") or {}),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCall:
+    """One model call a quality check made, as the ledger counts it."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    cached_input_tokens: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "cost": str(self.cost)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CheckCall:
+        return cls(
+            model=d["model"],
+            input_tokens=d["input_tokens"],
+            output_tokens=d["output_tokens"],
+            cost=Decimal(d["cost"]),
+            cached_input_tokens=d.get("cached_input_tokens", 0),
+        )
+
+    @classmethod
+    def of_usage(cls, endpoint: EndpointSnapshot, usage: Usage) -> CheckCall:
+        """A call billed for `usage`: a completion's, or what a failed call was billed."""
+        cost = attempt_cost(endpoint, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens)
+        return cls(endpoint.name, usage.input_tokens, usage.output_tokens, cost, usage.cached_input_tokens)
+
+    @classmethod
+    def of_attempt(cls, a: Attempt) -> CheckCall:
+        return cls(a.model, a.input_tokens, a.output_tokens, a.cost, a.cached_input_tokens)
+
+
+def check_lines(record: RequestRecord, calls: Sequence[CheckCall], at: datetime) -> list[LedgerLine]:
+    """One line per call; the first also counts the check. No calls, no lines."""
+    day = billing_day(at.isoformat())
+    lines = [_check_line(record, day, call) for call in calls]
+    if lines:
+        lines[0].quality_checks = 1
+    return lines
+
+
+def _check_line(record: RequestRecord, day: Any, call: CheckCall) -> LedgerLine:
+    return LedgerLine(
+        day=day,
+        team=record.team,
+        app=record.app,
+        api_key_prefix=record.api_key_prefix,
+        policy=record.policy_name,
+        model=call.model,
+        end_user=record.end_user,
+        attempts=1,
+        input_tokens=call.input_tokens,
+        output_tokens=call.output_tokens,
+        cached_input_tokens=call.cached_input_tokens,
+        cost=call.cost,
+        quality_cost=call.cost,
+        tags=dict(record.metadata or {}),
+    )
+
+
+def evaluation_spend(evaluation: ShadowEvaluation) -> CheckCall:
+    """An evaluation's calls, all to its reference model, as one ledger call."""
+    return CheckCall(evaluation.reference_model, evaluation.input_tokens, evaluation.output_tokens, evaluation.cost)
+
+
+class Usage(Protocol):
+    """Tokens a call was billed for (a `Completion`, a `ProviderError`, a `BilledUsage`)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+    @property
+    def cached_input_tokens(self) -> int: ...

@@ -23,9 +23,7 @@ from django.db.models import Prefetch
 from billing.ledger.services import SUMMED, LedgerLine
 from billing.models import LedgerEntry
 from routing.models import RequestAttempt, RequestRecord, SemanticCacheCheck, ShadowEvaluation
-from routing.quality.shadow import evaluation_spend
-from routing.quality.spend import CheckCall, check_lines
-from routing.records.ledger import ledger_lines
+from routing.records.ledger import CheckCall, check_lines, evaluation_spend, ledger_lines
 
 Totals = dict[tuple[object, ...], dict[str, Decimal]]
 CHUNK = 2_000

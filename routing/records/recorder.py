@@ -40,8 +40,8 @@ from routing.engine.costing import baseline_cost
 from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from routing.limits import ratelimit
 from routing.models import ApiKey, ModelEndpoint, Policy, RequestAttempt, RequestRecord
-from routing.quality.samples import sample_payload
 from routing.records.ledger import ledger_lines
+from routing.records.sampling import sample_payload
 from routing.records.signals import records_stored
 
 logger = logging.getLogger(__name__)

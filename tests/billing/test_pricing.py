@@ -16,7 +16,7 @@ from django.utils import timezone
 from billing.models import PriceBookEntry
 from routing.config.snapshots import config_cache, load_policies
 from routing.engine.costing import attempt_cost, baseline_cost
-from routing.engine.types import ChatRequest, Message, ModelEndpoint, ProviderKind
+from routing.engine.types import ChatRequest, EndpointSnapshot, Message, ProviderType
 from routing.models import ModelEndpoint as EndpointRow
 from routing.models import RequestAttempt, RequestRecord
 from routing.providers.bedrock import BedrockProvider
@@ -29,7 +29,7 @@ from tests.conftest import flush_records
 CHAT = ChatRequest(messages=(Message("user", "Summarise our refund policy."),))
 
 
-def endpoint(kind: ProviderKind, **fields: Any) -> ModelEndpoint:
+def endpoint(kind: ProviderType, **fields: Any) -> EndpointSnapshot:
     defaults: dict[str, Any] = {
         "id": 1,
         "name": "m",
@@ -39,17 +39,17 @@ def endpoint(kind: ProviderKind, **fields: Any) -> ModelEndpoint:
         "output_price_per_m": Decimal("15.00"),
         "cached_input_price_per_m": Decimal("0.30"),
     }
-    return ModelEndpoint(**{**defaults, **fields})
+    return EndpointSnapshot(**{**defaults, **fields})
 
 
-def cost_of(model: ModelEndpoint, completion: Any) -> Decimal:
+def cost_of(model: EndpointSnapshot, completion: Any) -> Decimal:
     return attempt_cost(model, completion.input_tokens, completion.output_tokens, completion.cached_input_tokens)
 
 
 async def test_openai_compatible_usage_with_cached_prompt_tokens():
     behaviour = UpstreamBehaviour(prompt_tokens=1000, completion_tokens=200, cached_tokens=400)
     with running_upstream(behaviour) as upstream:
-        model = endpoint(ProviderKind.OPENAI_COMPAT, base_url=upstream.base_url)
+        model = endpoint(ProviderType.OPENAI_COMPAT, base_url=upstream.base_url)
         provider = OpenAICompatProvider(model)
         completion = await provider.complete(CHAT, max_tokens=256)
         await provider.aclose()
@@ -60,7 +60,7 @@ async def test_openai_compatible_usage_with_cached_prompt_tokens():
 
 async def test_openai_compatible_usage_without_cached_tokens():
     with running_upstream(UpstreamBehaviour(prompt_tokens=1234, completion_tokens=56)) as upstream:
-        model = endpoint(ProviderKind.OPENAI_COMPAT, base_url=upstream.base_url)
+        model = endpoint(ProviderType.OPENAI_COMPAT, base_url=upstream.base_url)
         provider = OpenAICompatProvider(model)
         completion = await provider.complete(CHAT, max_tokens=256)
         await provider.aclose()
@@ -78,7 +78,7 @@ async def test_bedrock_usage_with_cache_reads_and_writes():
                   "cacheWriteInputTokens": 200},
         "metrics": {"latencyMs": 100},
     }  # fmt: skip
-    model = endpoint(ProviderKind.BEDROCK, base_url="us-east-1", model_id="anthropic.claude-3-haiku")
+    model = endpoint(ProviderType.BEDROCK, base_url="us-east-1", model_id="anthropic.claude-3-haiku")
     with Stubber(client) as stubber:
         stubber.add_response("converse", response)
         completion = await BedrockProvider(model, client=client).complete(CHAT, max_tokens=256)
@@ -88,7 +88,7 @@ async def test_bedrock_usage_with_cache_reads_and_writes():
 
 
 async def test_replay_usage_is_estimated_from_the_recorded_text():
-    model = endpoint(ProviderKind.REPLAY, model_id="mixtral", input_price_per_m=Decimal("0.60"),
+    model = endpoint(ProviderType.REPLAY, model_id="mixtral", input_price_per_m=Decimal("0.60"),
                      output_price_per_m=Decimal("0.60"), cached_input_price_per_m=None)  # fmt: skip
     prompt = replay_prompts()[0]
     completion = await ReplayProvider(model).complete(ChatRequest(messages=(Message("user", prompt),)), max_tokens=1024)
@@ -101,7 +101,7 @@ async def test_replay_usage_is_estimated_from_the_recorded_text():
 
 
 def test_an_uncached_price_applies_when_the_endpoint_has_no_cached_price():
-    model = endpoint(ProviderKind.OPENAI_COMPAT, cached_input_price_per_m=None)
+    model = endpoint(ProviderType.OPENAI_COMPAT, cached_input_price_per_m=None)
 
     assert attempt_cost(model, 1000, 0, cached_input_tokens=400) == Decimal("0.0030000000")
 
@@ -109,8 +109,8 @@ def test_an_uncached_price_applies_when_the_endpoint_has_no_cached_price():
 def test_the_baseline_is_the_strongest_tier_for_the_same_tokens_in():
     from routing.engine.types import Attempt, CascadeResult, Completion, Outcome, PolicySnapshot, Tier
 
-    cheap = endpoint(ProviderKind.REPLAY, id=1, input_price_per_m=Decimal("0.60"), output_price_per_m=Decimal("0.60"))
-    strong = endpoint(ProviderKind.REPLAY, id=2, input_price_per_m=Decimal("10"), output_price_per_m=Decimal("30"))
+    cheap = endpoint(ProviderType.REPLAY, id=1, input_price_per_m=Decimal("0.60"), output_price_per_m=Decimal("0.60"))
+    strong = endpoint(ProviderType.REPLAY, id=2, input_price_per_m=Decimal("10"), output_price_per_m=Decimal("30"))
     policy = PolicySnapshot(id=1, name="p", version=1, tiers=(Tier(0, cheap, 0.5), Tier(1, strong, 1.0)))
     answer = Completion("x" * 400, "stop", 100, 90, 1.0)
     result = CascadeResult("unknown", (Attempt(0, 1, "m", Outcome.ACCEPTED, 100, 90),), answer)

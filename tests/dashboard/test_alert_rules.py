@@ -12,10 +12,9 @@ from django.core import mail
 from django.utils import timezone
 
 from dashboard.alerts import rules as alerts
-from dashboard.alerts import services
+from dashboard.alerts import selectors, services
 from dashboard.alerts.tasks import alerts_evaluate
 from dashboard.choices import DeliveryStatus, EventState, NoticeKind
-from dashboard.live import selectors
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule
 from routing.demo import demo_seed
 from routing.providers.local import replay_prompts

@@ -156,7 +156,7 @@ def test_a_day_budget_on_the_policy_is_the_budget_line(traffic):
     from decimal import Decimal
 
     from billing.models import Budget
-    from dashboard.live.selectors import budget_daily_get
+    from dashboard.rollups.selectors import budget_daily_get
     from routing.models import Policy
 
     policy = Policy.objects.first()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 from routing.engine.breaker import Breaker, BreakerState, MemoryBreakers, bucket_width_s, trial_lease_s
-from routing.engine.types import ModelEndpoint
+from routing.engine.types import EndpointSnapshot
 from testing.fakes import FakeClock, endpoint
 
 # Opens when at least 4 calls in the last 10 s failed at a share of 50 % or more.
 EP = endpoint(1, breaker_failure_rate=0.5, breaker_min_requests=4, breaker_window_s=10, breaker_open_s=30)
 
 
-def record_all(breaker: Breaker, outcomes: str, now: float, ep: ModelEndpoint = EP) -> None:
+def record_all(breaker: Breaker, outcomes: str, now: float, ep: EndpointSnapshot = EP) -> None:
     """Record 'o' (ok) and 'x' (failure) outcomes at time `now`."""
     for outcome in outcomes:
         breaker.record(ep, outcome == "o", now)

@@ -8,7 +8,7 @@ import pytest
 
 from routing.engine import DEFAULT_TASK_RULES, TaskMatch, classify
 from routing.engine.classify import compiled
-from routing.engine.types import ChatRequest, Message, TaskRule
+from routing.engine.types import ChatRequest, Message, TaskRuleSnapshot
 from testing.fakes import chat, policy, rules, tier
 
 TWO_TIERS = (tier(0), tier(1))
@@ -19,7 +19,7 @@ def test_the_first_matching_rule_by_position_wins() -> None:
     # Listed out of order: positions, not tuple order, decide.
     snapshot = policy(
         *TWO_TIERS,
-        task_rules=(TaskRule(2, "broad", r"order", 0), TaskRule(1, "specific", r"order status", 1)),
+        task_rules=(TaskRuleSnapshot(2, "broad", r"order", 0), TaskRuleSnapshot(1, "specific", r"order status", 1)),
     )
 
     assert classify(chat("What is my order status?"), snapshot) == TaskMatch("specific", 1)

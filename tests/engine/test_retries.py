@@ -17,7 +17,7 @@ from routing.engine.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from routing.engine.types import Attempt, ModelEndpoint
+from routing.engine.types import Attempt, EndpointSnapshot
 from testing.fakes import (
     FakeClock,
     FakeProvider,
@@ -40,12 +40,12 @@ def backoff(sleep: SleepLog, jitter: float = 0.5) -> Backoff:
     return Backoff(base_s=0.1, cap_s=2.0, sleep=sleep, jitter=lambda: jitter)
 
 
-def first(ep: ModelEndpoint) -> Tier:
+def first(ep: EndpointSnapshot) -> Tier:
     return Tier(0, ep, 0.7)
 
 
 async def route(
-    ep: ModelEndpoint,
+    ep: EndpointSnapshot,
     *script: object,
     sleep: SleepLog | None = None,
     breakers: MemoryBreakers | None = None,
@@ -153,7 +153,7 @@ async def test_a_call_past_the_endpoints_timeouts_is_cut_off_as_a_timeout() -> N
 # --- Breakers -------------------------------------------------------------------------
 
 
-async def opened(board: MemoryBreakers, ep: ModelEndpoint) -> MemoryBreakers:
+async def opened(board: MemoryBreakers, ep: EndpointSnapshot) -> MemoryBreakers:
     for _ in range(ep.breaker_min_requests):
         await board.record(ep, False)
     assert not await board.allow(ep)

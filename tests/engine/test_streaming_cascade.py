@@ -25,7 +25,7 @@ from routing.engine.streaming import (
     text_chunks,
 )
 from routing.engine.tokens import estimate_tokens, max_prompt_tokens
-from routing.engine.types import ChatRequest, Completion, ModelEndpoint, Outcome, PolicySnapshot
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Outcome, PolicySnapshot
 from testing.fakes import FakeClock, FakeProvider, FixedScorer, chat, completion, policy, tier
 
 CHEAP = completion("The answer is 41, probably.", input_tokens=20, output_tokens=8)
@@ -42,7 +42,7 @@ class FakeStreamingProvider:
 
     def __init__(
         self,
-        endpoint: ModelEndpoint,
+        endpoint: EndpointSnapshot,
         deltas: Sequence[str],
         done: Completion | None = None,
         *,

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from routing.config.snapshots import endpoint_snapshot
 from routing.engine.breaker import BreakerState, MemoryBreakers
-from routing.engine.types import ModelEndpoint
+from routing.engine.types import EndpointSnapshot
 from routing.limits import breakers
 from routing.limits.breakers import SUCCESS_BATCH_S, RedisBreakers, breaker_board, breaker_states
 from testing.factories import make_policy, replay_endpoints
@@ -67,7 +67,7 @@ async def two_workers(settings: object, breaker_prefix: str) -> AsyncIterator[tu
         await client.aclose()
 
 
-async def record_all(board: Board, ep: ModelEndpoint, outcomes: str) -> list[bool]:
+async def record_all(board: Board, ep: EndpointSnapshot, outcomes: str) -> list[bool]:
     """Record 'o' (ok) and 'x' (failure) outcomes; what each record answered."""
     return [await board.record(ep, outcome == "o") for outcome in outcomes]
 

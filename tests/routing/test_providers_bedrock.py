@@ -23,7 +23,7 @@ from routing.engine.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint, ProviderKind
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, ProviderType
 from routing.providers.bedrock import BedrockProvider, build_client, region_name
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -47,11 +47,11 @@ EXPECTED_PARAMS = {
 }
 
 
-def make_endpoint(**kwargs: Any) -> ModelEndpoint:
-    return ModelEndpoint(
+def make_endpoint(**kwargs: Any) -> EndpointSnapshot:
+    return EndpointSnapshot(
         id=2,
         name="haiku-tier",
-        provider_kind=ProviderKind.BEDROCK,
+        provider_kind=ProviderType.BEDROCK,
         model_id=MODEL_ID,
         input_price_per_m=Decimal("0.25"),
         output_price_per_m=Decimal("1.25"),

@@ -28,7 +28,7 @@ from routing.engine.errors import (
 )
 from routing.engine.streaming import StreamDone
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint, ProviderKind
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, ProviderType
 from routing.providers.openai_compat import OpenAICompatProvider, ServerSentEvents
 from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.routing.test_transport import ServerConnection, keep_answering, listener_that_never_accepts, scripted_server
@@ -36,11 +36,11 @@ from tests.routing.test_transport import ServerConnection, keep_answering, liste
 CHAT = ChatRequest(messages=(Message("system", "Answer with a number."), Message("user", "What is 6 x 7?")))
 
 
-def make_endpoint(base_url: str, model_id: str = "cheap", **kwargs: Any) -> ModelEndpoint:
-    return ModelEndpoint(
+def make_endpoint(base_url: str, model_id: str = "cheap", **kwargs: Any) -> EndpointSnapshot:
+    return EndpointSnapshot(
         id=1,
         name="cheap-tier",
-        provider_kind=ProviderKind.OPENAI_COMPAT,
+        provider_kind=ProviderType.OPENAI_COMPAT,
         model_id=model_id,
         input_price_per_m=Decimal("0.50"),
         output_price_per_m=Decimal("1.50"),
@@ -49,7 +49,7 @@ def make_endpoint(base_url: str, model_id: str = "cheap", **kwargs: Any) -> Mode
     )
 
 
-async def ask(endpoint: ModelEndpoint, chat: ChatRequest = CHAT, *, max_tokens: int = 64) -> Completion:
+async def ask(endpoint: EndpointSnapshot, chat: ChatRequest = CHAT, *, max_tokens: int = 64) -> Completion:
     provider = OpenAICompatProvider(endpoint)
     try:
         return await provider.complete(chat, max_tokens=max_tokens)

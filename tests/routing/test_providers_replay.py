@@ -12,7 +12,7 @@ import pytest
 
 from routing.engine.errors import ProviderMisconfigured
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint, ProviderKind
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, ProviderType
 from routing.providers.local import ReplayProvider, replay_prompts
 
 # Mixtral got this one wrong (24), GPT-4 right (18).
@@ -32,11 +32,11 @@ SARAH_STRAIGHT = (
 )
 
 
-def make_endpoint(model_id: str = "mixtral", **options: Any) -> ModelEndpoint:
-    return ModelEndpoint(
+def make_endpoint(model_id: str = "mixtral", **options: Any) -> EndpointSnapshot:
+    return EndpointSnapshot(
         id=3,
         name=f"replay-{model_id}",
-        provider_kind=ProviderKind.REPLAY,
+        provider_kind=ProviderType.REPLAY,
         model_id=model_id,
         input_price_per_m=Decimal("0.60"),
         output_price_per_m=Decimal("0.60"),
@@ -48,7 +48,7 @@ def chat_for(prompt: str) -> ChatRequest:
     return ChatRequest(messages=(Message("system", "Solve the problem."), Message("user", prompt)))
 
 
-async def ask(endpoint: ModelEndpoint, prompt: str, *, max_tokens: int = 1024) -> Completion:
+async def ask(endpoint: EndpointSnapshot, prompt: str, *, max_tokens: int = 1024) -> Completion:
     provider = ReplayProvider(endpoint)
     try:
         return await provider.complete(chat_for(prompt), max_tokens=max_tokens)

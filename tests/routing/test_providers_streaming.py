@@ -18,7 +18,7 @@ from botocore.stub import Stubber
 from routing.engine.errors import ProviderBadRequest, ProviderRefused, ProviderTimeout, ProviderUnavailable
 from routing.engine.streaming import StreamDone, StreamEvent, StreamingProvider, TextDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, Message, ModelEndpoint, ProviderKind
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, ProviderType
 from routing.providers.bedrock import BedrockProvider
 from routing.providers.local import ReplayProvider, replay_prompts
 from routing.providers.openai_compat import OpenAICompatProvider
@@ -29,11 +29,11 @@ CHAT = ChatRequest(messages=(Message("system", "Answer with a number."), Message
 TRANSPORTS = pytest.mark.parametrize("transport", ["fast", "httpx"])
 
 
-def openai_endpoint(base_url: str, model_id: str, *, transport: str = "fast", **kwargs: Any) -> ModelEndpoint:
-    return ModelEndpoint(
+def openai_endpoint(base_url: str, model_id: str, *, transport: str = "fast", **kwargs: Any) -> EndpointSnapshot:
+    return EndpointSnapshot(
         id=1,
         name="strong-tier",
-        provider_kind=ProviderKind.OPENAI_COMPAT,
+        provider_kind=ProviderType.OPENAI_COMPAT,
         model_id=model_id,
         input_price_per_m=Decimal("5"),
         output_price_per_m=Decimal("15"),
@@ -186,10 +186,10 @@ def test_every_provider_kind_can_stream() -> None:
 
 
 async def test_the_replay_provider_streams_its_recorded_answer_in_deltas() -> None:
-    endpoint = ModelEndpoint(
+    endpoint = EndpointSnapshot(
         id=3,
         name="replay-gpt-4",
-        provider_kind=ProviderKind.REPLAY,
+        provider_kind=ProviderType.REPLAY,
         model_id="gpt-4",
         input_price_per_m=Decimal("10"),
         output_price_per_m=Decimal("30"),
@@ -291,10 +291,10 @@ def bedrock() -> Iterator[tuple[Any, EventStreamStubber]]:
 
 
 def bedrock_provider(client: Any) -> BedrockProvider:
-    endpoint = ModelEndpoint(
+    endpoint = EndpointSnapshot(
         id=2,
         name="haiku-tier",
-        provider_kind=ProviderKind.BEDROCK,
+        provider_kind=ProviderType.BEDROCK,
         model_id=MODEL_ID,
         input_price_per_m=Decimal("0.25"),
         output_price_per_m=Decimal("1.25"),

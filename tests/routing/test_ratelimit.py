@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio
 
 from routing.config.snapshots import KeyInfo
-from routing.engine.types import ChatRequest, Message, ModelEndpoint, PolicySnapshot, ProviderKind, Tier
+from routing.engine.types import ChatRequest, EndpointSnapshot, Message, PolicySnapshot, ProviderType, Tier
 from routing.exceptions import RateLimited
 from routing.limits import ratelimit
 from routing.limits.ratelimit import PERIOD_MS, Charge, LocalLimitStore, RedisLimitStore, gcra, openai_duration
@@ -50,8 +50,8 @@ def key_info(key_id: int = 1, *, rpm: int | None = None, tpm: int | None = None)
 
 
 def policy(max_tokens: int = 100) -> PolicySnapshot:
-    endpoint = ModelEndpoint(
-        id=1, name="cheap", provider_kind=ProviderKind.OPENAI_COMPAT, model_id="cheap",
+    endpoint = EndpointSnapshot(
+        id=1, name="cheap", provider_kind=ProviderType.OPENAI_COMPAT, model_id="cheap",
         input_price_per_m=0, output_price_per_m=0, max_tokens=max_tokens,
     )  # type: ignore[arg-type]  # fmt: skip
     return PolicySnapshot(id=1, name="p", version=1, tiers=(Tier(position=0, endpoint=endpoint, threshold=0.0),))

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from routing.engine.types import ChatRequest, Message, ModelEndpoint, ProviderKind
+from routing.engine.types import ChatRequest, EndpointSnapshot, Message, ProviderType
 from routing.providers.openai_compat import OpenAICompatProvider, uses_httpx_transport
 from routing.providers.transport import FastHTTPTransport, Outgoing, url_origin
 from testing.upstream import UpstreamBehaviour, running_upstream
@@ -659,11 +659,11 @@ async def test_aclose_closes_every_pooled_connection() -> None:
 # The provider over the fast transport
 
 
-def make_endpoint(base_url: str, **kwargs: Any) -> ModelEndpoint:
-    return ModelEndpoint(
+def make_endpoint(base_url: str, **kwargs: Any) -> EndpointSnapshot:
+    return EndpointSnapshot(
         id=1,
         name="cheap-tier",
-        provider_kind=ProviderKind.OPENAI_COMPAT,
+        provider_kind=ProviderType.OPENAI_COMPAT,
         model_id="cheap",
         input_price_per_m=Decimal("0.50"),
         output_price_per_m=Decimal("1.50"),

@@ -10,10 +10,7 @@ from django.http import JsonResponse
 
 from billing.budgets.rules import Degrade
 from routing.engine.types import CascadeResult, Outcome, PolicySnapshot
-from routing.exceptions import (
-    ApiError,
-    TiersFailed,
-)
+from routing.exceptions import ApiError, TiersFailed
 
 logger = logging.getLogger(__name__)
 

@@ -45,14 +45,7 @@ from routing.config.snapshots import KeyInfo, config_cache
 from routing.engine import run_cascade
 from routing.engine.interrupted import CLIENT_GONE, interrupted_result, past_deadline
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, PolicySnapshot
-from routing.exceptions import (
-    ApiError,
-    InternalError,
-    KeyInvalid,
-    MethodNotAllowed,
-    PolicyNotFound,
-    RequestTooLarge,
-)
+from routing.exceptions import ApiError, InternalError, KeyInvalid, MethodNotAllowed, PolicyNotFound, RequestTooLarge
 from routing.limits import ratelimit
 from routing.limits.breakers import breaker_board
 from routing.limits.budget_holds import CASCADE_DEADLINE_S, BudgetPlan, budget_hold

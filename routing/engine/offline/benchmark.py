@@ -35,11 +35,11 @@ from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import (
     ChatRequest,
     Completion,
+    EndpointSnapshot,
     Message,
-    ModelEndpoint,
     PolicySnapshot,
-    ProviderKind,
-    TaskRule,
+    ProviderType,
+    TaskRuleSnapshot,
     Tier,
 )
 
@@ -276,16 +276,18 @@ def bench_policy(prices: Prices) -> PolicySnapshot:
     """Weak → strong at the given prices, with the default task rules."""
     weak = endpoint(1, "weak", prices.weak_input, prices.weak_output)
     strong = endpoint(2, "strong", prices.strong_input, prices.strong_output)
-    rules = tuple(TaskRule(i, name, pattern, first) for i, (name, pattern, first) in enumerate(DEFAULT_TASK_RULES))
+    rules = tuple(
+        TaskRuleSnapshot(i, name, pattern, first) for i, (name, pattern, first) in enumerate(DEFAULT_TASK_RULES)
+    )
     tiers = (Tier(0, weak, 0.5), Tier(1, strong, 1.0))  # thresholds unused: the sweep tries them all
     return PolicySnapshot(id=0, name="bench", version=1, tiers=tiers, task_rules=rules)
 
 
-def endpoint(id_: int, name: str, input_price: Decimal, output_price: Decimal) -> ModelEndpoint:
-    return ModelEndpoint(
+def endpoint(id_: int, name: str, input_price: Decimal, output_price: Decimal) -> EndpointSnapshot:
+    return EndpointSnapshot(
         id=id_,
         name=name,
-        provider_kind=ProviderKind.REPLAY,
+        provider_kind=ProviderType.REPLAY,
         model_id=name,
         input_price_per_m=input_price,
         output_price_per_m=output_price,
