@@ -8,7 +8,7 @@ the charts, SLA targets and alert rules need) and `Point`s (the totals of one bu
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from dashboard.choices import Resolution, SpendKind
 from dashboard.rollups.sketch import Sketch, sketch_add, sketch_count, sketch_merge, sketch_quantile
+from routing.records.payload import RecordPayload as Payload
 
-Payload = Mapping[str, Any]
 # (resolution, bucket, policy id, tier, model): the unique key of a `Rollup` row.
 RollupKey = tuple[str, datetime, int, int, str]
 # (day, scope, kind, name): the unique key of a `SpendRollup` row.

@@ -34,6 +34,7 @@ from routing.engine.types import (
     Outcome,
     PolicySnapshot,
 )
+from routing.records.payload import RecordPayload
 
 if TYPE_CHECKING:
     from routing.cache.semantic import Probe
@@ -202,7 +203,7 @@ class CacheHit:
         return headers
 
 
-def hit_payload(payload: dict[str, Any], hit: CacheHit, chat: ChatRequest) -> dict[str, Any]:
+def hit_payload(payload: RecordPayload, hit: CacheHit, chat: ChatRequest) -> RecordPayload:
     """A hit's record: no attempts, no tokens billed, cost 0, and the cost it avoided.
 
     `payload` is `recorder.record_payload` of `hit.result()`: its baseline cost is the

@@ -115,7 +115,7 @@ def guard_signature(prompt: str) -> str:
 
 
 def match_key(chat: ChatRequest) -> int:
-    """One 64-bit key for everything that must match exactly (see the module docstring)."""
+    """One 64-bit key for everything that must match exactly (see docs/cache.md)."""
     context = request_digest(replace(chat, messages=chat.messages[:-1]))
     raw = f"{context}|{guard_signature(chat.messages[-1].content)}".encode()
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big", signed=True)
@@ -499,7 +499,7 @@ def _normalised(text: str) -> str:
 
 
 def answers_agree(cached: str, fresh: str) -> bool | None:
-    """Whether a fresh answer agrees with the cached one (the rule in the module docstring).
+    """Whether a fresh answer agrees with the cached one (the rule is in docs/cache.md).
 
     None when the answers are prose and no embeddings are available to compare them.
     """

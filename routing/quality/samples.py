@@ -20,7 +20,7 @@ from typing import Any
 from routing.engine.tokens import estimate_tokens
 from routing.engine.types import ChatRequest, Completion, Message
 from routing.models import RequestSample
-from routing.records.sampling import Payload
+from routing.records.payload import RecordPayload as Payload
 
 
 def samples_store(sender: Any, *, payloads: list[Payload], **kwargs: Any) -> None:

@@ -21,8 +21,7 @@ from billing.ledger.services import LedgerLine
 from routing.engine.costing import attempt_cost
 from routing.engine.types import Attempt, EndpointSnapshot
 from routing.models import RequestRecord, ShadowEvaluation
-
-Payload = dict[str, Any]
+from routing.records.payload import RecordPayload as Payload
 
 
 def billing_day(created: str) -> date:

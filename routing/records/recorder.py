@@ -1,11 +1,9 @@
 """Request records, off the answer path and never lost.
 
-The hot path appends one JSON payload per routed request to a durable buffer before it
-answers (no database round trip); a flusher moves batches into the database. The buffer
-is a Redis stream read through a consumer group in production, and a spool directory in
-embedded mode. Both hand a crashed flusher's unacknowledged batch to the next flusher,
-and the insert is idempotent (the request id is the primary key), so a record may be
-delayed by a crash but is stored exactly once.
+The hot path appends one JSON payload per request to a durable buffer before it answers (a
+Redis stream in production, spool segments in embedded mode and as overflow); a flusher
+moves batches into the database. A crashed flusher's batch goes to the next one and the
+insert is idempotent, so a record may be delayed but is stored exactly once. See docs/records.md.
 """
 
 from __future__ import annotations
@@ -41,12 +39,12 @@ from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from routing.limits import ratelimit
 from routing.models import ApiKey, ModelEndpoint, Policy, RequestAttempt, RequestRecord
 from routing.records.ledger import ledger_lines
+from routing.records.payload import RecordPayload as Payload
 from routing.records.sampling import sample_payload
 from routing.records.signals import records_stored
 
 logger = logging.getLogger(__name__)
 
-Payload = dict[str, Any]
 PERSIST_ATTEMPTS = 3
 # Payload keys copied to columns as they are (money, times and foreign keys are converted).
 RECORD_FIELDS = frozenset(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 from routing.config.snapshots import config_cache
 from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from routing.models import MAX_SAMPLE_CHARS
+from routing.records.payload import SamplePayload
 
-Payload = dict[str, Any]
 
-
-def sample_payload(*, policy: PolicySnapshot, chat: ChatRequest, result: CascadeResult) -> Payload | None:
+def sample_payload(*, policy: PolicySnapshot, chat: ChatRequest, result: CascadeResult) -> SamplePayload | None:
     """The texts to keep for this request, or None; drawn against the policy's rates."""
     quality = config_cache.quality.get(policy.id)
     final, completion = result.final, result.completion

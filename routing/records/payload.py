@@ -1,0 +1,73 @@
+"""A request record as it travels from the hot path to the flusher: JSON-safe, money as strings."""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class AttemptPayload(TypedDict):
+    """One tier's call: what it cost, how long it took, how it was scored."""
+
+    tier: int
+    endpoint_id: int
+    model: str
+    outcome: str
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cost: str
+    price_version: int | None
+    latency_ms: float
+    score: float | None
+    error: str
+    error_kind: str
+    quality_label: str | None
+
+
+class SamplePayload(TypedDict):
+    """The prompt and answer text a policy samples for the quality loop."""
+
+    prompt: str
+    answer: str
+    answer_tier: int
+    finish_reason: str
+    max_tokens: int | None
+    shadow: bool
+
+
+class RecordPayload(TypedDict):
+    """Everything a request record and its attempts need (`recorder.record_payload` builds it)."""
+
+    id: str
+    created: str
+    api_key_id: int | None
+    api_key_prefix: str
+    team: str
+    app: str
+    end_user: str
+    policy_id: int | None
+    policy_name: str
+    policy_version: int
+    task_category: str
+    status: str
+    final_tier: int | None
+    final_model: str
+    escalations: int
+    escalated: bool
+    input_tokens: int
+    output_tokens: int
+    cost: str
+    baseline_cost: str
+    latency_ms: float
+    score: float | None
+    quality_label: str | None
+    error: str
+    metadata: dict[str, Any]
+    streamed: bool
+    # A cache hit: "exact" or "semantic", and what the cached answer cost.
+    cache: str
+    cost_avoided: str
+    sample: SamplePayload | None
+    attempts: list[AttemptPayload]
+    # A semantic hit drawn for verification: what re-asking it needs.
+    semantic_check: NotRequired[dict[str, Any]]
