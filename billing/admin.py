@@ -1,4 +1,4 @@
-"""Billing in the admin: monthly reports (admin_reports), the price book, budgets and the ledger."""
+"""Billing in the admin: the price book, budgets and the ledger (monthly reports: `billing.reports.admin`)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
-"""Billing's signals: budget alerts raised, and the `finance` and `operator` groups.
+"""The `finance` and `operator` groups, kept in step after every `migrate`.
 
-`budget_alert_raised` is sent after commit when a budget crosses its soft limit or reaches
-its limit (`billing.pricing.services`); the dashboard turns it into alert events and pushes.
-
-The `finance` and `operator` groups are kept in step after every migrate. They are data,
-not migrations, so a permission added to a model later reaches them on the next `migrate`
-without a data migration. `set()` gives each group exactly the permissions listed here on
-every run: idempotent, and it undoes hand edits to these two groups (add people to them,
-not rights; make another group for other rights).
+They are data, not migrations, so a permission added to a model later reaches them on the
+next `migrate`. `set()` gives each group exactly the permissions listed here on every run:
+idempotent, and it undoes hand edits to these two groups (add people to them, not rights;
+make another group for other rights). See docs/billing.md.
 """
 
 from __future__ import annotations

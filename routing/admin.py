@@ -15,18 +15,7 @@ from django.template.response import TemplateResponse
 
 from common.admin import ViewAndDeleteAdmin
 from routing.limits.breakers import breaker_states_by_id
-from routing.models import (
-    ApiKey,
-    ModelEndpoint,
-    Policy,
-    PolicyTier,
-    QualityLabel,
-    RequestAttempt,
-    RequestRecord,
-    ScorerVersion,
-    ShadowEvaluation,
-    TaskRule,
-)
+from routing.models import ApiKey, ModelEndpoint, Policy, PolicyTier, QualityLabel, RequestAttempt, RequestRecord, ScorerVersion, ShadowEvaluation, TaskRule
 from routing.policies import services
 from routing.quality import learning
 

@@ -1,23 +1,9 @@
 """Prometheus metrics: counted on the hot path in shared memory, summed at scrape time.
 
-Production runs several ASGI workers and a scrape reaches one of them, so each worker
-counts in memory-mapped files in one directory (prometheus_client's multiprocess mode,
-`PROMETHEUS_MULTIPROC_DIR`, set from `CASCADEOPS_METRICS_DIR` by the settings before
-anything imports prometheus_client) and whichever worker answers `/metrics` sums every
-worker's files, those of workers that exited included, so counters never go back. An
-update is a store into mapped memory, a few microseconds and no system call; the files
-are read only when scraped.
-
-What is counted comes from two places: every request record as it is made durable
-(requests by policy, status and cache, cost, escalations, cache hits, tokens and each
-tier's latency; `record_observed`), and every HTTP response of the routing API at the
-ASGI layer (status and total gateway time, rejected requests included; `observed_http`).
-Breaker states and the record queue's depth are read when scraped (`routing.api.prometheus`).
-
-Money is a Decimal until it is exposed: a cost is counted as whole micro-dollars and the
-remainder in 1e-10 dollars (the records' precision), both integers, which doubles sum
-exactly (to 9 billion dollars, and 900 billion requests), and is turned into a float of
-dollars only in the exposition.
+Each worker counts in memory-mapped files (prometheus_client's multiprocess mode) and any
+worker's `/metrics` sums them all. Counted: every record as it is made durable
+(`record_observed`) and every routing API response (`observed_http`). Money is counted as
+exact integers and turned into dollars only in the exposition. See docs/hotpath.md.
 """
 
 from __future__ import annotations

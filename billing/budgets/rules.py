@@ -1,16 +1,10 @@
 """Budget enforcement that holds under concurrency: reserve before the call, settle after.
 
-Before a request runs, the gateway reserves its worst-case cost (every tier that may run,
-at its full token allowance) on every budget that applies, in ONE atomic step against the
-shared store: a Lua script in Redis (production) or a locked transaction in the database
-(embedded mode). A reservation that would take a blocking budget past its limit fails and
-the request is rejected, so parallel requests across workers and replicas cannot
-overspend. After the call the hold is settled to the actual cost and the rest released.
-A worker that dies leaves its holds behind; they expire after `HOLD_TTL_S`.
-
-Amounts travel to Redis as integers of micro-dollars (exact in Lua's doubles up to
-$9 billion): spend and holds rounded up, limits rounded down, so rounding can only make
-a budget stricter, never let it overspend.
+The hot path reserves a request's worst-case cost on every budget that applies in one
+atomic step (a Lua script in Redis, or a locked transaction in embedded mode); a blocking
+budget that cannot cover it rejects the request. Holds of a dead worker expire after
+`HOLD_TTL_S`. Amounts are whole micro-dollars, rounded so a budget only gets stricter.
+See docs/limits.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The shared budget counters: Redis (production) and the database (embedded mode).
 
-Both implement `billing.budgets.rules.BudgetStore` with the same rules; see that module's
-docstring for the reserve/settle protocol. A counter that does not exist yet (a new
-period, or Redis lost its data) starts from the ledger's spend for the period so far.
+Both implement `billing.budgets.rules.BudgetStore` with the same rules (the reserve/settle
+protocol is in docs/limits.md). A counter that does not exist yet (a new period, or Redis
+lost its data) starts from the ledger's spend for the period so far.
 """
 
 from __future__ import annotations
@@ -20,24 +20,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Sum
 from redis.commands.core import AsyncScript
 
-from billing.budgets.rules import (
-    HOLD_TTL_S,
-    MISSING,
-    RESERVE_LUA,
-    SETTLE_LUA,
-    USAGE_LUA,
-    BudgetExhausted,
-    BudgetRule,
-    BudgetStore,
-    Hold,
-    Usage,
-    from_units,
-    hold_keys,
-    key_ttl_s,
-    limit_units,
-    period_bounds,
-    to_units,
-)
+from billing.budgets.rules import HOLD_TTL_S, MISSING, RESERVE_LUA, SETTLE_LUA, USAGE_LUA, BudgetExhausted, BudgetRule, BudgetStore, Hold, Usage, from_units, hold_keys, key_ttl_s, limit_units, period_bounds, to_units
 from billing.choices import BudgetScope
 from billing.models import Budget, BudgetCounter, BudgetReservation, LedgerEntry
 from common import redis as shared_redis

@@ -1,6 +1,7 @@
-"""Billing's write operations: the price book and the ledger.
+"""The price book's writes: a new entry when an endpoint's prices change.
 
-Monthly reports are built in `billing.reports.build`.
+The ledger's writes are in `billing.ledger.services`; monthly reports are built in
+`billing.reports.build`.
 """
 
 from __future__ import annotations

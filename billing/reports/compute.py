@@ -1,39 +1,10 @@
 """Monthly finance reports, computed from ledger rows (pure functions, no ORM).
 
 `report_data()` turns one calendar month of ledger rows (and the month before, for the
-month-over-month change) into the JSON-ready dict that `MonthlyReport.data` stores and the
-finance pages, the CSV and the PDF show. Its keys:
-
-- `schema`, `month` ("2025-02"), `title` ("February 2025"), `currency` ("USD");
-- `period`: `start`, `end` (the last day counted), `days` (in the month), `elapsed_days`,
-  `rate_days` (the complete days the rates and the forecast use), `complete` (false for a
-  month to date);
-- `totals`, and `by_team`, `by_app`, `by_policy`, `by_model` (lists of the same figures
-  with a `name`, most expensive first, plus `previous_cost`, `cost_change` and
-  `cost_change_rate`): the ledger's counts (`requests`, `escalated_requests`,
-  `attempts`, `input_tokens`, `output_tokens`, `cached_input_tokens`, `cache_hits`,
-  `quality_checks`), money (`cost`, `baseline_cost`, `savings` = baseline − cost,
-  `cost_avoided` = savings from cache, `quality_cost` = the part of `cost` the gateway's
-  own quality checks (shadow evaluations, semantic cache re-asks) spent, `cost_per_request`)
-  and rates (`savings_rate` = savings / baseline, `escalation_rate` = escalated requests /
-  requests);
-- `previous`: the previous month's `totals` under its `month` (for a month to date, only
-  its days up to the same day of the month, so both sides cover as many days);
-- `month_over_month`: `cost_change`, `cost_change_rate`, `requests_change`,
-  `requests_change_rate`, `savings_change`, `savings_change_rate`;
-- `daily`: one entry per elapsed day (`day` and the figures above); `daily_by_team`: a
-  `name` and a `cost` list aligned with `daily`;
-- `projections`: `daily`, `monthly`, `annual`, each with `cost`, `baseline_cost` and
-  `savings` at the current rate (the mean over the rate days; a month is 365/12 days);
-- `forecast`: next month's spend, see `forecast_total()`;
-- `break_even`: with an implementation cost configured, the months its savings take to
-  recover it at the current monthly rate (`months` is null when nothing is saved); else null.
-
-Money is `Decimal` throughout and leaves as strings: 6 decimal places, 8 for cost per
-request. Rates are floats (0.25 means 25%), rounded to 6 places; null when undefined.
-
-Stored reports keep the schema they were built with; `upgrade()` reads an older one as
-this schema (schema 1 had no quality checks: they read as zero).
+change) into the JSON-ready dict that `MonthlyReport.data` stores and the finance pages, the
+CSV and the PDF show: totals and breakdowns, daily series, projections, a forecast and the
+break-even. Money leaves as strings, rates as floats; `upgrade()` reads older schemas. The
+keys are listed in docs/billing.md.
 """
 
 from __future__ import annotations

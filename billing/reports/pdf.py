@@ -1,7 +1,8 @@
 """A monthly report as a PDF, drawn with ReportLab from the report's data.
 
-The figures are the ones the finance page shows (`reports.summary_tiles`, …), formatted
-once in `billing.reports.compute`, so the page, the PDF and the CSV cannot disagree.
+The figures are the ones the finance page shows (`billing.reports.compute.summary_tiles`,
+…), formatted once in `billing.reports.compute`, so the page, the PDF and the CSV cannot
+disagree.
 """
 
 from __future__ import annotations

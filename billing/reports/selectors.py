@@ -112,7 +112,7 @@ def finance_report_get(*, month: date, today: date) -> FinanceReport | None:
     """The current month live from the ledger, or a past month's stored report; None for other months.
 
     A past month's report that is not ready has no data: the page says why. A report stored
-    with an older schema is read as the current one (`reports.upgrade`).
+    with an older schema is read as the current one (`billing.reports.compute.upgrade`).
     """
     month = reports.month_start(month)
     if month == reports.month_start(today):

@@ -1,4 +1,4 @@
-"""Celery tasks for billing: thin wrappers around services."""
+"""Celery tasks for finance reports: thin wrappers around services."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Receivers of other apps' signals: request records stored → rollups; budget alerts → alert events."""
+"""Receivers of billing's signals: budget alerts → dashboard alert events."""
 
 from __future__ import annotations
 

@@ -10,12 +10,7 @@ from django.db.models import Sum
 from dashboard.alerts import rules as alerts
 from dashboard.choices import Metric, Resolution
 from dashboard.models import AlertRule
-from dashboard.rollups.compute import (
-    bucket_start,
-    minute_start,
-    points_from_rows,
-    totals_of,
-)
+from dashboard.rollups.compute import bucket_start, minute_start, points_from_rows, totals_of
 from dashboard.rollups.selectors import budget_daily_get, rollup_rows, today_start
 
 

@@ -1,4 +1,4 @@
-"""Celery tasks for the dashboard: thin wrappers around services."""
+"""Celery tasks for alerts: thin wrappers around services."""
 
 from __future__ import annotations
 

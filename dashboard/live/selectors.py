@@ -1,7 +1,7 @@
 """Reads for the operator pages, the live pushes and the alert rules: rollups only.
 
 Nothing here reads request records, so a page costs the same few queries with ten
-records or ten million; `tests/dashboard/test_views.py` pins how many.
+records or ten million; `tests/dashboard/live/test_views.py` pins how many.
 """
 
 from __future__ import annotations
@@ -18,16 +18,7 @@ from django.utils import timezone
 from dashboard.alerts import sla
 from dashboard.choices import DeliveryStatus, EventState, Resolution, SpendKind
 from dashboard.models import AlertDelivery, AlertEvent, Rollup, SlaTarget, SpendRollup
-from dashboard.rollups.compute import (
-    ALL_POLICIES,
-    COUNTERS,
-    Point,
-    Totals,
-    Window,
-    hour_start,
-    points_from_rows,
-    totals_of,
-)
+from dashboard.rollups.compute import ALL_POLICIES, COUNTERS, Point, Totals, Window, hour_start, points_from_rows, totals_of
 from dashboard.rollups.selectors import budget_daily_get, rollup_rows, today_start
 from routing.models import Policy
 

@@ -10,10 +10,7 @@ from django.db.models import Min, QuerySet, Subquery
 from billing.choices import BudgetPeriod, BudgetScope
 from billing.models import Budget
 from dashboard.models import Rollup
-from dashboard.rollups.compute import (
-    hour_start,
-    local_day_start,
-)
+from dashboard.rollups.compute import hour_start, local_day_start
 from routing.models import Policy
 
 

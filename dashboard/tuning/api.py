@@ -134,7 +134,8 @@ class WhatIfApi(APIView):
 
 def _policy_param(request: Request) -> Policy:
     raw = request.query_params.get("policy", "")
-    policy = Policy.objects.filter(id=int(raw)).first() if raw.isdigit() else None
+    # isdecimal(), not isdigit(): "²" is a digit that int() refuses (a 500, not a 400).
+    policy = Policy.objects.filter(id=int(raw)).first() if raw.isdecimal() else None
     if policy is None:
         raise ValidationError({"policy": ["Give the id of an existing policy."]})
     return policy

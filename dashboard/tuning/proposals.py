@@ -1,22 +1,10 @@
 """Auto-tuning: beat moves a policy's threshold towards its target, with evidence, reversibly.
 
-Each run for a policy whose `TuningConfig.mode` is not "off" (`tuning_run`):
-
-1. retrains the learned scorer when the policy uses one and enough new labels came in
-   (the new version is part of the proposal: it scores live traffic once applied);
-2. with at least `min_labels` labelled requests in the window, *calibrates*: replays
-   them (`dashboard.tuning.whatif`) on a calibration part, picks the cheapest threshold within
-   the bounds that meets the target (`routing.engine.offline.replay.threshold_for_target`),
-   moves towards it by at most `max_step`, and checks the result on the held-out part;
-3. with fewer, falls back to the seeds' *rules*: a quality below the target raises the
-   threshold by one step; an escalation rate or a cost per request above it lowers it;
-4. stores the change as a `TuningProposal` with its evidence (sample sizes; expected
-   quality with a Wilson interval, escalation rate and cost per request), and applies it
-   at once in "apply" mode.
-
-Applying edits the tier's threshold and saves the policy, so its version moves and every
-worker reloads it; rolling back restores the threshold (and scorer) it replaced. Runs are
-safe to repeat: a run claims its config for `MIN_RUN_INTERVAL` (healthchecks' idiom).
+Each `tuning_run` may retrain the learned scorer, then calibrates the threshold on labelled
+traffic replayed by `dashboard.tuning.whatif` (or, with too few labels, corrects it by rule),
+and stores a `TuningProposal` with its evidence, applied at once in "apply" mode. Applying
+and rolling back save the policy, so every worker reloads it; runs claim their config for
+`MIN_RUN_INTERVAL`, so a repeated run does nothing. See docs/quality.md.
 """
 
 from __future__ import annotations
@@ -40,13 +28,7 @@ from routing.choices import RecordStatus, ScorerKind, ScorerVersionKind
 from routing.engine.offline.replay import ReplayRow, SweepPoint, sweep, threshold_for_target
 from routing.models import Policy, PolicyTier, QualityLabel, RequestRecord, ScorerVersion, ShadowEvaluation
 from routing.quality.labels import LABEL_PRIORITY
-from routing.quality.learning import (
-    TooFewLabels,
-    labelled_samples,
-    scorer_version_activate,
-    scorer_version_deactivate,
-    scorer_version_train,
-)
+from routing.quality.learning import TooFewLabels, labelled_samples, scorer_version_activate, scorer_version_deactivate, scorer_version_train
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +255,7 @@ def wilson_interval(share: float, n: int, z: float = WILSON_Z) -> tuple[float, f
 def _rules(
     config: TuningConfig, before: float, since: datetime, until: datetime, labelled: LabelledRows
 ) -> Plan | None:
-    """The seeds' corrections, for when there are too few labels to calibrate."""
+    """Rule-based corrections, for when there are too few labels to calibrate."""
     observed = observed_traffic(policy=config.policy, since=since, until=until)
     target = config.target_value
     if config.target == TuningTarget.MIN_QUALITY:

@@ -1,30 +1,10 @@
 """What-if replay: stored traffic re-run under a candidate policy, without calling any model.
 
-A policy's labelled requests in a time window become the engine's `ReplayRow`s, one
-per request that started on the cheapest tier: the cheap answer's score, how good the
-cheap and the strongest tier's answers were, and what each cost. `routing.engine.offline.replay`
-then sweeps the threshold and reports cost, savings against the all-strongest baseline,
-quality and escalation rate at each, the quality-vs-cost frontier.
-
-A candidate may change:
-
-- the threshold (any: the whole sweep is computed anyway);
-- the scorer: stored cheap answers (`RequestSample`, for sampled requests) are scored
-  again; requests without stored text keep their recorded score;
-- the prices of the cheap and strongest tier: costs are recomputed from recorded tokens.
-
-What the rows rest on, and how gaps are filled (each counted in the report):
-
-- cheap quality: the request's label when the cheap answer was the one returned, else
-  the cheap attempt's recorded grade (the replay provider's); unlabelled requests are
-  left out;
-- strongest quality: likewise when the strongest tier was called; when it was not, the
-  mean strongest quality of the window (1.0, the reference, when none is known);
-- strongest cost, when the strongest tier was not called: its price for the cheap
-  attempt's tokens (the request's recorded baseline cost when prices are unchanged).
-
-Only the cheapest tier and the strongest one are modelled: a middle tier of a longer
-cascade is treated as part of "escalated".
+A policy's labelled requests in a window become the engine's `ReplayRow`s (one per request
+that started on the cheapest tier), and `routing.engine.offline.replay` sweeps the
+threshold. A candidate may change the threshold, the scorer (stored answers are scored
+again) and the cheap and strongest tiers' prices; gaps are filled and counted as
+docs/quality.md describes.
 """
 
 from __future__ import annotations

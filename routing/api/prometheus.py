@@ -1,16 +1,9 @@
 """`GET /metrics`: Prometheus' scrape target, for a bearer token or an allowed address.
 
-Served by the lean `/v1/` handler (no middleware, no `ALLOWED_HOSTS` check: Prometheus
-scrapes by address). A request may read the metrics when it carries
-`Authorization: Bearer <CASCADEOPS_METRICS_TOKEN>`, or, carrying no credentials, comes
-from an address in `CASCADEOPS_METRICS_ALLOW` (CIDRs; loopback by default). A wrong token
-is a 401 wherever it comes from; no token from elsewhere is a 401 when a token is
-configured (it says how to authenticate), else a 403.
-
-The address is the one the ASGI server reports: uvicorn replaces it with the
-`X-Forwarded-For` client only for connections from its `--forwarded-allow-ips` (loopback
-by default), so a proxy on this host must set that header, or every client it forwards
-looks local; behind a proxy, prefer the token.
+Served by the lean `/v1/` handler (no middleware, no `ALLOWED_HOSTS` check). Allowed with
+`Authorization: Bearer <CASCADEOPS_METRICS_TOKEN>`, or without credentials from an address
+in `CASCADEOPS_METRICS_ALLOW`; a wrong token is a 401, no token from elsewhere a 401 when a
+token is configured, else a 403. See docs/hotpath.md.
 """
 
 from __future__ import annotations

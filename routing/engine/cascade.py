@@ -41,16 +41,7 @@ from routing.engine.costing import attempt_cost, resolve_max_tokens, start_tier
 from routing.engine.errors import BreakerOpen, ProviderError, ProviderMisconfigured, ProviderTimeout
 from routing.engine.ports import Breakers, Provider, Scorer
 from routing.engine.tokens import max_prompt_tokens
-from routing.engine.types import (
-    Attempt,
-    CascadeResult,
-    ChatRequest,
-    Completion,
-    EndpointSnapshot,
-    Outcome,
-    PolicySnapshot,
-    Tier,
-)
+from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, EndpointSnapshot, Outcome, PolicySnapshot, Tier
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

@@ -28,15 +28,7 @@ from typing import Any, Final
 import numpy as np
 
 from routing.engine import embeddings, scoring
-from routing.engine.linear import (
-    Design,
-    FloatArray,
-    LogisticModel,
-    check_kind,
-    fit_logistic,
-    stored_linear,
-    stored_model,
-)
+from routing.engine.linear import Design, FloatArray, LogisticModel, check_kind, fit_logistic, stored_linear, stored_model
 from routing.engine.textfeatures import SparseRow, hashed_categories, hashed_ngrams, merged, sparse_matrix
 from routing.engine.types import ChatRequest, Completion
 

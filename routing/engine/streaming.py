@@ -32,21 +32,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from routing.engine.cascade import (
-    BACKOFF,
-    NO_USAGE,
-    Backoff,
-    BilledUsage,
-    CascadeRun,
-    Clock,
-    TierAnswer,
-    TierCaller,
-    accepts,
-    answered_attempt,
-    elapsed_ms,
-    failed_attempt,
-    fall_back_to_best_answer,
-)
+from routing.engine.cascade import BACKOFF, NO_USAGE, Backoff, BilledUsage, CascadeRun, Clock, TierAnswer, TierCaller, accepts, answered_attempt, elapsed_ms, failed_attempt, fall_back_to_best_answer
 from routing.engine.classify import classify
 from routing.engine.costing import start_tier
 from routing.engine.errors import ProviderError, ProviderTimeout

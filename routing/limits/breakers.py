@@ -1,22 +1,10 @@
 """The process's circuit breakers: in Redis, shared by every worker, or in-process when embedded.
 
 `breaker_board()` is what the hot path passes to `run_cascade`. In production each
-endpoint's breaker is one Redis hash changed only by a Lua script, so a decision and its
-update are one atomic step for all workers, and time is Redis's own clock (`TIME`), never
-a worker's. The rules are `routing.engine.breaker`'s, written again in Lua.
-
-The hot path usually pays no round trip at all. Each script reply (the state, and how
-long an open breaker stays open) is remembered by the worker, so `allow` is answered
-locally for up to `LOCAL_VIEW_S` while closed, or until the open period ends. A failure
-is sent at once (it may open the breaker, and decides whether to retry); successes in a
-closed breaker cannot change it and are sent in batches, every `SUCCESS_BATCH_S` at most.
-The price: a worker may send a few more calls to an endpoint another worker has just
-found broken, until its next failure or batch brings the news, and the shared window
-misses up to `SUCCESS_BATCH_S` of each worker's latest successes. A half-open breaker is
-never answered locally: the trial call is handed out by the script, to one worker only.
-
-Redis being unreachable must not fail requests: the board then allows every call, logs
-once, and tries Redis again after `REDIS_RETRY_S`.
+endpoint's breaker is one Redis hash changed only by a Lua script (the rules of
+`routing.engine.breaker`, on Redis's clock); workers answer `allow` locally from the last
+reply and batch successes, so the hot path rarely pays a round trip. An unreachable Redis
+allows every call. See docs/limits.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Budgets on the hot path: which apply, how they change the routing, the hold around the call.
 
-The rules and counters are billing's (`billing.budgets.rules`, `billing.budgets.store`); this
-module applies them to a request: a degraded policy snapshot when a soft limit (or a
-non-blocking hard limit) says so, a reservation of the worst case before the cascade and
-its settlement after, and the 429 when a blocking budget cannot cover the request.
-A request no budget applies to touches no counter at all.
+Applies billing's rules and counters (`billing.budgets.rules`, `billing.budgets.store`) to a
+request: a degraded snapshot past a soft (or non-blocking hard) limit, a reservation of the
+worst case before the cascade and its settlement after, the 429 when a blocking budget
+cannot cover it. A request no budget applies to touches no counter. See docs/limits.md.
 """
 
 from __future__ import annotations
@@ -20,16 +19,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from billing.budgets.rules import (
-    HOLD_TTL_S,
-    BudgetExhausted,
-    BudgetRule,
-    BudgetStore,
-    Degrade,
-    Hold,
-    Usage,
-    degrade_for,
-)
+from billing.budgets.rules import HOLD_TTL_S, BudgetExhausted, BudgetRule, BudgetStore, Degrade, Hold, Usage, degrade_for
 from billing.budgets.store import budget_store
 from billing.budgets.tasks import budget_alert_raise as budget_alert_raise_task
 from routing.engine.costing import worst_case_cost

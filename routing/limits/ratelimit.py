@@ -1,32 +1,10 @@
 """Requests and tokens per minute per API key, shared by every worker.
 
-The algorithm is GCRA (the generic cell rate algorithm: a token bucket kept as one
-number). Each limit of a key stores its *theoretical arrival time* (TAT): the moment its
-bucket would be full again. A request of cost `c` against a limit of `L` per minute moves
-the TAT `c × 60 s / L` later; it is refused when that would put the TAT more than a
-minute ahead of now. So a key may spend its whole minute's allowance at once and then
-gets it back at an even rate (`L / 60` a second); over any minute it gets at most two
-minutes' allowance, and on average no more than one. A bucket that is full again has no
-key at all (its Redis key expires then), so idle keys cost nothing.
-
-Requests cost 1. Tokens are charged before the call at an estimate (the prompt's
-estimated tokens plus the request's `max_tokens`, or the cheap tier's cap when it set
-none), refused if the bucket cannot cover that, and corrected when the request is
-recorded to what every attempt really used: a refund moves the TAT back (never before
-now: unused allowance cannot be banked), an overrun moves it on, past a minute ahead if
-need be, and the key then waits until the debt has run off. An estimate bigger than the
-whole minute's allowance is charged as the whole minute (the request passes only when the
-key's bucket is full), so a large request is slow rather than impossible. The correction
-rides on the record (`routing.records.recorder.enqueue`), which every answer, stream, cache hit,
-failure and cancellation makes in the request's own task; a request that is never
-recorded (refused by a budget after it was admitted) keeps its estimate, as OpenAI's own
-limits always do.
-
-The store is one Lua script per step in Redis (production; every worker shares the
-limits, and the clock is the Redis server's `TIME`, so workers' clocks never disagree),
-or a dictionary in the process (embedded mode, one web worker). A key with no limit
-touches neither. When Redis fails, requests are allowed and the failure is logged: a
-rate limit must never be the reason an answer is lost.
+GCRA (a token bucket kept as one number per limit): a key may spend its whole minute's
+allowance at once and gets it back at an even rate. Tokens are charged at an estimate
+before the call and corrected to what was used when the request is recorded. Redis (one
+Lua script per step) in production, a dict in embedded mode; when Redis fails, requests are
+let through. See docs/limits.md.
 """
 
 from __future__ import annotations

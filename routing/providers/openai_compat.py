@@ -36,26 +36,11 @@ from typing import Any
 
 import httpx
 
-from routing.engine.errors import (
-    ProviderBadRequest,
-    ProviderError,
-    ProviderMisconfigured,
-    ProviderRefused,
-    ProviderTimeout,
-    ProviderUnavailable,
-)
+from routing.engine.errors import ProviderBadRequest, ProviderError, ProviderMisconfigured, ProviderRefused, ProviderTimeout, ProviderUnavailable
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, EndpointSnapshot
-from routing.providers.transport import (
-    STREAM_RESPONSE,
-    FastHTTPTransport,
-    Origin,
-    Outgoing,
-    RawResponse,
-    environment_proxy_applies,
-    url_origin,
-)
+from routing.providers.transport import STREAM_RESPONSE, FastHTTPTransport, Origin, Outgoing, RawResponse, environment_proxy_applies, url_origin
 
 # Upstream error bodies can echo the whole prompt back; keep records and logs small.
 ERROR_MESSAGE_LIMIT = 300

@@ -1,12 +1,9 @@
 """Quality labels: how good the answer a request returned was, from three sources.
 
-- `feedback`: the app posts a label through `POST /v1/feedback` (`routing.api.openai.feedback`);
-- `shadow`: the strongest tier re-checked a cheaper tier's answer (`routing.quality.shadow`);
-- `replay`: the replay provider's recorded correctness (the embedded demo), stored when
-  the record is, by the `records_stored` receiver below.
-
-A request has at most one label per source; where it has several, the app's own word
-counts first, then the shadow judge's, then the recording's (`LABEL_PRIORITY`).
+`feedback` (the app, through `POST /v1/feedback`), `shadow` (the strongest tier re-checked
+a cheaper tier's answer) and `replay` (the demo's recorded correctness, stored with the
+record). At most one per source and request; where there are several, `LABEL_PRIORITY`
+decides. See docs/quality.md.
 """
 
 from __future__ import annotations

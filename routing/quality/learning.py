@@ -1,15 +1,9 @@
 """Learned scorers in the product: training them on a policy's labels, versions, activation.
 
 The engine trains and predicts (`routing.engine.learned`, `routing.engine.router`); this
-module feeds it the policy's labelled samples and keeps every trained model as a
-`ScorerVersion`. Activating a version is a configuration change: the config version
-moves on commit and every worker's `ConfigCache` loads it within a second, so a policy
-whose scorer is "learned" scores with it from then on (the heuristic until then).
-
-Training examples are the sampled requests (`routing.quality.samples`) answered by a cheaper
-tier and labelled: the answer is what the learned scorer will be asked to rate, and the
-label (`routing.quality.labels.best_label`) says whether it was acceptable. Escalated requests
-are not examples: the answer they kept is the strongest tier's.
+module feeds it the policy's labelled samples answered by a cheaper tier and keeps every
+trained model as a `ScorerVersion`. Activating one is a configuration change every worker
+picks up within a second. See docs/quality.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
-"""Sampled request texts: which requests keep their prompt and answer, and storing them.
+"""Sampled request texts: storing the prompt and answer of the requests a policy samples.
 
-Records hold numbers, not text. The quality loop needs text for a small share of
-traffic: the learned scorer trains on (prompt, cheap answer, label), shadow evaluation
-judges the cheap answer, and what-if replays re-score it under another scorer. So, per
-policy, `sample_rate` of requests keep their last user message and the answer they
-returned, and `shadow_rate` of requests answered by a cheaper tier keep them and are
-re-checked by the strongest tier. Both default to 0: no text is stored unless an
-operator asks for it. Each text is capped at `MAX_SAMPLE_CHARS`.
-
-The draw happens on the hot path, in the record payload (the text is gone afterwards);
-the rows are written by a `records_stored` receiver inside the storing transaction.
+Records hold numbers, not text; per policy, `sample_rate` and `shadow_rate` of requests keep
+their last user message and answer (both default to 0). The draw happens on the hot path
+(`routing.records.sampling`); the rows are written by a `records_stored` receiver inside the
+storing transaction. See docs/quality.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Shadow evaluation: the strongest tier re-checks a share of the cheaper tiers' answers.
 
-For `Policy.shadow_rate` of the requests a cheaper tier answered, the hot path keeps the
-prompt and the answer (`routing.quality.samples`). When the record is stored, a
-`ShadowEvaluation` row is created in the same transaction and, after commit, a Celery
-task re-asks the policy's strongest tier, off the answer path. A judge then decides
-whether the cheap answer was acceptable and stores that as the request's `shadow` label:
-
-- structured tasks (math): the final numbers of both answers must match exactly;
-- anything else: the strongest tier is asked, with a judging prompt, whether the cheap
-  answer is as acceptable as its own.
-
-What the shadow calls cost is kept on the evaluation, never on the request: the caller
-did not ask for it. It is spend all the same (`routing.quality.spend`): each call runs
-under a budget hold on the request's budgets (an evaluation they cannot cover, or one
-due while they degrade its routing, fails as skipped), and the evaluation's cost, also
-a failed one's, goes on the ledger as a quality check when it is stored.
+For `Policy.shadow_rate` of the requests a cheaper tier answered, a Celery task re-asks the
+strongest tier after the record is stored and judges the cheap answer (math by its final
+number, else by asking the strongest tier); the verdict is the request's `shadow` label.
+The calls' cost stays on the evaluation, under the request's budgets and on the ledger
+(`routing.quality.spend`). See docs/quality.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """The gateway's own quality checks are spend like any other: on the ledger, under the budgets.
 
-Shadow evaluations (`routing.quality.shadow`) and semantic cache re-asks (`routing.cache.semantic`)
-call models, and the providers bill those calls like any request's. So:
-
-- each check's calls run under budget holds, on the budgets of the request it checks,
-  exactly as a request's cascade does, failed calls billed as a request's are. A check
-  its budgets cannot cover is not run: a quality measurement is never worth overspending
-  a hard limit. Nor is one run while a budget degrades the request's routing (past a soft
-  limit, or a non-blocking hard one): the operator asked for cheaper traffic there.
-- what a check cost lands in the ledger in the transaction that stores its result: on the
-  checked request's team, app, key, policy, end user and tags, on the day the check ran,
-  in `cost` (so the ledger matches the provider's invoice) and again in `quality_cost`
-  (so finance sees the part spent on checks), with no requests.
-
-`routing.records.reconcile` rebuilds the same lines from the stored checks.
+Shadow evaluations and semantic cache re-asks run under budget holds on the checked
+request's budgets (skipped when they cannot cover it, or degrade its routing), and their
+cost lands on the ledger, in `cost` and `quality_cost`, in the transaction that stores the
+check. See docs/quality.md.
 """
 
 from __future__ import annotations

@@ -9,4 +9,4 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-records_stored = Signal()  # kwargs: payloads (list of routing.records.recorder.Payload)
+records_stored = Signal()  # kwargs: payloads (list of routing.records.payload.RecordPayload)

@@ -17,8 +17,8 @@ from billing.models import Budget, MonthlyReport
 from billing.permissions import FINANCE, OPERATOR, groups_sync
 from routing.models import Policy
 from testing.factories import make_policy, replay_endpoints
-from tests.billing.test_monthly_report import FEB, february_rows
-from tests.billing.test_monthly_report_build import store
+from tests.billing.reports.test_build import store
+from tests.billing.reports.test_compute import FEB, february_rows
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "ledger-and-ink-42"

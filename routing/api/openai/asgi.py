@@ -1,40 +1,10 @@
-"""A lean ASGI handler for the routing API.
+"""A lean ASGI handler for the routing API (`/v1/…`) and `/metrics`.
 
-Django's `ASGIHandler` serves every request of the project well, but on the routing API
-most of what it does per request buys nothing (`make bench`, profiled inside the server):
-the session/CSRF/auth/messages middleware, each hook of which runs in a thread hop; a
-`ThreadSensitiveContext` that starts a thread per request; the `request_started` and
-`request_finished` signals, whose `close_old_connections` receiver is two more hops; a
-body spooled into a temporary file; a full `ASGIRequest`; the URL resolver; header
-values checked once when the response is built and encoded again when it is sent; and a
-response without a length, which the server then sends chunked.
-
-So this handler, per request:
-
-- reads the body from `receive` into bytes, at most `CASCADEOPS_MAX_REQUEST_BYTES` of
-  it: a larger one reaches the view as a body too large to read (its `read_body` answers
-  413, after the checks that come first, as before) and the rest is discarded unread;
-- gives the view an `ApiRequest`: the method, path, headers and body, with everything
-  else of Django's request built only if something reads it;
-- finds the view by exact path in a table that Django's resolver fills, once per path;
-  an unknown path is an OpenAI-format 404;
-- sends the response as one `http.response.start`, its headers encoded once and with a
-  Content-Length, and one `http.response.body`; a streamed response chunk by chunk.
-
-A view's exception, or the handler's own, is answered with OpenAI's JSON 500 as long as
-nothing was sent yet. Responses of 400 and more are logged as Django logs them.
-
-The view runs in the request's own task, raced against the client's disconnect for as
-long as the response is being sent, which matters for a streamed answer
-(`api.streaming`): a client that goes away, even mid-stream, cancels that task, which
-cancels the cascade's upstream call or closes the provider's stream. `EventStreamResponse.aclose()` then runs
-however the sending ended, so the request is recorded even when its body was never
-started. When the server cancels the request instead (its graceful shutdown is over),
-the cancellation reaches the view the same way, so it records itself as cancelled.
-
-Without `request_finished`, nothing closes stale database connections after a request;
-the few database reads on this path (configuration reloads) call
-`close_old_connections()` themselves (`routing.config.version`).
+Django's `ASGIHandler` costs more per request than the rest of the gateway: middleware thread
+hops, request signals, a spooled body, the URL resolver. This handler reads the body into
+bytes, hands the view a lazily built `ApiRequest`, finds the view by exact path, and sends
+one start and one body message with a Content-Length. The view runs in the request's task,
+cancelled if the client goes away. See docs/hotpath.md.
 """
 
 from __future__ import annotations
@@ -84,7 +54,7 @@ def _built_by_django(name: str) -> Any:
 class ApiRequest(HttpRequest):
     """An `HttpRequest` that builds only what a routing API view reads.
 
-    The views read the method, a few headers and the body (`api.hotpath`). `META`,
+    The views read the method, a few headers and the body (`routing.api.openai.views`). `META`,
     `GET`, `POST`, `COOKIES` and the rest are those of Django's `ASGIRequest`, built when
     first read: Django's request with its headers took about 25 µs, this one takes 5.
     """

@@ -1,19 +1,9 @@
 """`POST /v1/feedback`: an app labels the answer one of its requests got.
 
-Same shape as the chat-completions view: API-key authentication, OpenAI-format errors,
-a native async view served by the lean `/v1/` handler. The body::
-
-    {"request_id": "…", "label": "correct" | "incorrect", "comment": "…"}
-    {"request_id": "…", "score": 0.75}
-
-`request_id` is the `x-request-id` header of the answer (the `chatcmpl-…` id of the
-completion works too). Exactly one of `label` and `score`. `source` may be given and
-must be "feedback": shadow and replay labels are the gateway's own.
-
-Posting again for the same request replaces the label (201 the first time, 200 after).
-A request of another team or app is a 404. A request whose record has not reached the
-database yet (records are flushed a second or two after the answer) is a 409 with
-`Retry-After`; OpenAI's clients retry a 409 by themselves.
+Same shape as the chat-completions view: API-key authentication, OpenAI-format errors, a
+native async view behind the lean `/v1/` handler. Body: `request_id` and exactly one of
+`label` ("correct" | "incorrect") and `score` (0…1), optionally `comment`. A record not
+stored yet is a 409 with `Retry-After`. See docs/quality.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """`stream: true` on /v1/chat/completions: the cascade's answer as OpenAI server-sent events.
 
-Everything that can fail with a status code happens before the first byte: the budget
-hold, the tiers that are scored before their answer may be sent, and the live tier up to
-its first delta (`engine.streaming.CascadeStream`). So when every tier fails the client
-gets the same JSON error (502, 504) as without streaming, and a 200 means an answer has
-begun. The events are then OpenAI's: `chat.completion.chunk`s (the role, the content,
-the finish reason), a chunk with the usage when `stream_options.include_usage` asks for
-it, and `data: [DONE]`. A live tier that fails half-way ends the stream with an `error`
-event instead, as OpenAI's API does.
-
-The budget hold spans the whole stream. The record is made durable once, when the answer
-is complete and before its last events go out, so a client that has read `[DONE]` can
-find it. A client that goes away cancels the task serving it (`api.asgi`): the provider's
-stream is closed, which stops the generation, and the request is recorded as cancelled,
-with the cost of what had been paid for, by a task of its own that no cancellation reaches.
+Everything that can fail with a status code happens before the first byte, so a 200 means
+an answer has begun; a live tier failing half-way ends the stream with an `error` event.
+The budget hold spans the whole stream, and the request is recorded exactly once, however
+it ended (a client that goes away is recorded as cancelled). See docs/hotpath.md.
 """
 
 from __future__ import annotations
@@ -61,7 +51,7 @@ class DeadlinePassed(Exception):
 class EventStreamResponse(StreamingHttpResponse):
     """Server-sent events; `aclose()` ends the request however the sending ended.
 
-    `api.asgi.HotPathHandler` calls it after sending, also when the client went away
+    `routing.api.openai.asgi.HotPathHandler` calls it after sending, also when the client went away
     before the body was read at all (a generator never started runs no `finally`).
     """
 

@@ -13,17 +13,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from routing.models import (
-    ModelEndpoint,
-    Policy,
-    PolicyTier,
-    QualityLabel,
-    RequestAttempt,
-    RequestRecord,
-    ScorerVersion,
-    ShadowEvaluation,
-    TaskRule,
-)
+from routing.models import ModelEndpoint, Policy, PolicyTier, QualityLabel, RequestAttempt, RequestRecord, ScorerVersion, ShadowEvaluation, TaskRule
 from routing.policies import writers
 
 MIN_TIERS = 2

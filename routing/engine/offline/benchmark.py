@@ -32,16 +32,7 @@ from routing.engine.ports import Scorer
 from routing.engine.router import PromptRouter, train_prompt_router
 from routing.engine.scoring import HeuristicScorer
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import (
-    ChatRequest,
-    Completion,
-    EndpointSnapshot,
-    Message,
-    PolicySnapshot,
-    ProviderType,
-    TaskRuleSnapshot,
-    Tier,
-)
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, PolicySnapshot, ProviderType, TaskRuleSnapshot, Tier
 
 WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 STRONG_MODEL = "gpt-4-1106-preview"

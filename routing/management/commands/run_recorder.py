@@ -1,9 +1,8 @@
 """Move request records from the durable buffer into the database, continuously.
 
-On SIGTERM or SIGINT it finishes the batch in hand, then keeps flushing until the buffer
-is empty or `CASCADEOPS_SHUTDOWN_GRACE_SECONDS` have passed, and exits 0. What is left
-(web workers may still be answering during a rolling restart) stays in the buffer for
-the next flusher: nothing is lost, only delayed. `--drain` flushes what is there and exits.
+On SIGTERM or SIGINT it finishes the batch in hand, then drains the buffer for up to
+`CASCADEOPS_SHUTDOWN_GRACE_SECONDS` and exits 0; what is left waits for the next flusher.
+`--drain` flushes what is there and exits. See docs/records.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Start the whole stack: the ASGI web server, a Celery worker and Celery beat.
 
-Stopping (SIGTERM, or SIGINT/Ctrl-C) goes in the order that loses nothing:
-
-1. the web server gets SIGTERM: uvicorn stops accepting connections, lets the requests in
-   flight finish for up to `CASCADEOPS_SHUTDOWN_GRACE_SECONDS` (then cancels them; a
-   cancelled request is recorded as such) and exits;
-2. every record still in the durable buffer is flushed into the database, here;
-3. the Celery worker (which finishes its running tasks) and beat get SIGTERM.
-
-The children run in process groups of their own, so a Ctrl-C in the terminal reaches
-only this command, which then stops them in that order. It exits 0 when it was asked to
-stop, 1 when a child exited by itself (the others are stopped the same way).
+On SIGTERM or SIGINT it stops them in the order that loses nothing: the web server first
+(requests in flight finish within `CASCADEOPS_SHUTDOWN_GRACE_SECONDS`), then a flush of
+every buffered record, then the worker and beat. It exits 0 when asked to stop, 1 when a
+child exited by itself. See docs/hotpath.md.
 """
 
 from __future__ import annotations

@@ -27,9 +27,9 @@ from routing.records import recorder
 from routing.records.recorder import SpoolBuffer
 from routing.records.signals import records_stored
 from tests.conftest import flush_records, subprocess_env
-from tests.routing.test_recorder import payload
+from tests.routing.records.test_recorder import payload
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LONG = 3600.0  # a segment age or claim timeout no test reaches
 
 
@@ -76,8 +76,8 @@ def lines_of(path: Path) -> list[dict[str, Any]]:
 
 
 def start_writer(spool: Path, count: int, **options: Any) -> subprocess.Popen[str]:
-    """`tests.routing.spool_writer` in its own process; its stdout lists the ids it appended."""
-    cmd = [sys.executable, "-m", "tests.routing.spool_writer", "--spool", str(spool), "--count", str(count)]
+    """`tests.routing.records.spool_writer` in its own process; its stdout lists the ids it appended."""
+    cmd = [sys.executable, "-m", "tests.routing.records.spool_writer", "--spool", str(spool), "--count", str(count)]
     for name, value in options.items():
         cmd += [f"--{name.replace('_', '-')}", str(value)]
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cascadeops.settings", "LOG_LEVEL": "WARNING"}
@@ -201,6 +201,7 @@ def test_a_cleanly_stopped_writer_leaves_no_open_segment(spool_dir):
     assert [p["id"] for p in lines_of(spool_dir / segment)] == appended_ids(output)
 
 
+@pytest.mark.slow
 def test_a_live_writers_open_segment_is_left_alone_and_a_killed_ones_is_stored_exactly_once(
     context, tmp_path, announced
 ):

@@ -1,6 +1,6 @@
 """A process appending request records to a spool, for the tests that kill it or race it.
 
-`python -m tests.routing.spool_writer --spool DIR --count N` appends N records (a copy of
+`python -m tests.routing.records.spool_writer --spool DIR --count N` appends N records (a copy of
 `--template`'s JSON with a fresh id each), prints each id once its append returned (the
 moment the gateway would answer), prints `done`, then exits or, with `--then wait`,
 waits to be killed with its segment still open.

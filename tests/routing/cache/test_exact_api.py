@@ -29,7 +29,7 @@ from tests.conftest import flush_records, subprocess_env
 
 pytestmark = pytest.mark.live
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 

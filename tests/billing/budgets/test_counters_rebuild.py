@@ -23,7 +23,7 @@ from routing.engine.costing import worst_case_cost
 from routing.engine.types import ChatRequest, Message
 from routing.providers.local import replay_prompts
 from testing.factories import make_key, make_policy, replay_endpoints
-from tests.billing.budget_stores import run, stores
+from tests.billing.budgets.budget_stores import run, stores
 from tests.conftest import flush_records
 
 # Mid-month of the real month: the counters' key lifetimes, counted from it, are real ones.

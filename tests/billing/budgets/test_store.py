@@ -21,7 +21,7 @@ from billing.budgets.rules import (
 from billing.budgets.store import DatabaseBudgetStore
 from billing.models import BudgetReservation
 from common.redis import sync_client
-from tests.billing.budget_stores import run, stores
+from tests.billing.budgets.budget_stores import run, stores
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

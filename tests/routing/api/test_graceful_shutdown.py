@@ -24,8 +24,10 @@ from testing.net import free_port, wait_until_up
 from testing.upstream import running_upstream
 from tests.conftest import subprocess_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STARTUP_S = 60.0
+
+pytestmark = pytest.mark.slow
 
 
 def wait_for(condition, what: str, within_s: float = STARTUP_S) -> None:

@@ -29,7 +29,7 @@ from routing.records.reconcile import ledger_reconcile
 from testing.factories import make_key, make_policy, openai_endpoint, replay_endpoints
 from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
-from tests.routing.test_shadow import flush_and_evaluate, route
+from tests.routing.quality.test_shadow import flush_and_evaluate, route
 
 MICRO_DOLLAR = Decimal("0.000001")
 JANET = replay_prompts()[0]  # a math prompt: the shadow judges it by exact match, one strong call

@@ -24,7 +24,7 @@ from testing.net import free_port, wait_until_up
 from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # 64 bytes: a reservation bounds the prompt at 64 + 4 (message overhead) tokens and the
 # completion at max_tokens=6. The upstream answers with exactly that usage (a tokenizer
 # spending a token a byte), so a request's worst case is its actual cost.
@@ -34,6 +34,8 @@ PRICE = Decimal("10")  # USD per 1M tokens, in and out
 COST = WORST_CASE = (PROMPT_TOKENS + COMPLETION_TOKENS) * PRICE / 1_000_000
 AFFORDABLE = 50
 CLIENTS, PER_CLIENT = 4, 50
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.django_db(transaction=True)
@@ -61,7 +63,7 @@ def test_parallel_requests_from_several_processes_never_overspend_a_hard_budget(
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             clients = [
                 subprocess.Popen(
-                    [sys.executable, "-m", "tests.billing.race_client", url, key, str(PER_CLIENT), PROMPT],
+                    [sys.executable, "-m", "tests.billing.budgets.race_client", url, key, str(PER_CLIENT), PROMPT],
                     cwd=ROOT,
                     stdout=subprocess.PIPE,
                     text=True,

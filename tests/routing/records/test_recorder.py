@@ -21,7 +21,7 @@ from routing.records import recorder
 from routing.records.signals import records_stored
 from tests.conftest import flush_records, subprocess_database_url
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def payload(context, request_id: uuid.UUID | None = None) -> dict:
@@ -110,6 +110,7 @@ def _start_flusher() -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, cwd=ROOT, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_killing_the_flusher_mid_batch_loses_and_doubles_nothing(context):
     import asyncio

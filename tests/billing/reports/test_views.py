@@ -18,8 +18,8 @@ from billing.permissions import FINANCE
 from billing.reports import selectors
 from billing.reports.build import report_build_monthly
 from billing.reports.compute import CSV_COLUMNS, LedgerRow
-from tests.billing.test_monthly_report import FEB, as_schema_1, february_rows, january_rows, quality_check_row
-from tests.billing.test_monthly_report_build import store
+from tests.billing.reports.test_build import store
+from tests.billing.reports.test_compute import FEB, as_schema_1, february_rows, january_rows, quality_check_row
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "ledger-and-ink-42"

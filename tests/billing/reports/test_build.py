@@ -21,7 +21,7 @@ from billing.reports.compute import LedgerRow, month_before, month_start
 from billing.reports.pdf import report_pdf
 from billing.reports.tasks import report_build_monthly_task
 from testing.factories import ModelEndpointFactory
-from tests.billing.test_monthly_report import FEB, february_rows, january_rows, quality_check_row
+from tests.billing.reports.test_compute import FEB, february_rows, january_rows, quality_check_row
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,7 @@ from testing.factories import make_key, make_policy, openai_endpoint
 from testing.upstream import running_upstream
 from tests.conftest import flush_records, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
