@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy routing/engine routing/providers billing
+	$(BIN)/mypy --strict cascadeops routing billing dashboard common testing
 
 test: lint
 	$(BIN)/python manage.py makemigrations --check --dry-run

@@ -1,20 +1,9 @@
 """The chaos run: clients, processes to kill and restart, and what the clients saw.
 
-`tests/chaos/test_chaos.py` drives it. The pieces, each its own process so a SIGKILL
-hits exactly one of them:
-
-- a fault-injecting upstream (`testing.upstream`: errors, timeouts, latency spikes, and an
-  outage on demand to open a circuit breaker);
-- two gateway workers, separate uvicorn processes on two ports (`Cluster.kill_gateway`
-  SIGKILLs one and starts it again on the same port);
-- the record flusher (`manage.py run_recorder`);
-- the clients: `python -m bench.chaos --ports A,B --key K --seconds S --out FILE` runs 50
-  keep-alive clients spread over both ports for S seconds and writes every outcome, with
-  the wall-clock time it was sent, the port, the status and the `x-request-id`, to FILE.
-  A client whose connection fails (the worker was killed) notes it and carries on on the
-  other port.
-
-Nothing here decides pass or fail; the test does, from `Observations` and the database.
+`tests/chaos/test_chaos.py` drives it: a fault-injecting upstream, two gateway workers, the
+record flusher and 50 keep-alive clients (`python -m bench.chaos`), each its own process so
+a SIGKILL hits exactly one. Nothing here decides pass or fail; the test does, from
+`Observations` and the database. See docs/testing.md.
 """
 
 from __future__ import annotations
@@ -144,7 +133,7 @@ def read_outcomes(path: Path) -> list[Outcome]:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """What the upstream injects: the issue's 10% errors, 5% timeouts and latency spikes."""
+    """What the upstream injects: by default 10% errors, 5% timeouts and latency spikes."""
 
     error_rate: float = 0.10
     timeout_rate: float = 0.05

@@ -1,26 +1,9 @@
 """Gateway overhead, CPU per request, cache hits and a memory soak, on loopback.
 
-`make bench` runs this. It starts, as separate processes, the local OpenAI-compatible
-upstream (`testing.upstream`, zero delay) and one uvicorn worker serving the gateway in
-embedded mode (a temporary SQLite file and record spool) with two two-tier policies
-whose cheap tier is that upstream and accepts every answer: `bench` caches nothing,
-`bench-cached` caches exact matches. Then:
-
-1. overhead: at each concurrency the same chat request goes to the upstream directly, then
-   through the gateway (`bench`); the difference of the latency percentiles is the
-   gateway's overhead. Each run also reads the server's CPU time from /proc before and
-   after, giving CPU milliseconds per request: on a busy two-core machine that figure moves
-   far less than latency or throughput, and it is what the issue compares with LiteLLM
-   (about 17 ms of CPU per request).
-2. the generator: its own CPU per request, and the requests per second it reaches
-   against the upstream at the highest concurrency, to show it is not the bottleneck.
-3. cache hits: one request repeated through `bench-cached`; the responses marked
-   `x-cascadeops-cache: hit-exact` give the latency of a hit.
-4. soak: `--soak-seconds` of load at concurrency 10 with the record flusher running,
-   sampling the worker's resident memory every second: start, end, peak and slope.
-
-The generator shares the machine's cores with both servers, so latency and throughput
-are pessimistic; CPU per request is not. Compare runs made on the same machine.
+`make bench` runs this: it starts the local upstream and one gateway worker in embedded
+mode, then measures the overhead against the upstream alone at each concurrency, the load
+generator's own cost, cache-hit latency, and the worker's memory over a soak. CPU per
+request is the figure to compare across runs on the same machine. See docs/testing.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Load generators lean enough not to be the bottleneck: a raw-socket asyncio client, or wrk.
 
-The Python client keeps one HTTP/1.1 keep-alive connection per simulated client, writes
-requests encoded once up front, and parses no more of a response than it must (status
-line, the length or chunking of the body, and on demand one header). It spends a few
-tens of microseconds of CPU per request, where an httpx client spends about a
-millisecond, which at 50 concurrent clients on two cores would have used the core the
-server needed. `wrk` (Debian package `wrk`) is leaner still and is used when it is on the
-PATH; the cache-hit measurement needs response headers and always uses the Python client.
+The Python client spends a few tens of microseconds of CPU per request (an httpx client,
+about a millisecond); `wrk` is used when it is on the PATH, except for the cache-hit
+measurement, which needs response headers. See docs/testing.md.
 """
 
 from __future__ import annotations

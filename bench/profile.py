@@ -2,18 +2,9 @@
 
     python -m bench.profile --seconds 20 --concurrency 1 [--cprofile]
 
-Starts the same upstream and gateway as `bench.gateway`, sends load through the plain
-(uncached) policy, and samples the worker with py-spy (`pip install py-spy`; it reads the
-process from outside, so the worker runs unmodified). Idle samples (the event loop
-waiting in epoll) are left out, so the shares are of the worker's busy time. Prints the
-functions with the most time of their own ("self") and the most time under them
-("inclusive"), each with its share and its CPU microseconds per request.
-
-py-spy counts a runnable thread as busy even while another process has its core, which
-on a loaded two-core machine inflates the socket writes that wake the client. With
-`--cprofile` the worker runs under cProfile with a CPU-time clock instead
-(`bench.profiled_asgi`): only CPU the worker spent, at the price of cProfile's own cost
-per call.
+Starts the same upstream and gateway as `bench.gateway` and prints the functions with the
+most self and inclusive time, per request; `--cprofile` uses cProfile with a CPU clock
+instead (`bench.profiled_asgi`). See docs/testing.md.
 """
 
 from __future__ import annotations

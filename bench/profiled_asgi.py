@@ -1,13 +1,9 @@
 """The gateway's ASGI application under cProfile, timing CPU, for `bench.profile --cprofile`.
 
-py-spy samples a thread whenever it is runnable, so time spent preempted (on a busy
-two-core machine, a write that wakes the client often hands it the core) counts as busy.
-cProfile with a CPU-time clock counts only what the worker itself spent. Its own cost
-(two clock reads per call) inflates code that makes many small calls, so read its figures
-as shares of a slower run, next to py-spy's.
-
-SIGUSR1 starts a fresh profile (after the warm-up); SIGUSR2 stops it and writes the
-stats to `CASCADEOPS_PROFILE_OUT`.
+cProfile with a CPU-time clock counts only what the worker itself spent (py-spy counts
+preempted time as busy), at the price of its own cost per call. SIGUSR1 starts a fresh
+profile (after the warm-up); SIGUSR2 stops it and writes the stats to
+`CASCADEOPS_PROFILE_OUT`. See docs/testing.md.
 """
 
 from __future__ import annotations

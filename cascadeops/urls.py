@@ -1,4 +1,4 @@
-"""Top-level URLs: the routing API, the management API, the admin and the dashboard."""
+"""Top-level URLs: the routing API, /metrics, the management API, the admin, finance and the dashboard."""
 
 from django.contrib import admin
 from django.urls import include, path

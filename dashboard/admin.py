@@ -103,7 +103,7 @@ class AlertDeliveryAdmin(ViewAndActAdmin):
         self.message_user(request, f"Queued {len(failed)} delivery(ies) again.")
 
 
-# --- Auto-tuning (issue 6) ---------------------------------------------------------------
+# --- Auto-tuning -------------------------------------------------------------------------
 
 
 @admin.register(TuningConfig)

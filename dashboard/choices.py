@@ -57,7 +57,7 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "Failed, gave up"
 
 
-# --- Auto-tuning (issue 6) ---------------------------------------------------------------
+# --- Auto-tuning -------------------------------------------------------------------------
 
 
 class TuningMode(models.TextChoices):

@@ -1,4 +1,4 @@
-"""Dashboard's tables: rollups of request records, SLA targets, alert rules, events and deliveries.
+"""Dashboard's tables: rollups, SLA targets, alert rules, events and deliveries, auto-tuning.
 
 Pages, APIs and alert rules read rollups, never raw request records: a rollup row holds
 the counters of one minute (or hour) for one policy, tier and model, plus a latency
@@ -257,7 +257,7 @@ class AlertDelivery(models.Model):
         return f"{self.get_kind_display()} via {self.channel}: {self.status}"
 
 
-# --- Auto-tuning (issue 6) ---------------------------------------------------------------
+# --- Auto-tuning -------------------------------------------------------------------------
 
 
 class TuningConfig(models.Model):

@@ -10,7 +10,7 @@ urlpatterns = [
     path("policies/<int:policy_id>/", views.policy_board, name="policy"),
     path("policies/<int:policy_id>/data/", views.board_data, name="policy-data"),
     path("alerts/<int:event_id>/acknowledge/", views.alert_acknowledge, name="alert-acknowledge"),
-    # Auto-tuning and what-if replay (issue 6).
+    # Auto-tuning and what-if replay.
     path("tuning/", views_tuning.tuning, name="tuning"),
     path("tuning/proposals/<int:pk>/apply/", views_tuning.proposal_decide, {"action": "apply"}, name="tuning-apply"),
     path("tuning/proposals/<int:pk>/reject/", views_tuning.proposal_decide, {"action": "reject"}, name="tuning-reject"),

@@ -269,7 +269,7 @@ class RequestRecordAdmin(admin.ModelAdmin):
         return False
 
 
-# --- Quality loop (issue 6) ----------------------------------------------------------------
+# --- Quality loop --------------------------------------------------------------------------
 
 
 @admin.register(QualityLabel)

@@ -53,7 +53,7 @@ class AttemptOutcome(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-# --- Quality loop (issue 6) ----------------------------------------------------------------
+# --- Quality loop --------------------------------------------------------------------------
 
 
 class LabelSource(models.TextChoices):

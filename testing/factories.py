@@ -7,20 +7,21 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-import factory
 from django.utils import timezone
+from factory import declarations
+from factory.django import DjangoModelFactory
 
 from routing.choices import AttemptOutcome, ProviderKind, RecordStatus
 from routing.models import ApiKey, ModelEndpoint, Policy, RequestAttempt, RequestRecord
 from routing.policies import services
 
 
-class ModelEndpointFactory(factory.django.DjangoModelFactory):
+class ModelEndpointFactory(DjangoModelFactory[ModelEndpoint]):
     class Meta:
         model = ModelEndpoint
         django_get_or_create = ("name",)
 
-    name = factory.Sequence(lambda n: f"endpoint-{n}")
+    name = declarations.Sequence(lambda n: f"endpoint-{n}")  # type: ignore[no-untyped-call]  # factory_boy: unannotated
     provider_kind = ProviderKind.REPLAY
     model_id = "mixtral"
     input_price_per_m = Decimal("0.60")
@@ -29,10 +30,10 @@ class ModelEndpointFactory(factory.django.DjangoModelFactory):
 
 def replay_endpoints() -> tuple[ModelEndpoint, ModelEndpoint]:
     """The demo's two tiers: replayed Mixtral (cheap) and replayed GPT-4 (strong)."""
-    mixtral = ModelEndpointFactory(
+    mixtral = ModelEndpointFactory.create(
         name="replay-mixtral", model_id="mixtral", input_price_per_m=Decimal("0.60"), output_price_per_m=Decimal("0.60")
     )
-    gpt4 = ModelEndpointFactory(
+    gpt4 = ModelEndpointFactory.create(
         name="replay-gpt-4", model_id="gpt-4", input_price_per_m=Decimal("10.00"), output_price_per_m=Decimal("30.00")
     )
     return mixtral, gpt4
@@ -40,7 +41,7 @@ def replay_endpoints() -> tuple[ModelEndpoint, ModelEndpoint]:
 
 def openai_endpoint(name: str, base_url: str, model_id: str, **fields: Any) -> ModelEndpoint:
     defaults: dict[str, Any] = {"read_timeout_s": 2.0, "connect_timeout_s": 1.0}
-    return ModelEndpointFactory(
+    return ModelEndpointFactory.create(
         name=name,
         provider_kind=ProviderKind.OPENAI_COMPAT,
         base_url=base_url,
@@ -57,12 +58,12 @@ def make_key(policy: Policy, *, team: str = "growth", app: str = "support-bot", 
     return services.api_key_create(name=f"{app} key", policy=policy, team=team, app=app, **fields)
 
 
-class RequestRecordFactory(factory.django.DjangoModelFactory):
+class RequestRecordFactory(DjangoModelFactory[RequestRecord]):
     class Meta:
         model = RequestRecord
 
-    id = factory.LazyFunction(uuid.uuid4)
-    created = factory.LazyFunction(timezone.now)
+    id = declarations.LazyFunction(uuid.uuid4)  # type: ignore[no-untyped-call]  # factory_boy: unannotated
+    created = declarations.LazyFunction(timezone.now)  # type: ignore[no-untyped-call]  # factory_boy: unannotated
     team = "growth"
     app = "support-bot"
     policy_name = "default"
@@ -78,11 +79,11 @@ class RequestRecordFactory(factory.django.DjangoModelFactory):
     score = 0.9
 
 
-class RequestAttemptFactory(factory.django.DjangoModelFactory):
+class RequestAttemptFactory(DjangoModelFactory[RequestAttempt]):
     class Meta:
         model = RequestAttempt
 
-    record = factory.SubFactory(RequestRecordFactory)
+    record = declarations.SubFactory(RequestRecordFactory)  # type: ignore[no-untyped-call]  # factory_boy: unannotated
     position = 0
     tier = 0
     model = "mixtral"
@@ -97,8 +98,8 @@ class RequestAttemptFactory(factory.django.DjangoModelFactory):
 def make_record(*, attempts: int = 1, **fields: Any) -> RequestRecord:
     """A record with `attempts` attempts, every one but the last escalated."""
     defaults: dict[str, Any] = {"escalations": attempts - 1, "escalated": attempts > 1, "final_tier": attempts - 1}
-    record = RequestRecordFactory(**{**defaults, **fields})
+    record = RequestRecordFactory.create(**{**defaults, **fields})
     for i in range(attempts):
         outcome = AttemptOutcome.ACCEPTED if i == attempts - 1 else AttemptOutcome.ESCALATED
-        RequestAttemptFactory(record=record, position=i, tier=i, outcome=outcome)
+        RequestAttemptFactory.create(record=record, position=i, tier=i, outcome=outcome)
     return record

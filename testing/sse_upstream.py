@@ -1,17 +1,8 @@
 """A local OpenAI-compatible upstream that streams on cue, for the streaming tests.
 
-`testing.upstream` serves every request; this app takes the streamed ones (`"stream": true`)
-for the models below and hands the rest to a `testing.upstream.UpstreamApp` (whole answers,
-`fail-<status>`, ...). Streamed models:
-
-- `gated`: the first word, then nothing until the test calls `release()`, then the rest;
-  the test can see the first chunk reach its client while the upstream still holds the rest;
-- `stall`: the first word, then silence until the client hangs up (`disconnected` is set);
-- `end-early`: the first word, then the end of the body: no finish reason, no `[DONE]`;
-- `error-event`: the first word, then an OpenAI-style `{"error": ...}` event;
-- `refuse`: the words, then `finish_reason: content_filter` and the usage;
-- `no-usage`: every word and a finish reason, but never the usage;
-- any other: every word, a finish reason, the usage when asked for, `[DONE]`.
+It takes the streamed requests for the models `gated`, `stall`, `end-early`, `error-event`,
+`refuse` and `no-usage` (each misbehaving in its own way; any other model streams normally)
+and hands the rest to a `testing.upstream.UpstreamApp`. See docs/testing.md.
 """
 
 from __future__ import annotations

@@ -1,37 +1,10 @@
 """A local OpenAI-compatible upstream server for tests and benchmarks.
 
-A raw ASGI app (no framework, so it costs the benchmark next to nothing) that answers
-`POST /v1/chat/completions` in OpenAI's format and `GET /v1/models`. What it does is set
-per server by an `UpstreamBehaviour`, and per request by the model name, so that one
-server can stand in for every tier of a cascade:
-
-- `fail-<status>` (`fail-500`, `fail-429`, `fail-400`): that status, with an OpenAI error body;
-- `hang`: never answers; the request ends when the client gives up;
-- `refuse`: `finish_reason` is `content_filter`;
-- `slow-<ms>`: answers after that many milliseconds;
-- `malformed`: a 200 whose body is not JSON;
-- `no-usage`: an answer without the `usage` object;
-- anything else: the behaviour's answer, status and delay, with its injected faults.
-
-Faults, for chaos tests and resilience benchmarks, are drawn per request from `seed`: a
-share of errors (`error_rate`, statuses from `error_statuses`, e.g. 500 and 503), a share
-of timeouts (`timeout_rate`: the request hangs until the caller gives up, longer than any
-read timeout), and latency spikes (`spike_rate` of the answers come `spike_s` late). At
-run time `POST /_chaos/outage` with `{"model": "cheap", "seconds": 5}` makes every request
-for that model fail with `status` (default 503) for that long, to open a circuit breaker;
-`GET /_chaos/stats` says what was served, per model and kind. A request with
-`"stream": true` is answered as OpenAI-style server-sent events ending in `data: [DONE]`.
-
-In tests::
-
-    with running_upstream(UpstreamBehaviour(answer="4")) as upstream:
-        endpoint = replace(endpoint, base_url=upstream.base_url, model_id="cheap")
-        ...
-        assert upstream.calls["cheap"] == 1
-
-For a benchmark: `python -m testing.upstream --port 8001 --delay 0`; for chaos:
-`python -m testing.upstream --error-rate 0.1 --error-statuses 500,503 --timeout-rate 0.05
---spike-rate 0.05 --spike-ms 300`.
+A raw ASGI app answering `POST /v1/chat/completions` and `GET /v1/models`, set per server by
+an `UpstreamBehaviour` and per request by the model name (`fail-<status>`, `hang`,
+`refuse`, `slow-<ms>`, `malformed`, `no-usage`), with injected faults for chaos runs and
+`/_chaos/outage`, `/_chaos/stats` at run time. Run it with `python -m testing.upstream`.
+See docs/testing.md.
 """
 
 from __future__ import annotations

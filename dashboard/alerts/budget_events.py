@@ -1,21 +1,14 @@
 """Budget alerts as dashboard alert events, notified on the channels of the budget rules.
 
-Billing records a `BudgetAlert` once per budget, period and level (soft limit crossed,
-limit reached) and sends `budget_alert_raised` after commit; `dashboard.alerts.receivers` hands
-it to `budget_alert_event_raise`. The event belongs to a rule whose metric is "Budget
-limits": the first enabled one, else a built-in one (no channels) created the first time,
-so the event shows on the dashboard before anyone has said where to send it. Every
-enabled budget rule whose condition the alert meets (`≥ 0`: every alert; `≥ 100`: limits
-reached only) gets one delivery per channel, sent and retried like any other.
-
-An event is tied one to one to its BudgetAlert, so it exists once however often this
-runs. The minute's alert evaluation calls `budget_events_sweep`, which raises the events
-a lost signal missed and resolves each event when its budget period ends (the counter
-starts again), telling whoever heard it fire.
+Billing's `budget_alert_raised` becomes one event per `BudgetAlert`, under the first enabled
+"Budget limits" rule (else a built-in one without channels); every enabled budget rule the
+alert meets gets its deliveries. `budget_events_sweep` raises what a lost signal missed and
+resolves events when their budget period ends. See docs/dashboard.md.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -100,7 +93,7 @@ def _deliver(event: AlertEvent, kind: str, targets: list[tuple[str, str]]) -> No
     for delivery in deliveries:
         # robust: a broker that is down must not undo the event; the delivery stays
         # pending and the minute's evaluation queues it again.
-        transaction.on_commit(lambda d=delivery.id: _enqueue_delivery(d), robust=True)
+        transaction.on_commit(functools.partial(_enqueue_delivery, delivery.id), robust=True)
 
 
 def _enqueue_delivery(delivery_id: int) -> None:

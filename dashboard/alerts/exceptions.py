@@ -1,4 +1,4 @@
-"""Dashboard's exceptions."""
+"""The alerts' exceptions."""
 
 
 class DeliveryFailed(Exception):

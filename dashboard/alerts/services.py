@@ -1,11 +1,12 @@
-"""Dashboard's writes: rollups from stored records, alert evaluation, notifications.
+"""The alerts' writes: rule evaluation, events, notifications and their deliveries.
 
 Everything that leaves the database (a webhook call, an e-mail) is queued after commit
-as a Celery task with the delivery's id, and retried there.
+as a Celery task with the delivery's id, and retried there. See docs/dashboard.md.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,7 +64,7 @@ def _requeue_lost_deliveries(now: datetime) -> None:
     for delivery_id in lost.values_list("id", flat=True)[:LOST_BATCH]:
         # Touched first, so the next minute's run does not queue it again meanwhile.
         if AlertDelivery.objects.filter(id=delivery_id, updated__lt=now - LOST_AFTER).update(updated=now):
-            transaction.on_commit(lambda d=delivery_id: _enqueue_delivery(d), robust=True)
+            transaction.on_commit(functools.partial(_enqueue_delivery, delivery_id), robust=True)
 
 
 def _claim(rule: AlertRule, now: datetime) -> bool:
@@ -137,7 +138,7 @@ def _notify(rule: AlertRule, event: AlertEvent, kind: str, now: datetime) -> lis
     for delivery in deliveries:
         # robust: a broker that is down must not undo the evaluation; the delivery stays
         # pending and `_requeue_lost_deliveries` queues it again later.
-        transaction.on_commit(lambda d=delivery.id: _enqueue_delivery(d), robust=True)
+        transaction.on_commit(functools.partial(_enqueue_delivery, delivery.id), robust=True)
     return deliveries
 
 

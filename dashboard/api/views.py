@@ -15,7 +15,13 @@ from rest_framework.response import Response
 from common.drf import ViewModelPermissions
 from dashboard.alerts import services
 from dashboard.api.filters import RollupFilterSet
-from dashboard.api.serializers import AlertDeliverySerializer, AlertEventSerializer, AlertRuleSerializer, RollupSerializer, SlaTargetSerializer
+from dashboard.api.serializers import (
+    AlertDeliverySerializer,
+    AlertEventSerializer,
+    AlertRuleSerializer,
+    RollupSerializer,
+    SlaTargetSerializer,
+)
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
 
 

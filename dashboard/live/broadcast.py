@@ -1,31 +1,9 @@
 """Live dashboard pushes: one `group_send` per group per tick, never one per request.
 
-How. A *ticker* runs in each web process that has a dashboard websocket open: an asyncio
-task that the first consumer starts and that ends when the last one leaves. Every
-`CASCADEOPS_DASHBOARD_TICK_SECONDS` it reads the minute rollups of the last few minutes
-and the hour rollups of today (two indexed queries, however much traffic there is) and
-the alerts panel, and sends one message to each group whose data changed since the last
-tick: every policy, each policy with traffic today, the alerts panel. Messages carry
-absolute values of whole buckets, so a late or repeated message never double-counts: the
-page replaces the points it gets.
-
-Why the web process, and the database, rather than a push from the flusher:
-
-- Embedded mode's in-memory channel layer lives inside one process, and the flusher and
-  the alert evaluation run in the Celery worker, another process: a push from there would
-  never reach a browser. The ticker runs where the consumers are; the database is what
-  the processes share. The same code serves production, where the layer is Redis.
-- Pushing from the flusher would tie the push rate to the flush rate (a busy
-  `run_recorder` flushes many times a second); the ticker's rate is fixed.
-- Nobody watching, nothing runs.
-
-In production every web worker shares the Redis channel layer, so if each ticked, each
-group would get one message per worker per tick. There, a ticker sends only while it
-holds a Redis lease (renewed every tick, expiring after three); the others stand by and
-take over within three ticks when the holder stops. Embedded mode needs no lease: each
-process's groups are its own.
-
-A routed request reaches the charts after the record buffer's flush plus at most a tick.
+A ticker runs in each web process with a dashboard websocket open; every tick it reads the
+latest rollups (three indexed queries) and sends each group whose data changed one message
+of absolute bucket values. With the Redis channel layer only the holder of a Redis lease
+sends; the others take over within three ticks. See docs/dashboard.md.
 """
 
 from __future__ import annotations
@@ -51,6 +29,7 @@ from dashboard.choices import Resolution, SpendKind
 from dashboard.live import charts, groups, selectors
 from dashboard.models import Rollup
 from dashboard.rollups.compute import hour_start, minute_start, points_from_rows
+from dashboard.rollups.selectors import budget_daily_get, rollup_rows, today_start
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +72,9 @@ class LiveRows:
         minutes_since = minute_start(now) - timedelta(minutes=LIVE_MINUTES - 1)
         hours_since = hour_start(now) - timedelta(hours=LIVE_HOURS - 1)
         return cls(
-            recent=list(selectors.rollup_rows(resolution=Resolution.MINUTE, since=minutes_since)),
-            hours=list(selectors.rollup_rows(resolution=Resolution.HOUR, since=hours_since)),
-            today=selectors.light_rows(
-                selectors.rollup_rows(resolution=Resolution.HOUR, since=selectors.today_start(now))
-            ),
+            recent=list(rollup_rows(resolution=Resolution.MINUTE, since=minutes_since)),
+            hours=list(rollup_rows(resolution=Resolution.HOUR, since=hours_since)),
+            today=selectors.light_rows(rollup_rows(resolution=Resolution.HOUR, since=today_start(now))),
         )
 
     def of(self, policy_id: int | None) -> LiveRows:
@@ -142,7 +119,7 @@ def _alerts_fingerprint(panel: selectors.AlertPanel) -> tuple[Any, ...]:
 def scope_message(*, policy_id: int | None, rows: LiveRows, now: datetime) -> dict[str, Any]:
     """Every policy's (or one policy's) latest buckets, today's cost so far, tiles and top spenders."""
     hours, today = points_from_rows(rows.hours), points_from_rows(rows.today)
-    budget = selectors.budget_daily_get(policy_id=policy_id)
+    budget = budget_daily_get(policy_id=policy_id)
     tiles = selectors.tiles_of(today=today, this_hour=selectors.current_hour(hours, now), budget=budget)
     day = timezone.localdate(now)
     top = {

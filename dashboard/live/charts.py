@@ -153,7 +153,8 @@ def _target(y: float, label: str) -> dict[str, Any]:
 
 
 def _figure(data: list[Any], layout: go.Layout) -> Figure:
-    return go.Figure(data=data, layout=layout).to_plotly_json()
+    figure: Figure = go.Figure(data=data, layout=layout).to_plotly_json()
+    return figure
 
 
 def cost_figure(values: Sequence[dict[str, Any]], frame: Frame) -> Figure:

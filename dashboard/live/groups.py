@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 ALL = "dashboard.all"
-ALERTS = "dashboard.alerts.rules"
+ALERTS = "dashboard.alerts"
 VIEW_PERMISSION = "dashboard.view_rollup"
 
 

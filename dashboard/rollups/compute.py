@@ -47,6 +47,7 @@ COUNTERS = (
 class RowLike(Protocol):
     """A `Rollup` row, or anything with its counters, tier and sketch."""
 
+    requests: int
     tier: int
     latency: Sketch
 
@@ -87,18 +88,19 @@ class Totals:
         self.output_tokens += p["output_tokens"]
         self.cost += Decimal(p["cost"])
         self.cheap_accepted += tier_of(p) == 0
-        if p.get("score") is not None:
-            self.score_sum += p["score"]
+        score, label = p.get("score"), p.get("quality_label")
+        if score is not None:
+            self.score_sum += score
             self.score_count += 1
-        if p.get("quality_label") is not None:
-            self.quality_sum += p["quality_label"]
+        if label is not None:
+            self.quality_sum += label
             self.quality_count += 1
         sketch_add(self.latency, p["latency_ms"])
 
     def add_row(self, row: RowLike) -> None:
         """Count a stored rollup row."""
         self._add_counters(row)
-        self.cheap_accepted += row.requests if row.tier == 0 else 0  # type: ignore[attr-defined]
+        self.cheap_accepted += row.requests if row.tier == 0 else 0
 
     def merge(self, other: Totals) -> None:
         """Count another bag of totals."""

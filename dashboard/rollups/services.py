@@ -14,8 +14,9 @@ from django.utils import timezone
 
 from dashboard.choices import Resolution
 from dashboard.models import Rollup, SpendRollup
-from dashboard.rollups.compute import COUNTERS, Payload, Totals, rollup_deltas, spend_deltas
+from dashboard.rollups.compute import COUNTERS, Totals, rollup_deltas, spend_deltas
 from dashboard.rollups.sketch import sketch_merge
+from routing.records.payload import RecordPayload
 
 UPSERT_BATCH = 500
 
@@ -26,7 +27,7 @@ ROLLUP_KEY = ["resolution", "bucket", "policy", "tier", "model"]
 SPEND_KEY = ["day", "scope", "kind", "name"]
 
 
-def rollups_record(*, payloads: Sequence[Payload]) -> None:
+def rollups_record(*, payloads: Sequence[RecordPayload]) -> None:
     """Add freshly stored request records to the minute, hour and spend rollups.
 
     Called inside the flusher's transaction (`routing.records.signals.records_stored`), with

@@ -1,10 +1,9 @@
 """A mergeable latency sketch: percentiles across workers and buckets with 1 % error.
 
-Latencies are counted in logarithmic bins (DDSketch's mapping): bin *i* holds the values
-in (γ^(i-1), γ^i], and a quantile read back is within 1 % of a true latency in its bin.
-Two sketches merge by adding their bins' counts, so minute rows written by many flushes,
-and the minutes of an hour, add up exactly; averaging percentiles would not. A sketch is
-a plain `{"bin index": count}` dict, stored as JSON on each rollup row.
+Latencies are counted in logarithmic bins (DDSketch's mapping), so two sketches merge by
+adding their bins' counts: minute rows written by many flushes, and the minutes of an hour,
+add up exactly. A sketch is a plain `{"bin index": count}` dict, stored as JSON on each
+rollup row. See docs/dashboard.md.
 """
 
 from __future__ import annotations

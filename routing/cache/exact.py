@@ -205,15 +205,17 @@ def hit_payload(payload: RecordPayload, hit: CacheHit, chat: ChatRequest) -> Rec
     from routing.cache.semantic import check_payload
 
     payload.update(
-        cache=hit.kind,
-        cost_avoided=str(hit.answer.cost),
-        attempts=[],
-        input_tokens=0,
-        output_tokens=0,
-        escalations=0,
-        escalated=False,
-        cost="0",
-        sample=None,  # a cached answer is not a new observation of the model
+        {
+            "cache": hit.kind,
+            "cost_avoided": str(hit.answer.cost),
+            "attempts": [],
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "escalations": 0,
+            "escalated": False,
+            "cost": "0",
+            "sample": None,  # a cached answer is not a new observation of the model
+        }
     )
     if hit.verify:
         payload["semantic_check"] = check_payload(hit, chat)

@@ -42,6 +42,7 @@ from routing.limits.budget_holds import CASCADE_DEADLINE_S, budget_hold, settle_
 from routing.models import RequestRecord, SemanticCacheCheck
 from routing.quality.spend import ChecksPaused, check_budgets, check_ledger_append, checks_allowed
 from routing.records.ledger import CheckCall
+from routing.records.payload import RecordPayload
 
 logger = logging.getLogger(__name__)
 
@@ -371,7 +372,7 @@ def check_payload(hit: CacheHit, chat: ChatRequest) -> dict[str, Any]:
     }
 
 
-def semantic_checks_schedule(sender: Any, *, payloads: list[dict[str, Any]], **kwargs: Any) -> None:
+def semantic_checks_schedule(sender: Any, *, payloads: list[RecordPayload], **kwargs: Any) -> None:
     """`records_stored` receiver: queue the checks of the hits stored just now, after commit."""
     checks = [(p["id"], p["policy_id"], p["semantic_check"]) for p in payloads if p.get("semantic_check")]
     if checks:

@@ -158,7 +158,7 @@ def alerts_raise(usages: tuple[Usage, ...]) -> None:
         asyncio.get_running_loop().run_in_executor(None, _enqueue_alert, args)
 
 
-def _enqueue_alert(args: tuple[object, ...]) -> None:
+def _enqueue_alert(args: tuple[int, str, str, str]) -> None:
     try:
         budget_alert_raise_task.delay(*args)
     except Exception:

@@ -15,14 +15,14 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
 import redis.asyncio
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponseBase
 from redis.commands.core import AsyncScript
 
 from common import redis as shared_redis
@@ -256,14 +256,17 @@ async def admit(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Admi
     return admission
 
 
-async def settle_recorded(payload: dict[str, Any]) -> None:
-    """Correct the recorded request's token charge to the tokens every attempt used."""
+async def settle_recorded(payload: Mapping[str, Any]) -> None:
+    """Correct the recorded request's token charge to the tokens every attempt used.
+
+    `payload` is a `routing.records.payload.RecordPayload`, which this layer may not import.
+    """
     admission = _current.get()
     if admission is not None:
         await admission.settle(int(payload.get("input_tokens") or 0) + int(payload.get("output_tokens") or 0))
 
 
-def with_headers(response: HttpResponse, admission: Admission | None) -> HttpResponse:
+def with_headers(response: HttpResponseBase, admission: Admission | None) -> HttpResponseBase:
     """The answer with OpenAI's `x-ratelimit-*` headers for the key's limits."""
     if admission is not None:
         for name, value in admission.headers().items():

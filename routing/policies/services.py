@@ -1,4 +1,4 @@
-"""Routing's write operations: the admin, the REST API and commands call these."""
+"""Writes to policies and API keys: the admin, the REST API and commands call these."""
 
 from __future__ import annotations
 

@@ -1,25 +1,8 @@
 """Provider for any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, ...).
 
-Build one provider per endpoint and share it across requests: it keeps connections to the
-upstream alive between them. The secret is read from the environment variable the
-endpoint names on every call, so a rotated key takes effect without a restart and a
-missing one fails only that endpoint.
-
-The hot path skips httpx's client: `transport.FastHTTPTransport`'s pool is handed the
-request as bytes (`Wire`: the request line and the static headers encoded once per
-endpoint, the JSON body encoded once per call) and gives the response back as bytes,
-parsed here; no `httpx.Request`/`Response`, cookie jar, auth or redirect handling per
-call. An `httpx.AsyncClient` (with httpx's own transport) is used instead when the
-endpoint's `options["transport"]` is `"httpx"`, when the environment may proxy its URL
-or the URL carries credentials (see `uses_httpx_transport`), and when the caller passes
-a client of its own.
-
-Every failure becomes a `routing.engine.errors.ProviderError` subclass, which the cascade
-turns into a failed attempt and falls through to the next tier.
-
-`stream` asks for the answer as server-sent events (`stream: true`, with the usage at
-the end) and yields its deltas as they arrive; closing the generator closes the
-connection, which is how the upstream learns the caller went away.
+Build one per endpoint and share it: its aiohttp session keeps connections to the upstream
+alive between requests. Every failure becomes a `routing.engine.errors.ProviderError`, which
+the cascade turns into a failed attempt. How it talks HTTP: docs/providers.md.
 """
 
 from __future__ import annotations
@@ -28,19 +11,27 @@ import json
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
-from routing.engine.errors import ProviderBadRequest, ProviderError, ProviderMisconfigured, ProviderRefused, ProviderTimeout, ProviderUnavailable
+from routing.engine.errors import (
+    ProviderBadRequest,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderRefused,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, EndpointSnapshot
-from routing.providers.transport import STREAM_RESPONSE, FastHTTPTransport, Origin, Outgoing, RawResponse, environment_proxy_applies, url_origin
 
 # Upstream error bodies can echo the whole prompt back; keep records and logs small.
 ERROR_MESSAGE_LIMIT = 300
@@ -50,275 +41,206 @@ RETRYABLE_STATUSES = frozenset({408, 429})
 MISCONFIGURED_STATUSES = frozenset({401, 403, 404})
 DEFAULT_MAX_CONNECTIONS = 100
 KEEPALIVE_EXPIRY_S = 30.0
-JSON_CONTENT_TYPE = {"Content-Type": "application/json"}
-SSE_ACCEPT = {"Accept": "text/event-stream"}
 END_OF_STREAM = b"[DONE]"
-USER_AGENT = b"cascadeops"
-# Sent with every direct request. `identity`: a compressed answer would cost more CPU
-# to inflate than it saves on loopback or a LAN, and SSE streams are seldom compressed.
-STATIC_HEADERS = (
-    b"Content-Type: application/json\r\n"
-    b"Accept-Encoding: identity\r\n"
-    b"Connection: keep-alive\r\n"
-    b"User-Agent: " + USER_AGENT + b"\r\n"
-)
+# Every header aiohttp would add on its own is given, so it adds none. `identity`: a
+# compressed answer would cost more CPU to inflate than it saves on loopback or a LAN, and
+# SSE streams are seldom compressed; the session does not decompress.
+STATIC_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept-Encoding": "identity",
+    "User-Agent": "cascadeops",
+}
+WHOLE_HEADERS = {**STATIC_HEADERS, "Accept": "application/json"}
+STREAM_HEADERS = {**STATIC_HEADERS, "Accept": "text/event-stream"}
 # One encoder for every call: `json.dumps` with options builds a new one each time.
 JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# What each failure of the HTTP client means to the cascade; the first match wins, so a
+# subclass comes before its base. Every aiohttp exception is an `aiohttp.ClientError`.
+CLIENT_ERRORS: tuple[tuple[type[aiohttp.ClientError], type[ProviderError], str], ...] = (
+    (aiohttp.ConnectionTimeoutError, ProviderTimeout, "connect timeout"),  # also the wait for a pooled connection
+    (aiohttp.ServerTimeoutError, ProviderTimeout, "read timeout"),  # silent for longer than the read timeout
+    (aiohttp.InvalidURL, ProviderMisconfigured, "bad base_url"),
+    (aiohttp.ClientConnectorError, ProviderUnavailable, "connect failed"),  # refused, DNS, TLS verification
+    (aiohttp.ClientConnectionError, ProviderUnavailable, "connection lost"),  # reset, or closed before the answer
+    (aiohttp.ClientPayloadError, ProviderUnavailable, "response cut off"),
+    (aiohttp.ClientError, ProviderUnavailable, "HTTP error"),
+)
 
 
 class OpenAICompatProvider:
     """Calls `POST {base_url}/chat/completions` on an OpenAI-compatible server."""
 
-    def __init__(self, endpoint: EndpointSnapshot, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, endpoint: EndpointSnapshot) -> None:
         self.endpoint = endpoint
-        # A client passed in belongs to the caller, who closes it.
-        self._owns_client = client is None
-        self._client = client
-        self._transport: FastHTTPTransport | None = None
-        if client is None:
-            if uses_httpx_transport(endpoint):
-                self._client = build_client(endpoint)
-            else:
-                self._transport = build_transport(endpoint)
-        self._wire: Wire | None = None
-        self._url: httpx.URL | None = None
+        # Opened by the first call, inside the event loop that will use it.
+        self._upstream: tuple[aiohttp.ClientSession, URL] | None = None
+        self._secret: str | None = None
+        self._whole_headers = WHOLE_HEADERS
+        self._stream_headers = STREAM_HEADERS
 
     async def complete(self, chat: ChatRequest, *, max_tokens: int) -> Completion:
         """Ask the endpoint for one answer; raise a `ProviderError` when there is none."""
         body = encode_json(request_body(self.endpoint, chat, max_tokens=max_tokens))
         started = time.perf_counter()
-        response = await self._send(body, streaming=False)
+        response = await self._post(body, streaming=False)
+        content = await read_whole(self.endpoint, response)
         latency_ms = (time.perf_counter() - started) * 1000
-        raise_for_status(self.endpoint, response)
-        return parse_completion(self.endpoint, chat, decode_json(response.content), latency_ms=latency_ms)
+        raise_for_status(self.endpoint, response, content)
+        return parse_completion(self.endpoint, chat, decode_json(content), latency_ms=latency_ms)
 
     async def stream(self, chat: ChatRequest, *, max_tokens: int) -> AsyncGenerator[StreamEvent, None]:
         """Ask for the answer as server-sent events: its deltas as they come, then all of it."""
         body = encode_json({**request_body(self.endpoint, chat, max_tokens=max_tokens), **STREAM_PARAMETERS})
         started = time.perf_counter()
-        response = await self._send(body, streaming=True)
-        assert response.stream is not None  # asked for with streaming=True
+        response = await self._post(body, streaming=True)
         try:
-            await self._raise_for_stream_status(response, response.stream)
+            if not 200 <= response.status < 300:
+                raise_for_status(self.endpoint, response, await read_whole(self.endpoint, response))
             answer = StreamedAnswer(self.endpoint)
-            async with aclosing(self._chunks(response.stream)) as chunks:
+            async with aclosing(self._chunks(response)) as chunks:
                 async for chunk in chunks:
                     if text := answer.add(chunk):
                         yield TextDelta(text)
             yield StreamDone(answer.completion(chat, latency_ms=(time.perf_counter() - started) * 1000))
         finally:
-            # Before the end of the body this drops the connection: the upstream stops generating.
-            await response.stream.aclose()
+            # Before the end of the body this closes the connection: the upstream stops
+            # generating. After it (a `[DONE]` whose body is all in), the connection is reused.
+            response.release()
 
     async def aclose(self) -> None:
-        if self._transport is not None:
-            await self._transport.aclose()
-        elif self._owns_client and self._client is not None:
-            await self._client.aclose()
+        if self._upstream is not None:
+            session, _ = self._upstream
+            self._upstream = None
+            await session.close()
 
-    async def _send(self, body: bytes, *, streaming: bool) -> RawResponse:
-        """POST `body`; the response, its body whole or (`streaming`) as it arrives."""
+    async def _post(self, body: bytes, *, streaming: bool) -> aiohttp.ClientResponse:
+        """POST `body`; the response once its head is in, its body still to read."""
+        headers = self._headers(streaming)
+        session, url = self._upstream or self._open()
         try:
-            if self._transport is None:
-                return await self._send_with_httpx(body, streaming=streaming)
-            wire = self._wire or self._build_wire()
-            outgoing = wire.outgoing(self.endpoint, body, streaming=streaming)
-            response = await self._transport.send_raw(wire.origin, outgoing, wire.timeouts, streaming=streaming)
-        except httpx.TransportError as exc:
-            raise transport_error(self.endpoint.name, exc) from exc
-        await refuse_content_coding(self.endpoint, response)
+            response = await session.post(url, data=body, headers=headers, allow_redirects=False)
+        except aiohttp.ClientError as exc:
+            raise provider_error(self.endpoint, exc) from exc
+        refuse_content_coding(self.endpoint, response)
         return response
 
-    def _build_wire(self) -> Wire:
+    def _open(self) -> tuple[aiohttp.ClientSession, URL]:
         # Kept only once it could be built: an endpoint with a bad URL fails every call.
-        self._wire = Wire(self.endpoint)
-        return self._wire
+        url = parse_url(self.endpoint)
+        self._upstream = build_session(self.endpoint, url), url
+        return self._upstream
 
-    async def _send_with_httpx(self, body: bytes, *, streaming: bool) -> RawResponse:
-        assert self._client is not None  # no transport of our own means a client
-        headers = {**JSON_CONTENT_TYPE, **auth_headers(self.endpoint)}
-        if not streaming:
-            response = await self._client.post(self._chat_completions_url(), content=body, headers=headers)
-            return raw_response(response, response.content)
-        request = self._client.build_request(
-            "POST",
-            self._chat_completions_url(),
-            content=body,
-            headers={**headers, **SSE_ACCEPT},
-            extensions={STREAM_RESPONSE: True},
-        )
-        response = await self._client.send(request, stream=True)
-        return raw_response(response, stream=DecodedBody(response))
+    def _headers(self, streaming: bool) -> Mapping[str, str]:
+        """The request headers; built again only when the secret changes."""
+        secret = credential(self.endpoint)
+        if secret != self._secret:
+            authorization = {"Authorization": bearer(self.endpoint, secret)} if secret else {}
+            self._whole_headers = {**WHOLE_HEADERS, **authorization}
+            self._stream_headers = {**STREAM_HEADERS, **authorization}
+            self._secret = secret
+        return self._stream_headers if streaming else self._whole_headers
 
-    async def _raise_for_stream_status(self, response: RawResponse, body: AsyncIterable[bytes]) -> None:
-        if 200 <= response.status < 300:
-            return
-        try:
-            response.content = b"".join([piece async for piece in body])  # the error body, for its message
-        except httpx.TransportError as exc:
-            raise transport_error(self.endpoint.name, exc) from exc
-        raise_for_status(self.endpoint, response)
-
-    async def _chunks(self, body: AsyncIterable[bytes]) -> AsyncGenerator[Mapping[str, Any], None]:
+    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncGenerator[Mapping[str, Any], None]:
         """The stream's `chat.completion.chunk` objects, up to `[DONE]`."""
         events = ServerSentEvents()
         try:
-            async for piece in body:
+            async for piece in response.content.iter_any():
                 for data in events.feed(piece):
                     if data == END_OF_STREAM:
                         return
                     yield decode_chunk(self.endpoint, data)
-        except httpx.TransportError as exc:
-            raise transport_error(self.endpoint.name, exc) from exc
+        except aiohttp.ClientError as exc:
+            raise provider_error(self.endpoint, exc) from exc
         for data in events.finish():
             if data == END_OF_STREAM:
                 return
             yield decode_chunk(self.endpoint, data)
 
-    def _chat_completions_url(self) -> httpx.URL:
-        # Parsed once per provider: httpx would parse a string on every call.
-        if self._url is None:
-            self._url = parse_url(self.endpoint)
-        return self._url
 
+def build_session(endpoint: EndpointSnapshot, url: URL) -> aiohttp.ClientSession:
+    """A session of pooled keep-alive connections to the endpoint, with its timeouts.
 
-class Wire:
-    """An endpoint's chat-completions request as bytes: what is the same on every call, encoded once.
-
-    Per call only the Authorization line (when the secret changed) and Content-Length
-    are added. The timeouts are the endpoint's, in the shape the transport reads.
+    It keeps every idle connection it may open: under a burst, closing and reopening them
+    would add a TCP (and TLS) handshake to every request. aiohttp's `connect` timeout also
+    covers the wait for a free connection, which the read timeout bounds on top of the
+    handshake's own `sock_connect`; `sock_read` bounds silence, not the whole answer.
     """
-
-    def __init__(self, endpoint: EndpointSnapshot) -> None:
-        url = parse_url(endpoint)
-        self.origin: Origin = url_origin(url)
-        start = b"POST %s HTTP/1.1\r\nHost: %s\r\n%s" % (url.raw_path or b"/", url.netloc, STATIC_HEADERS)
-        self.whole_head = start + b"Accept: application/json\r\n"
-        self.stream_head = start + b"Accept: text/event-stream\r\n"
-        read_s = endpoint.read_timeout_s
-        # As `httpx.Timeout(read, connect=...)`: writing and waiting for a connection get the read timeout.
-        self.timeouts = {"connect": endpoint.connect_timeout_s, "read": read_s, "write": read_s, "pool": read_s}
-        self._secret: str | None = None
-        self._authorization = b""
-
-    def outgoing(self, endpoint: EndpointSnapshot, body: bytes, *, streaming: bool) -> Outgoing:
-        head = self.stream_head if streaming else self.whole_head
-        return Outgoing(b"%s%sContent-Length: %d\r\n\r\n" % (head, self.authorization(endpoint), len(body)), body)
-
-    def authorization(self, endpoint: EndpointSnapshot) -> bytes:
-        """The Authorization header line; encoded again only when the secret changes."""
-        secret = credential(endpoint)
-        if secret is None:
-            return b""
-        if secret != self._secret:
-            self._authorization = authorization_line(endpoint, secret)
-            self._secret = secret
-        return self._authorization
+    max_connections = int(endpoint.options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+    connect_s, read_s = endpoint.connect_timeout_s, endpoint.read_timeout_s
+    proxy, proxy_auth = environment_proxy(url)
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_EXPIRY_S),
+        timeout=aiohttp.ClientTimeout(total=None, connect=connect_s + read_s, sock_connect=connect_s, sock_read=read_s),
+        # Cookies from one upstream answer must not ride along on another tenant's request.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        proxy=proxy,
+        proxy_auth=proxy_auth,
+    )
 
 
-def authorization_line(endpoint: EndpointSnapshot, secret: str) -> bytes:
+def environment_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy HTTP(S)_PROXY and NO_PROXY give `url`, read once, as `trust_env=True` would.
+
+    `trust_env` would read them (and ~/.netrc) again on every request, in a worker thread:
+    two thread hops, about half a millisecond, on the hot path.
+    """
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:
+        return None, None
+
+
+def parse_url(endpoint: EndpointSnapshot) -> URL:
+    """The chat-completions URL, checked once: it must be able to carry a request."""
+    if not endpoint.base_url:
+        raise ProviderMisconfigured(f"{endpoint.name}: base_url is empty")
+    try:
+        url = URL(f"{endpoint.base_url.rstrip('/')}/chat/completions")
+    except ValueError as exc:
+        raise ProviderMisconfigured(f"{endpoint.name}: bad base_url: {exc}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ProviderMisconfigured(f"{endpoint.name}: bad base_url: not an http(s) URL with a host")
+    # aiohttp sends credentials in the URL as basic auth, which a bearer token would clash with.
+    if url.user is not None and endpoint.credentials_env:
+        raise ProviderMisconfigured(f"{endpoint.name}: base_url carries credentials and so does credentials_env")
+    return url
+
+
+def bearer(endpoint: EndpointSnapshot, secret: str) -> str:
     # A line break in the secret would let it smuggle in headers of its own.
     if not (secret.isascii() and secret.isprintable()):
         raise ProviderMisconfigured(
             f"{endpoint.name}: environment variable {endpoint.credentials_env} holds characters a header cannot carry"
         )
-    return b"Authorization: Bearer %s\r\n" % secret.encode("ascii")
+    return f"Bearer {secret}"
 
 
-class DecodedBody(httpx.AsyncByteStream):
-    """A streamed httpx response's body (content codings decoded), as a `RawResponse.stream`."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for piece in self._response.aiter_bytes():
-            yield piece
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
+def provider_error(endpoint: EndpointSnapshot, exc: aiohttp.ClientError) -> ProviderError:
+    """The `ProviderError` an aiohttp failure stands for (see `CLIENT_ERRORS`)."""
+    for client_error, error_class, what in CLIENT_ERRORS:
+        if isinstance(exc, client_error):
+            return error_class(f"{endpoint.name}: {what}: {str(exc) or type(exc).__name__}")
+    raise AssertionError("CLIENT_ERRORS ends with aiohttp.ClientError")  # pragma: no cover
 
 
-def raw_response(response: httpx.Response, content: bytes = b"", *, stream: DecodedBody | None = None) -> RawResponse:
-    """An httpx response as the direct path's `RawResponse`, so one parser reads both."""
-    reason = response.reason_phrase.encode("ascii", "ignore")
-    return RawResponse(response.status_code, response.headers.raw, content, reason=reason, stream=stream)
-
-
-async def refuse_content_coding(endpoint: EndpointSnapshot, response: RawResponse) -> None:
-    """Fail on a compressed body: the direct path asks for none and decodes none."""
-    coding = response.header(b"content-encoding")
-    if coding is None or coding.strip().lower() in (b"", b"identity"):
+def refuse_content_coding(endpoint: EndpointSnapshot, response: aiohttp.ClientResponse) -> None:
+    """Fail on a compressed body: the request asks for none and the session decodes none."""
+    coding = response.headers.get("Content-Encoding", "").strip().lower()
+    if coding in ("", "identity"):
         return
-    if response.stream is not None:
-        await response.stream.aclose()
-    name = coding.decode("latin-1")
-    raise ProviderUnavailable(f"{endpoint.name}: the upstream sent a {name}-encoded body though asked for identity")
+    response.close()
+    raise ProviderUnavailable(f"{endpoint.name}: the upstream sent a {coding}-encoded body though asked for identity")
 
 
-def transport_error(name: str, exc: httpx.TransportError) -> ProviderError:
-    """The `ProviderError` an httpx failure stands for."""
-    if isinstance(exc, httpx.TimeoutException):
-        return ProviderTimeout(f"{name}: {type(exc).__name__}")
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return ProviderMisconfigured(f"{name}: bad base_url: {exc}")
-    return ProviderUnavailable(f"{name}: {type(exc).__name__}: {exc}")
-
-
-def build_transport(endpoint: EndpointSnapshot) -> FastHTTPTransport:
-    """The lean pool; it keeps every idle connection it may open: under a burst, closing
-    and reopening them would add a TCP (and TLS) handshake to every request."""
-    max_connections = int(endpoint.options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
-    return FastHTTPTransport(max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY_S)
-
-
-def build_client(endpoint: EndpointSnapshot) -> httpx.AsyncClient:
-    """A pooled client with the endpoint's connect and read timeouts."""
-    max_connections = int(endpoint.options.get("max_connections", DEFAULT_MAX_CONNECTIONS))
-    timeout = httpx.Timeout(endpoint.read_timeout_s, connect=endpoint.connect_timeout_s)
-    if uses_httpx_transport(endpoint):
-        # Keep as many idle connections as we may open, as `build_transport` does.
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY_S,
-        )
-        return httpx.AsyncClient(timeout=timeout, limits=limits)
-    return httpx.AsyncClient(timeout=timeout, transport=build_transport(endpoint))
-
-
-def uses_httpx_transport(endpoint: EndpointSnapshot) -> bool:
-    """Whether the endpoint needs httpx's client and transport rather than the fast pool.
-
-    It does when its options ask for it; when the environment may proxy its URL (httpx
-    ignores the proxy variables once it is given a transport, and the fast one speaks no
-    proxy protocol); and when the URL carries credentials, which httpx sends as basic auth.
-    """
-    if endpoint.options.get("transport") == "httpx":
-        return True
-    if not endpoint.base_url:
-        return False
-    return environment_proxy_applies(endpoint.base_url) or url_has_credentials(endpoint.base_url)
-
-
-def url_has_credentials(url: str) -> bool:
+async def read_whole(endpoint: EndpointSnapshot, response: aiohttp.ClientResponse) -> bytes:
+    """The whole body; the connection goes back to the pool, or is closed if it was cut short."""
     try:
-        return bool(httpx.URL(url).userinfo)
-    except httpx.InvalidURL:
-        return False
-
-
-def chat_completions_url(endpoint: EndpointSnapshot) -> str:
-    if not endpoint.base_url:
-        raise ProviderMisconfigured(f"{endpoint.name}: base_url is empty")
-    return f"{endpoint.base_url.rstrip('/')}/chat/completions"
-
-
-def parse_url(endpoint: EndpointSnapshot) -> httpx.URL:
-    try:
-        return httpx.URL(chat_completions_url(endpoint))
-    except httpx.InvalidURL as exc:
-        raise ProviderMisconfigured(f"{endpoint.name}: bad base_url: {exc}") from exc
+        return await response.read()
+    except aiohttp.ClientError as exc:
+        raise provider_error(endpoint, exc) from exc
+    finally:
+        response.release()
 
 
 def request_body(endpoint: EndpointSnapshot, chat: ChatRequest, *, max_tokens: int) -> dict[str, Any]:
@@ -354,17 +276,11 @@ def credential(endpoint: EndpointSnapshot) -> str | None:
     return secret
 
 
-def auth_headers(endpoint: EndpointSnapshot) -> dict[str, str]:
-    """A bearer token from the variable `credentials_env` names; none for keyless servers."""
-    secret = credential(endpoint)
-    return {} if secret is None else {"Authorization": f"Bearer {secret}"}
-
-
-def raise_for_status(endpoint: EndpointSnapshot, response: RawResponse) -> None:
+def raise_for_status(endpoint: EndpointSnapshot, response: aiohttp.ClientResponse, content: bytes) -> None:
     status = response.status
     if 200 <= status < 300:
         return
-    message = f"{endpoint.name}: HTTP {status}: {upstream_error_message(response)}"
+    message = f"{endpoint.name}: HTTP {status}: {upstream_error_message(response, content)}"
     error_class = error_class_for_status(status)
     if error_class is ProviderUnavailable:
         raise ProviderUnavailable(message, retry_after_s=retry_after_s(response))
@@ -379,20 +295,20 @@ def error_class_for_status(status: int) -> type[ProviderError]:
     return ProviderBadRequest
 
 
-def retry_after_s(response: RawResponse) -> float | None:
+def retry_after_s(response: aiohttp.ClientResponse) -> float | None:
     """How long the upstream asked us to wait: `retry-after-ms` (OpenAI's), else `Retry-After`
     in seconds or as an HTTP date; None when it said nothing usable."""
-    millis = parse_seconds(response.header(b"retry-after-ms"))
+    millis = parse_seconds(response.headers.get("retry-after-ms"))
     if millis is not None:
         return millis / 1000
-    value = response.header(b"retry-after")
+    value = response.headers.get("retry-after")
     seconds = parse_seconds(value)
     if seconds is None and value:
-        seconds = seconds_until(value.decode("latin-1"))
+        seconds = seconds_until(value)
     return seconds
 
 
-def parse_seconds(value: bytes | None) -> float | None:
+def parse_seconds(value: str | None) -> float | None:
     try:
         seconds = float(value) if value else math.nan
     except ValueError:
@@ -410,16 +326,15 @@ def seconds_until(http_date: str) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-def upstream_error_message(response: RawResponse) -> str:
-    """OpenAI's `error.message` when the body has one, else the body's start."""
+def upstream_error_message(response: aiohttp.ClientResponse, content: bytes) -> str:
+    """OpenAI's `error.message` when the body has one, else the body's start, else the reason."""
     try:
-        error = json.loads(response.content).get("error")
+        error = json.loads(content).get("error")
         message = error.get("message") if isinstance(error, Mapping) else error
     except (ValueError, AttributeError):
         message = None
-    text = str(message) if message else response.content.decode("utf-8", "replace")
-    reason = response.reason.decode("latin-1") or httpx.codes.get_reason_phrase(response.status)
-    return truncate(text.strip() or reason)
+    text = str(message) if message else text_of(content)
+    return truncate(text.strip() or response.reason or "")
 
 
 def truncate(text: str, limit: int = ERROR_MESSAGE_LIMIT) -> str:

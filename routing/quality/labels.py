@@ -16,6 +16,7 @@ from routing.choices import LabelSource, RecordStatus
 from routing.config.snapshots import KeyInfo
 from routing.config.version import discard_stale_connections
 from routing.models import QualityLabel, RequestRecord
+from routing.records.payload import RecordPayload
 
 LABEL_PRIORITY = (LabelSource.FEEDBACK, LabelSource.SHADOW, LabelSource.REPLAY)
 # A label at or above this counts as "acceptable" where a yes/no is needed (training, replay).
@@ -49,7 +50,7 @@ def feedback_record(
     )
 
 
-def labels_from_replay(sender: Any, *, payloads: list[dict[str, Any]], **kwargs: Any) -> None:
+def labels_from_replay(sender: Any, *, payloads: list[RecordPayload], **kwargs: Any) -> None:
     """`records_stored` receiver: a `replay` label for each answer with a recorded grade.
 
     Runs inside the storing transaction with the payloads stored just now, so a

@@ -38,6 +38,7 @@ from routing.providers import build_provider
 from routing.quality.samples import sample_chat
 from routing.quality.spend import ChecksPaused, check_budgets, check_ledger_append, checks_allowed, tier_alone
 from routing.records.ledger import CheckCall, evaluation_spend
+from routing.records.payload import RecordPayload
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class Verdict:
     latency_ms: float
 
 
-def shadow_schedule(sender: Any, *, payloads: list[dict[str, Any]], **kwargs: Any) -> None:
+def shadow_schedule(sender: Any, *, payloads: list[RecordPayload], **kwargs: Any) -> None:
     """`records_stored` receiver: an evaluation for each sampled-for-shadow record, run after commit."""
     record_ids = [p["id"] for p in payloads if (p.get("sample") or {}).get("shadow")]
     if not record_ids:

@@ -8,11 +8,11 @@ request every tier failed, the last one tried).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -21,7 +21,43 @@ from billing.ledger.services import LedgerLine
 from routing.engine.costing import attempt_cost
 from routing.engine.types import Attempt, EndpointSnapshot
 from routing.models import RequestRecord, ShadowEvaluation
-from routing.records.payload import RecordPayload as Payload
+
+if TYPE_CHECKING:
+    # Only in annotations (typing.ReadOnly is Python 3.13's); not a runtime dependency.
+    from typing_extensions import ReadOnly
+
+
+class LedgerAttempt(TypedDict):
+    """The parts of an `AttemptPayload` the ledger reads."""
+
+    model: ReadOnly[str]
+    outcome: ReadOnly[str]
+    input_tokens: ReadOnly[int]
+    output_tokens: ReadOnly[int]
+    cached_input_tokens: ReadOnly[int]
+    cost: ReadOnly[str]
+
+
+class LedgerSource(TypedDict):
+    """The parts of a `RecordPayload` the ledger reads.
+
+    Read-only, so a full `RecordPayload` is one, and so is the subset `reconcile`
+    rebuilds from the stored rows.
+    """
+
+    created: ReadOnly[str]
+    team: ReadOnly[str]
+    app: ReadOnly[str]
+    api_key_prefix: ReadOnly[str]
+    policy_name: ReadOnly[str]
+    end_user: ReadOnly[str]
+    escalated: ReadOnly[bool]
+    final_model: ReadOnly[str]
+    baseline_cost: ReadOnly[str]
+    cache: ReadOnly[str]
+    cost_avoided: ReadOnly[str]
+    metadata: ReadOnly[Mapping[str, Any]]
+    attempts: ReadOnly[Sequence[LedgerAttempt]]
 
 
 def billing_day(created: str) -> date:
@@ -29,11 +65,11 @@ def billing_day(created: str) -> date:
     return datetime.fromisoformat(created).astimezone(ZoneInfo(settings.BILLING_TIME_ZONE)).date()
 
 
-def ledger_lines(payloads: list[Payload]) -> list[LedgerLine]:
+def ledger_lines(payloads: Sequence[LedgerSource]) -> list[LedgerLine]:
     return [line for p in payloads for line in _lines(p)]
 
 
-def _lines(p: Payload) -> list[LedgerLine]:
+def _lines(p: LedgerSource) -> list[LedgerLine]:
     day = billing_day(p["created"])
     attempts = p["attempts"]
     lines = [_attempt_line(p, day, a) for a in attempts]
@@ -48,14 +84,14 @@ def _lines(p: Payload) -> list[LedgerLine]:
     return lines
 
 
-def _answering_index(p: Payload, attempts: list[Payload]) -> int:
+def _answering_index(p: LedgerSource, attempts: Sequence[LedgerAttempt]) -> int:
     for i, a in enumerate(attempts):
         if a["outcome"] == "accepted":
             return i
     return max(len(attempts) - 1, 0)
 
 
-def _attempt_line(p: Payload, day: date, a: Payload) -> LedgerLine:
+def _attempt_line(p: LedgerSource, day: date, a: LedgerAttempt) -> LedgerLine:
     line = _line(p, day, a["model"])
     line.attempts = 1
     line.input_tokens = a["input_tokens"]
@@ -65,7 +101,7 @@ def _attempt_line(p: Payload, day: date, a: Payload) -> LedgerLine:
     return line
 
 
-def _line(p: Payload, day: date, model: str) -> LedgerLine:
+def _line(p: LedgerSource, day: date, model: str) -> LedgerLine:
     return LedgerLine(
         day=day,
         team=p["team"],

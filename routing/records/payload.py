@@ -21,7 +21,7 @@ class AttemptPayload(TypedDict):
     score: float | None
     error: str
     error_kind: str
-    quality_label: str | None
+    quality_label: float | None
 
 
 class SamplePayload(TypedDict):
@@ -40,12 +40,12 @@ class RecordPayload(TypedDict):
 
     id: str
     created: str
-    api_key_id: int | None
+    api_key_id: int
     api_key_prefix: str
     team: str
     app: str
     end_user: str
-    policy_id: int | None
+    policy_id: int
     policy_name: str
     policy_version: int
     task_category: str
@@ -60,7 +60,7 @@ class RecordPayload(TypedDict):
     baseline_cost: str
     latency_ms: float
     score: float | None
-    quality_label: str | None
+    quality_label: float | None
     error: str
     metadata: dict[str, Any]
     streamed: bool

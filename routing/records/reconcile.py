@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from itertools import chain
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -23,7 +22,7 @@ from django.db.models import Prefetch
 from billing.ledger.services import SUMMED, LedgerLine
 from billing.models import LedgerEntry
 from routing.models import RequestAttempt, RequestRecord, SemanticCacheCheck, ShadowEvaluation
-from routing.records.ledger import CheckCall, check_lines, evaluation_spend, ledger_lines
+from routing.records.ledger import CheckCall, LedgerSource, check_lines, evaluation_spend, ledger_lines
 
 Totals = dict[tuple[object, ...], dict[str, Decimal]]
 CHUNK = 2_000
@@ -75,13 +74,14 @@ def _lines_from_checks(start: date, end: date) -> Iterator[LedgerLine]:
         .select_related("record")
     )
     for evaluation in evaluations.iterator(chunk_size=CHUNK):
+        assert evaluation.finished is not None  # the `finished__gte` filter excludes NULL
         yield from check_lines(evaluation.record, [evaluation_spend(evaluation)], evaluation.finished)
     checks = SemanticCacheCheck.objects.filter(created__gte=since, created__lt=until).select_related("record")
     for check in checks.iterator(chunk_size=CHUNK):
         yield from check_lines(check.record, [CheckCall.from_dict(c) for c in check.fresh_calls], check.created)
 
 
-def _payload(record: RequestRecord) -> dict[str, Any]:
+def _payload(record: RequestRecord) -> LedgerSource:
     """The parts of the flusher's payload the ledger reads, rebuilt from the stored rows."""
     return {
         "created": record.created.isoformat(),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
@@ -39,6 +39,7 @@ from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from routing.limits import ratelimit
 from routing.models import ApiKey, ModelEndpoint, Policy, RequestAttempt, RequestRecord
 from routing.records.ledger import ledger_lines
+from routing.records.payload import AttemptPayload
 from routing.records.payload import RecordPayload as Payload
 from routing.records.sampling import sample_payload
 from routing.records.signals import records_stored
@@ -393,7 +394,7 @@ class SpoolBuffer:
                 payload = json.loads(line)
                 if not isinstance(payload, dict):
                     raise ValueError("not a JSON object")
-                records.append((index, payload))
+                records.append((index, cast(Payload, payload)))  # as `record_payload` wrote it
             except ValueError as exc:
                 self._set_aside(segment.name, index, line, exc)
         if not records:
@@ -475,6 +476,7 @@ class RedisStreamBuffer:
         entries = list(stolen)
         if len(entries) < limit:
             fresh = client.xreadgroup(self.GROUP, self.consumer(), {self.stream: ">"}, count=limit - len(entries))
+            assert isinstance(fresh, list)  # RESP2, the client's protocol: [[stream, entries]]
             entries += fresh[0][1] if fresh else []
         return [Claimed(handle=_text(i), payload=json.loads(f[b"p"])) for i, f in entries if f]
 
@@ -562,7 +564,8 @@ async def _make_durable(payload: Payload) -> None:
             raise
         logger.exception("The record stream refused record %s; it waits in the local spool", payload["id"])
         await spool_buffer().append(payload)
-    metrics.record_observed(payload)
+    # routing.metrics reads the payload only; its parameter says MutableMapping.
+    metrics.record_observed(cast("dict[str, Any]", payload))
     # The record says what every attempt used: the key's token charge is corrected to it.
     await ratelimit.settle_recorded(payload)
 
@@ -677,7 +680,7 @@ def _record_row(p: Payload, existing: dict[str, set[int]]) -> RequestRecord:
     )
 
 
-def _attempt_row(record_id: str, position: int, a: Payload, existing: dict[str, set[int]]) -> RequestAttempt:
+def _attempt_row(record_id: str, position: int, a: AttemptPayload, existing: dict[str, set[int]]) -> RequestAttempt:
     fields = {k: v for k, v in a.items() if k in ATTEMPT_FIELDS}
     return RequestAttempt(
         **fields,

@@ -40,6 +40,36 @@ def test_a_bad_rollup_filter_is_a_400_naming_it(api, db):
     assert set(response.json()) == {"resolution", "since"}
 
 
+def test_it_filters_rollups_by_resolution_and_bucket_window(api, traffic):
+    for minute in (10, 15, 45):
+        traffic.send(1, created=T0.replace(minute=minute))
+
+    response = api.get(
+        "/api/dashboard/rollups/",
+        {"resolution": "minute", "since": "2025-03-04T10:15:00Z", "until": "2025-03-04T10:45:00+00:00"},
+    )
+
+    assert response.status_code == 200, response.json()
+    assert [row["bucket"] for row in response.json()["results"]] == ["2025-03-04T10:15:00Z"]
+
+
+def test_it_filters_rollups_by_policy_name(api, traffic):
+    traffic.send(1, created=T0)
+
+    assert api.get("/api/dashboard/rollups/", {"policy": "demo"}).json()["count"] == 2  # a minute and an hour
+    assert api.get("/api/dashboard/rollups/", {"policy": "other"}).json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "reason"), [("resolution", "second", "valid choice"), ("until", "2025-03-04T25:00Z", "ISO 8601")]
+)
+def test_it_answers_400_with_the_reason_for_a_bad_rollup_filter(api, db, param, value, reason):
+    response = api.get("/api/dashboard/rollups/", {param: value})
+
+    assert response.status_code == 400
+    assert reason in response.json()[param][0]
+
+
 def test_listing_rollups_takes_the_same_queries_however_many_rows(api, traffic, django_assert_num_queries):
     traffic.send(1, created=T0)
     with django_assert_num_queries(2):  # count, page

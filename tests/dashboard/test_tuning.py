@@ -424,6 +424,14 @@ def test_crossed_bounds_are_refused(api, policy):
     assert "threshold_max" in response.data
 
 
+@pytest.mark.parametrize("raw", ["", "demo", "²", "-1", "99999999999999999999"])
+def test_the_what_if_api_answers_400_for_a_policy_that_is_not_an_id(api, policy, raw):
+    response = api.get("/api/dashboard/what-if/", {"policy": raw})
+
+    assert response.status_code == 400
+    assert list(response.data) == ["policy"]
+
+
 @pytest.mark.parametrize("rows", [3, 30])
 def test_the_proposal_list_costs_the_same_queries_for_3_as_for_30(api, policy, django_assert_num_queries, rows):
     for _ in range(rows):

@@ -1,6 +1,7 @@
-"""OpenAICompatProvider against a real OpenAI-compatible server on loopback (testing.upstream),
-and, for what that server can't be made to do (Retry-After, compression, hanging on one
-connection only), a scripted raw TCP server."""
+"""OpenAICompatProvider against a real OpenAI-compatible server on loopback (testing.upstream)
+where a real socket matters (connections, timeouts, proxies, the request on the wire), and
+aioresponses for answers and failures that server can't be made to give (Retry-After,
+compression, redirects, each failure of the HTTP client)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import gzip
 import json
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+from aioresponses import aioresponses
 
 from routing.engine.errors import (
     ProviderBadRequest,
@@ -26,12 +29,10 @@ from routing.engine.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from routing.engine.streaming import StreamDone
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, ProviderType
 from routing.providers.openai_compat import OpenAICompatProvider, ServerSentEvents
-from testing.upstream import UpstreamBehaviour, running_upstream
-from tests.routing.test_transport import ServerConnection, keep_answering, listener_that_never_accepts, scripted_server
+from testing.upstream import DEFAULT_ANSWER, UpstreamBehaviour, running_upstream
 
 CHAT = ChatRequest(messages=(Message("system", "Answer with a number."), Message("user", "What is 6 x 7?")))
 
@@ -61,6 +62,26 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def listener_that_never_accepts() -> Iterator[int]:
+    """A port whose accept queue is full, so the kernel drops new connection attempts."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
 
 
 async def test_it_returns_the_answer_with_reported_usage_and_cached_tokens() -> None:
@@ -200,7 +221,7 @@ async def test_a_body_that_is_not_json_is_unavailable() -> None:
 
 
 async def test_a_refused_connection_is_unavailable() -> None:
-    with pytest.raises(ProviderUnavailable, match="ConnectError"):
+    with pytest.raises(ProviderUnavailable, match="connect failed"):
         await ask(make_endpoint(f"http://127.0.0.1:{closed_port()}/v1"))
 
 
@@ -223,55 +244,64 @@ async def test_it_reuses_one_connection_for_consecutive_requests() -> None:
     assert upstream.last_client == first_client
 
 
-async def test_it_leaves_a_client_it_was_given_open() -> None:
-    async with httpx.AsyncClient() as client:
-        with running_upstream() as upstream:
-            provider = OpenAICompatProvider(make_endpoint(upstream.base_url), client=client)
-            await provider.complete(CHAT, max_tokens=8)
+async def test_calls_beyond_the_connection_limit_wait_for_a_free_connection() -> None:
+    with running_upstream() as upstream:
+        endpoint = make_endpoint(upstream.base_url, model_id="slow-5", options={"max_connections": 10})
+        provider = OpenAICompatProvider(endpoint)
+        try:
+            completions = await asyncio.gather(*(provider.complete(CHAT, max_tokens=8) for _ in range(50)))
+        finally:
             await provider.aclose()
 
-        assert not client.is_closed
+    assert [c.text for c in completions] == [DEFAULT_ANSWER] * 50
+    assert upstream.calls["slow-5"] == 50
 
 
-# The request on the wire, and the failures only a scripted server can produce
+async def test_a_cancelled_call_gives_its_connection_back_for_the_next_one() -> None:
+    with running_upstream() as upstream:
+        # One connection, and a wait for it bounded by the timeouts: a lost slot fails, not hangs.
+        endpoint = make_endpoint(
+            upstream.base_url, model_id="slow-300", read_timeout_s=2, options={"max_connections": 1}
+        )
+        provider = OpenAICompatProvider(endpoint)
+        cancelled = asyncio.create_task(provider.complete(CHAT, max_tokens=8))
+        while not upstream.calls:
+            await asyncio.sleep(0.01)
+        first_client = upstream.last_client
+        cancelled.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await cancelled
+        completion = await provider.complete(CHAT, max_tokens=8)
+        await provider.aclose()
+
+    assert completion.text == DEFAULT_ANSWER
+    assert upstream.last_client != first_client  # the cancelled call's connection was closed, not reused
+
+
+# The request on the wire
 
 KEY_VARIABLE = "CASCADEOPS_TEST_UPSTREAM_KEY"
 
 
-def completion_json(text: str = "42") -> bytes:
-    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-    usage = {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}
-    return json.dumps({"object": "chat.completion", "model": "cheap", "choices": [choice], "usage": usage}).encode()
-
-
-def http_response(body: bytes, *, status: bytes = b"200 OK", headers: bytes = b"") -> bytes:
-    head = b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
-    return head % (status, len(body), headers) + body
-
-
-def header_lines(head: bytes) -> tuple[bytes, dict[bytes, bytes]]:
-    """The request line, and the headers by name."""
-    request_line, *lines = head.split(b"\r\n")
-    return request_line, dict(line.split(b": ", 1) for line in lines if line)
-
-
-async def test_it_sends_the_request_line_and_the_endpoints_headers(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_it_sends_the_endpoints_headers_and_a_body_of_known_length(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_VARIABLE, "sk-test-123")
-    async with scripted_server(keep_answering(http_response(completion_json()))) as server:
-        provider = OpenAICompatProvider(make_endpoint(f"{server.url}/v1", credentials_env=KEY_VARIABLE))
-        completions = [await provider.complete(CHAT, max_tokens=8) for _ in range(2)]
+    with running_upstream() as upstream:
+        provider = OpenAICompatProvider(make_endpoint(upstream.base_url, credentials_env=KEY_VARIABLE))
+        await provider.complete(CHAT, max_tokens=8)
+        first_client = upstream.last_client
+        await provider.complete(CHAT, max_tokens=8)
         await provider.aclose()
 
-    assert [c.text for c in completions] == ["42", "42"]
-    assert server.connections == 1  # the second went on the same connection: the first was framed right
-    request_line, headers = header_lines(server.requests[1][1])
-    assert request_line == b"POST /v1/chat/completions HTTP/1.1"
-    assert headers[b"Host"] == server.url.removeprefix("http://").encode()
-    assert headers[b"Authorization"] == b"Bearer sk-test-123"
-    assert headers[b"Content-Type"] == b"application/json"
-    assert headers[b"Accept"] == b"application/json"
-    assert headers[b"Accept-Encoding"] == b"identity"
-    assert int(headers[b"Content-Length"]) > 0
+    assert upstream.last_client == first_client  # the second went on the same connection: the first was framed right
+    headers = upstream.last_headers
+    assert headers["host"] == upstream.base_url.removeprefix("http://").removesuffix("/v1")
+    assert headers["authorization"] == "Bearer sk-test-123"
+    assert headers["content-type"] == "application/json"
+    assert headers["accept"] == "application/json"
+    assert headers["accept-encoding"] == "identity"
+    assert int(headers["content-length"]) > 0
+    assert "transfer-encoding" not in headers
+    assert "cookie" not in headers
 
 
 async def test_a_rotated_key_is_sent_from_the_next_call_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -296,51 +326,136 @@ async def test_a_key_with_a_line_break_is_misconfigured_and_nothing_is_sent(monk
     assert upstream.calls.total() == 0
 
 
-@pytest.mark.parametrize("transport", ["fast", "httpx"])
+async def test_credentials_in_the_base_url_and_in_a_key_variable_are_misconfigured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_VARIABLE, "sk-test-123")
+    with pytest.raises(ProviderMisconfigured, match="credentials"):
+        await ask(make_endpoint("http://user:secret@127.0.0.1:9/v1", credentials_env=KEY_VARIABLE))
+
+
+# Proxies from the environment
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.usefixtures("no_proxies")
+async def test_it_sends_the_request_through_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    with running_upstream() as proxy:  # answers an absolute-form request as a forward proxy would
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url.removesuffix("/v1"))
+        completion = await ask(make_endpoint("http://vllm.internal:8000/v1"))
+
+    assert completion.text == DEFAULT_ANSWER
+    assert proxy.last_headers["host"] == "vllm.internal:8000"
+
+
+@pytest.mark.usefixtures("no_proxies")
+async def test_a_host_in_no_proxy_is_called_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    with running_upstream() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url.removesuffix("/v1"))
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        with pytest.raises(ProviderUnavailable, match="connect failed"):
+            await ask(make_endpoint(f"http://127.0.0.1:{closed_port()}/v1"))
+
+    assert proxy.calls.total() == 0
+
+
+# What the upstream answers, and the HTTP client's failures (aioresponses)
+
+MOCKED_URL = "http://upstream.test/v1"
+MOCKED_CHAT_COMPLETIONS = f"{MOCKED_URL}/chat/completions"
+
+
+def completion_json(text: str = "42") -> bytes:
+    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+    usage = {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}
+    return json.dumps({"object": "chat.completion", "model": "cheap", "choices": [choice], "usage": usage}).encode()
+
+
 @pytest.mark.parametrize(
-    ("header", "retry_after_s"),
+    ("headers", "retry_after_s"),
     [
-        (b"Retry-After: 7\r\n", 7.0),
-        (b"retry-after-ms: 1500\r\nRetry-After: 2\r\n", 1.5),
-        (b"Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n", 0.0),
-        (b"Retry-After: soon\r\n", None),
-        (b"", None),
+        ({"Retry-After": "7"}, 7.0),
+        ({"retry-after-ms": "1500", "Retry-After": "2"}, 1.5),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
     ],
     ids=["seconds", "openai-milliseconds", "past-date", "garbage", "absent"],
 )
 async def test_throttling_carries_the_upstreams_retry_after(
-    transport: str, header: bytes, retry_after_s: float | None
+    headers: dict[str, str], retry_after_s: float | None
 ) -> None:
-    body = b'{"error": {"message": "slow down"}}'
-    throttled = http_response(body, status=b"429 Too Many Requests", headers=header)
-    async with scripted_server(keep_answering(throttled)) as server:
+    with aioresponses() as upstream:
+        upstream.post(MOCKED_CHAT_COMPLETIONS, status=429, body=b'{"error": {"message": "slow down"}}', headers=headers)
         with pytest.raises(ProviderUnavailable, match="HTTP 429: slow down") as caught:
-            await ask(make_endpoint(f"{server.url}/v1", options={"transport": transport}))
+            await ask(make_endpoint(MOCKED_URL))
 
     assert caught.value.retry_after_s == retry_after_s
 
 
 async def test_a_retry_after_date_is_the_seconds_until_then() -> None:
-    in_an_hour = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True).encode()
-    unavailable = http_response(b"busy", status=b"503 Service Unavailable", headers=b"Retry-After: %s\r\n" % in_an_hour)
-    async with scripted_server(keep_answering(unavailable)) as server:
+    in_an_hour = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    with aioresponses() as upstream:
+        upstream.post(MOCKED_CHAT_COMPLETIONS, status=503, body=b"busy", headers={"Retry-After": in_an_hour})
         with pytest.raises(ProviderUnavailable, match="HTTP 503: busy") as caught:
-            await ask(make_endpoint(f"{server.url}/v1"))
+            await ask(make_endpoint(MOCKED_URL))
 
     assert caught.value.retry_after_s is not None
     assert 3000 < caught.value.retry_after_s <= 3600
 
 
 async def test_a_compressed_answer_it_did_not_ask_for_is_unavailable() -> None:
-    compressed = http_response(gzip.compress(completion_json()), headers=b"Content-Encoding: gzip\r\n")
-    async with scripted_server(keep_answering(compressed)) as server:
+    with aioresponses() as upstream:
+        compressed = gzip.compress(completion_json())
+        upstream.post(MOCKED_CHAT_COMPLETIONS, body=compressed, headers={"Content-Encoding": "gzip"})
         with pytest.raises(ProviderUnavailable, match="gzip"):
-            await ask(make_endpoint(f"{server.url}/v1"))
+            await ask(make_endpoint(MOCKED_URL))
+
+
+async def test_a_redirect_is_not_followed() -> None:
+    # Following it would send the prompt, and its cost, somewhere the endpoint never named.
+    with aioresponses() as upstream:
+        upstream.post(MOCKED_CHAT_COMPLETIONS, status=307, headers={"Location": "http://elsewhere.test/v1"})
+        with pytest.raises(ProviderUnavailable, match="HTTP 307"):
+            await ask(make_endpoint(MOCKED_URL))
+
+
+@pytest.mark.parametrize(
+    ("failure", "error_class", "message"),
+    [
+        (aiohttp.ConnectionTimeoutError("Connection timeout"), ProviderTimeout, "connect timeout"),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), ProviderTimeout, "read timeout"),
+        (aiohttp.ServerDisconnectedError(), ProviderUnavailable, "connection lost: Server disconnected"),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), ProviderUnavailable, "connection lost"),
+        (aiohttp.ClientPayloadError("Response payload is not completed"), ProviderUnavailable, "response cut off"),
+        (aiohttp.ClientError("boom"), ProviderUnavailable, "HTTP error: boom"),
+    ],
+    ids=["connect-timeout", "read-timeout", "disconnected", "reset", "cut-off", "other"],
+)
+async def test_each_failure_of_the_http_client_is_its_provider_error(
+    failure: aiohttp.ClientError, error_class: type[Exception], message: str
+) -> None:
+    with aioresponses() as upstream:
+        upstream.post(MOCKED_CHAT_COMPLETIONS, exception=failure)
+        with pytest.raises(error_class, match=f"^cheap-tier: {message}"):
+            await ask(make_endpoint(MOCKED_URL))
 
 
 async def test_an_upstream_that_does_not_accept_times_out_after_the_connect_timeout() -> None:
-    with listener_that_never_accepts() as port, pytest.raises(ProviderTimeout, match="ConnectTimeout"):
-        await ask(make_endpoint(f"http://127.0.0.1:{port}/v1", connect_timeout_s=0.2))
+    with listener_that_never_accepts() as port:
+        started = time.perf_counter()
+        with pytest.raises(ProviderTimeout, match="connect timeout"):
+            await ask(make_endpoint(f"http://127.0.0.1:{port}/v1", connect_timeout_s=0.2))
+
+    assert time.perf_counter() - started < 2
 
 
 @pytest.mark.parametrize(
@@ -349,54 +464,6 @@ async def test_an_upstream_that_does_not_accept_times_out_after_the_connect_time
 async def test_a_base_url_no_request_can_go_to_is_misconfigured(base_url: str) -> None:
     with pytest.raises(ProviderMisconfigured, match="base_url"):
         await ask(make_endpoint(base_url))
-
-
-async def test_a_cancelled_call_gives_its_connection_back_for_the_next_one() -> None:
-    async def hang_on_the_first_connection(conn: ServerConnection) -> None:
-        if conn.index == 0:
-            await conn.read_request()
-            await asyncio.sleep(3600)
-        await keep_answering(http_response(completion_json()))(conn)
-
-    async with scripted_server(hang_on_the_first_connection) as server:
-        # One connection, and a pool wait bounded by the read timeout: a lost slot fails, not hangs.
-        endpoint = make_endpoint(f"{server.url}/v1", read_timeout_s=5, options={"max_connections": 1})
-        provider = OpenAICompatProvider(endpoint)
-        hanging = asyncio.create_task(provider.complete(CHAT, max_tokens=8))
-        while not server.requests:
-            await asyncio.sleep(0.01)
-        hanging.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await hanging
-        completion = await provider.complete(CHAT, max_tokens=8)
-        await provider.aclose()
-
-    assert completion.text == "42"
-    assert server.connections == 2
-
-
-def sse_response(*chunks: dict[str, Any]) -> bytes:
-    body = b"".join(b"data: %s\n\n" % json.dumps(chunk).encode() for chunk in chunks) + b"data: [DONE]\n\n"
-    return b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
-async def test_a_stream_read_to_its_done_event_leaves_the_connection_for_the_next_call() -> None:
-    answer = sse_response(
-        {"model": "cheap", "choices": [{"delta": {"content": "4"}, "finish_reason": None}]},
-        {"model": "cheap", "choices": [{"delta": {"content": "2"}, "finish_reason": "stop"}]},
-        {"model": "cheap", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 1}},
-    )
-    async with scripted_server(keep_answering(answer)) as server:
-        provider = OpenAICompatProvider(make_endpoint(f"{server.url}/v1"))
-        completions = []
-        for _ in range(2):
-            async with contextlib.aclosing(provider.stream(CHAT, max_tokens=8)) as events:
-                completions.extend([e.completion async for e in events if isinstance(e, StreamDone)])
-        await provider.aclose()
-
-    assert [(c.text, c.input_tokens, c.output_tokens) for c in completions] == [("42", 9, 1)] * 2
-    assert header_lines(server.requests[0][1])[1][b"Accept"] == b"text/event-stream"
-    assert server.connections == 1
 
 
 # Server-sent events, cut anywhere

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from routing.choices import RecordStatus
 from routing.models import ModelEndpoint, Policy
 from testing.factories import ModelEndpointFactory, make_key, make_policy, make_record, replay_endpoints
 
@@ -535,6 +536,47 @@ def test_record_list_names_every_bad_filter(api: APIClient) -> None:
     assert set(response.data) == {"status", "escalated"}
 
 
+def test_it_filters_records_by_status(api: APIClient) -> None:
+    make_record(end_user="answered")
+    make_record(status="cancelled", end_user="cancelled")
+
+    response = api.get(RECORDS, {"status": "cancelled"})
+
+    assert response.status_code == 200, response.data
+    assert [row["end_user"] for row in response.data["results"]] == ["cancelled"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("TRUE", "escalated"), ("Yes", "escalated"), ("no", "direct")])
+def test_it_filters_records_by_escalation_however_the_boolean_is_spelled(
+    api: APIClient, value: str, expected: str
+) -> None:
+    make_record(attempts=2, end_user="escalated")
+    make_record(end_user="direct")
+
+    response = api.get(RECORDS, {"escalated": value})
+
+    assert response.status_code == 200, response.data
+    assert [row["end_user"] for row in response.data["results"]] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "reason"),
+    [
+        ("created_after", "2025-02-30T00:00:00Z", "ISO 8601"),
+        ("escalated", "maybe", "true or false"),
+        ("status", "exploded", "valid choice"),
+    ],
+)
+def test_it_answers_400_naming_a_bad_datetime_boolean_or_choice(
+    api: APIClient, param: str, value: str, reason: str
+) -> None:
+    response = api.get(RECORDS, {param: value})
+
+    assert response.status_code == 400
+    assert list(response.data) == [param]
+    assert reason in str(response.data[param][0])
+
+
 # --- schema ------------------------------------------------------------------------------
 
 
@@ -548,6 +590,15 @@ def test_schema_describes_the_three_resources(api: APIClient) -> None:
         assert path in paths
     record_params = {p["name"] for p in paths[RECORDS]["get"]["parameters"]}
     assert {"policy", "team", "app", "status", "escalated", "created_after", "created_before"} <= record_params
+
+
+def test_it_documents_the_record_filters_with_their_types(api: APIClient) -> None:
+    paths = api.get("/api/schema/", {"format": "json"}).json()["paths"]
+
+    params = {p["name"]: p["schema"] for p in paths[RECORDS]["get"]["parameters"]}
+    assert params["escalated"] == {"type": "boolean"}
+    assert params["created_after"] == params["created_before"] == {"type": "string", "format": "date-time"}
+    assert set(params["status"]["enum"]) == set(RecordStatus.values)
 
 
 # --- query budgets (NetBox-style): a list costs the same for 3 rows as for 30 -------------

@@ -73,7 +73,7 @@ def _content(value: Any, param: str) -> str:
     if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in value):
         parts = [p.get("text") for p in value]
         if all(isinstance(t, str) for t in parts):
-            return "\n".join(parts).replace("\x00", "")  # type: ignore[arg-type]
+            return "\n".join(parts).replace("\x00", "")
     raise RequestInvalid(f"'{param}' must be a string or an array of text parts.", param=param)
 
 

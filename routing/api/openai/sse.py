@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import AsyncExitStack
 from typing import Any
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
 
 from routing.api.openai import format as response_format
@@ -30,6 +30,7 @@ from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from routing.limits.breakers import breaker_board
 from routing.limits.budget_holds import CASCADE_DEADLINE_S, BudgetPlan, budget_hold
 from routing.records import recorder
+from routing.records.payload import RecordPayload
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class EventStreamResponse(StreamingHttpResponse):
 
 async def stream_route(
     key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest, control: CacheControl = DEFAULT_CONTROL
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Answer `chat` as server-sent events: from the cache, or through the cascade."""
     session = StreamSession(key, policy, chat)
     # Before any budget hold, as for a whole answer: a hit costs nothing.
@@ -101,7 +102,7 @@ class StreamSession:
         self._stalled_reader: asyncio.TimerHandle | None = None
         self._cut_off = False
 
-    async def start(self, lookup: Lookup) -> HttpResponse:
+    async def start(self, lookup: Lookup) -> HttpResponseBase:
         """Run the cascade up to the answer's first delta; the response that streams the rest."""
         self._lookup = lookup
         try:
@@ -119,7 +120,7 @@ class StreamSession:
         self._model = answering.model
         return EventStreamResponse(self._body(), on_close=self._cancel, headers=self._headers(answering))
 
-    async def answer_from_cache(self, hit: CacheHit) -> HttpResponse:
+    async def answer_from_cache(self, hit: CacheHit) -> HttpResponseBase:
         """A cached answer, sent in chunks: recorded at cost 0 with the cost it avoided."""
         result = hit.result()
         await recorder.enqueue(hit_payload(self._payload(result), hit, self.chat))
@@ -263,7 +264,7 @@ class StreamSession:
         if result is not None and result.answered and self._lookup is not None and self._plan is not None:
             await cache_store(self._lookup, self.policy, result, degraded=self._plan.degrade.any)
 
-    def _payload(self, result: CascadeResult, status: str | None = None) -> recorder.Payload:
+    def _payload(self, result: CascadeResult, status: str | None = None) -> RecordPayload:
         # Recorded against the policy as configured, as a whole answer is.
         return recorder.record_payload(
             request_id=self.request_id,

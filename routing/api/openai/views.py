@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -36,12 +36,13 @@ from routing.limits.breakers import breaker_board
 from routing.limits.budget_holds import CASCADE_DEADLINE_S, BudgetPlan, budget_hold
 from routing.models import hash_api_key
 from routing.records import recorder
+from routing.records.payload import RecordPayload
 
 logger = logging.getLogger(__name__)
 
 
 @csrf_exempt
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/chat/completions: answer from the cheapest tier that answers well."""
     try:
         if request.method != "POST":
@@ -110,7 +111,7 @@ async def answer_from_cache(
     policy: PolicySnapshot,
     chat: ChatRequest,
     hit: CacheHit,
-    record: Callable[..., recorder.Payload],
+    record: Callable[..., RecordPayload],
 ) -> HttpResponse:
     """A cached answer: recorded at cost 0 with the cost it avoided; no budget, no provider."""
     result = hit.result()
@@ -120,7 +121,7 @@ async def answer_from_cache(
 
 
 async def cascade_until_deadline(
-    chat: ChatRequest, plan: BudgetPlan, first_tier: int | None, record: Callable[..., recorder.Payload]
+    chat: ChatRequest, plan: BudgetPlan, first_tier: int | None, record: Callable[..., RecordPayload]
 ) -> CascadeResult:
     """Run the cascade, cut off at the deadline; sets what the budget hold settles to.
 

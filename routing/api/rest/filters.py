@@ -35,7 +35,9 @@ class StrictBooleanField(forms.Field):
         return lowered in TRUE_VALUES
 
 
-class StrictBooleanFilter(django_filters.BooleanFilter):
+class StrictBooleanFilter(django_filters.Filter):
+    """A boolean filter that refuses what it cannot read (drf-spectacular types it from the model field)."""
+
     field_class = StrictBooleanField
 
 

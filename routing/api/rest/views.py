@@ -10,7 +10,14 @@ from rest_framework import viewsets
 
 from common.drf import ViewModelPermissions, destroy_unless_protected
 from routing.api.rest.filters import RequestRecordFilterSet
-from routing.api.rest.serializers import ModelEndpointSerializer, PolicySerializer, QualityLabelSerializer, RequestRecordSerializer, ScorerVersionSerializer, ShadowEvaluationSerializer
+from routing.api.rest.serializers import (
+    ModelEndpointSerializer,
+    PolicySerializer,
+    QualityLabelSerializer,
+    RequestRecordSerializer,
+    ScorerVersionSerializer,
+    ShadowEvaluationSerializer,
+)
 from routing.models import ModelEndpoint, Policy, QualityLabel, RequestRecord, ScorerVersion, ShadowEvaluation
 
 
