@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.http import HttpRequest
@@ -11,9 +11,15 @@ from billing.models import Budget, BudgetAlert, LedgerEntry, LedgerTagEntry, Pri
 from billing.reports import admin as admin_reports  # noqa: F401  (registers MonthlyReport)
 from common.admin import ViewOnlyAdmin
 
+if TYPE_CHECKING:
+    BudgetAdminBase = admin.ModelAdmin[Budget]
+    PriceBookEntryAdminBase = admin.ModelAdmin[PriceBookEntry]
+else:  # generic only in django-stubs: Django's classes take no type arguments at run time
+    BudgetAdminBase = PriceBookEntryAdminBase = admin.ModelAdmin
+
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class BudgetAdmin(BudgetAdminBase):
     list_display = [
         "name",
         "scope",
@@ -35,7 +41,7 @@ class BudgetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(PriceBookEntry)
-class PriceBookEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PriceBookEntryAdmin(PriceBookEntryAdminBase):
     """Schedule a price change by adding an entry with a future `effective_from`."""
 
     list_display = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.db import models
@@ -14,9 +14,18 @@ from dashboard.alerts import services
 from dashboard.choices import DeliveryStatus
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, SlaTarget, TuningConfig, TuningProposal
 
+if TYPE_CHECKING:
+    SlaTargetAdminBase = admin.ModelAdmin[SlaTarget]
+    AlertRuleAdminBase = admin.ModelAdmin[AlertRule]
+    AlertDeliveryInlineBase = admin.TabularInline[AlertDelivery, AlertEvent]
+    TuningConfigAdminBase = admin.ModelAdmin[TuningConfig]
+else:  # generic only in django-stubs: Django's classes take no type arguments at run time
+    SlaTargetAdminBase = AlertRuleAdminBase = TuningConfigAdminBase = admin.ModelAdmin
+    AlertDeliveryInlineBase = admin.TabularInline
+
 
 @admin.register(SlaTarget)
-class SlaTargetAdmin(admin.ModelAdmin):
+class SlaTargetAdmin(SlaTargetAdminBase):
     list_display = [
         "__str__",
         "p50_ms",
@@ -37,7 +46,7 @@ class SlaTargetAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(AlertRuleAdminBase):
     list_display = [
         "name",
         "metric",
@@ -62,12 +71,15 @@ class AlertRuleAdmin(admin.ModelAdmin):
     ]
 
 
-class AlertDeliveryInline(admin.TabularInline):
+DELIVERY_INLINE_FIELDS = ("created", "kind", "channel", "status", "attempts", "last_error", "sent_at")
+
+
+class AlertDeliveryInline(AlertDeliveryInlineBase):
     model = AlertDelivery
     extra = 0
     can_delete = False
-    fields = ["created", "kind", "channel", "status", "attempts", "last_error", "sent_at"]
-    readonly_fields = fields
+    fields = DELIVERY_INLINE_FIELDS
+    readonly_fields = DELIVERY_INLINE_FIELDS
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -107,7 +119,7 @@ class AlertDeliveryAdmin(ViewAndActAdmin):
 
 
 @admin.register(TuningConfig)
-class TuningConfigAdmin(admin.ModelAdmin):
+class TuningConfigAdmin(TuningConfigAdminBase):
     """Per policy: whether beat proposes or applies threshold changes, towards what, within what."""
 
     list_display = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,18 +15,47 @@ from django.template.response import TemplateResponse
 
 from common.admin import ViewAndDeleteAdmin
 from routing.limits.breakers import breaker_states_by_id
-from routing.models import ApiKey, ModelEndpoint, Policy, PolicyTier, QualityLabel, RequestAttempt, RequestRecord, ScorerVersion, ShadowEvaluation, TaskRule
+from routing.models import (
+    ApiKey,
+    ModelEndpoint,
+    Policy,
+    PolicyTier,
+    QualityLabel,
+    RequestAttempt,
+    RequestRecord,
+    ScorerVersion,
+    ShadowEvaluation,
+    TaskRule,
+)
 from routing.policies import services
 from routing.quality import learning
 
 MIN_TIERS = 2
+
+if TYPE_CHECKING:
+    ModelEndpointFormBase = forms.ModelForm[ModelEndpoint]
+    ModelEndpointAdminBase = admin.ModelAdmin[ModelEndpoint]
+    TierFormSetBase = BaseInlineFormSet[PolicyTier, Policy]
+    PolicyTierInlineBase = admin.TabularInline[PolicyTier, Policy]
+    TaskRuleInlineBase = admin.TabularInline[TaskRule, Policy]
+    PolicyAdminBase = admin.ModelAdmin[Policy]
+    ApiKeyAdminBase = admin.ModelAdmin[ApiKey]
+    RequestAttemptInlineBase = admin.TabularInline[RequestAttempt, RequestRecord]
+    RequestRecordAdminBase = admin.ModelAdmin[RequestRecord]
+    ScorerVersionAdminBase = admin.ModelAdmin[ScorerVersion]
+else:  # generic only in django-stubs: Django's classes take no type arguments at run time
+    ModelEndpointFormBase = forms.ModelForm
+    TierFormSetBase = BaseInlineFormSet
+    ModelEndpointAdminBase = PolicyAdminBase = ApiKeyAdminBase = admin.ModelAdmin
+    RequestRecordAdminBase = ScorerVersionAdminBase = admin.ModelAdmin
+    PolicyTierInlineBase = TaskRuleInlineBase = RequestAttemptInlineBase = admin.TabularInline
 
 
 # The breaker state of each listed endpoint, read once per change-list page.
 _listed_breakers: ContextVar[dict[int, str] | None] = ContextVar("listed_breakers", default=None)
 
 
-class ModelEndpointForm(forms.ModelForm):
+class ModelEndpointForm(ModelEndpointFormBase):
     """An endpoint cannot stand in for itself while its breaker is open."""
 
     class Meta:
@@ -41,7 +70,7 @@ class ModelEndpointForm(forms.ModelForm):
 
 
 @admin.register(ModelEndpoint)
-class ModelEndpointAdmin(admin.ModelAdmin):
+class ModelEndpointAdmin(ModelEndpointAdminBase):
     form = ModelEndpointForm
     list_display = [
         "name",
@@ -103,7 +132,7 @@ class ModelEndpointAdmin(admin.ModelAdmin):
         return states.get(endpoint.pk, "—").replace("_", "-")
 
 
-class TierFormSet(BaseInlineFormSet):
+class TierFormSet(TierFormSetBase):
     """A cascade needs at least two tiers, in distinct positions."""
 
     def clean(self) -> None:
@@ -116,7 +145,7 @@ class TierFormSet(BaseInlineFormSet):
             raise ValidationError("Two tiers have the same position.")
 
 
-class PolicyTierInline(admin.TabularInline):
+class PolicyTierInline(PolicyTierInlineBase):
     model = PolicyTier
     formset = TierFormSet
     extra = 0
@@ -124,14 +153,14 @@ class PolicyTierInline(admin.TabularInline):
     fields = ["position", "endpoint", "threshold", "max_tokens"]
 
 
-class TaskRuleInline(admin.TabularInline):
+class TaskRuleInline(TaskRuleInlineBase):
     model = TaskRule
     extra = 0
     fields = ["position", "category", "pattern", "first_tier"]
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(PolicyAdminBase):
     list_display = ["name", "version", "scorer", "max_escalations", "optimisation_goal", "enabled", "updated"]
     list_filter = ["enabled", "scorer", "optimisation_goal"]
     search_fields = ["name", "description"]
@@ -179,7 +208,7 @@ class PolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ApiKeyAdminBase):
     list_display = ["name", "prefix", "team", "app", "policy", "expires_at", "revoked_at", "created"]
     list_filter = ["team", "policy"]
     search_fields = ["name", "prefix", "team", "app"]
@@ -215,30 +244,33 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 
-class RequestAttemptInline(admin.TabularInline):
+ATTEMPT_INLINE_FIELDS = (
+    "position",
+    "tier",
+    "model",
+    "outcome",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "latency_ms",
+    "score",
+    "error",
+)
+
+
+class RequestAttemptInline(RequestAttemptInlineBase):
     model = RequestAttempt
     extra = 0
     can_delete = False
-    fields = [
-        "position",
-        "tier",
-        "model",
-        "outcome",
-        "input_tokens",
-        "output_tokens",
-        "cost",
-        "latency_ms",
-        "score",
-        "error",
-    ]
-    readonly_fields = fields
+    fields = ATTEMPT_INLINE_FIELDS
+    readonly_fields = ATTEMPT_INLINE_FIELDS
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
 @admin.register(RequestRecord)
-class RequestRecordAdmin(admin.ModelAdmin):
+class RequestRecordAdmin(RequestRecordAdminBase):
     """Records are written by the flusher only; the admin shows them."""
 
     list_display = [
@@ -291,7 +323,7 @@ class ShadowEvaluationAdmin(ViewAndDeleteAdmin):
 
 
 @admin.register(ScorerVersion)
-class ScorerVersionAdmin(admin.ModelAdmin):
+class ScorerVersionAdmin(ScorerVersionAdminBase):
     """Trained scorers; tick `active` to score with a version (one per policy and kind)."""
 
     list_display = ["policy", "version", "kind", "n_labels", "trained_at", "active"]

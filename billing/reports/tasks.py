@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.utils import timezone
 
 # After the month ends in the billing time zone, wait this long for the last records'
@@ -13,8 +12,8 @@ from django.utils import timezone
 SETTLE = timedelta(minutes=15)
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
-def report_build_monthly_task(self: Any, month: str | None = None) -> int:
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def report_build_monthly_task(self: Task[[str | None], int], month: str | None = None) -> int:
     """Build the report of `month` ("2025-02"), or of the month before today (beat, on the 1st).
 
     "Today" is beat's date (`TIME_ZONE`). Where the billing time zone is behind it, that

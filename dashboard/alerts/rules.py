@@ -111,7 +111,11 @@ class Notice:
 
     @property
     def headline(self) -> str:
-        state: dict[str, str] = {NoticeKind.FIRING: "FIRING", NoticeKind.REMINDER: "STILL FIRING", NoticeKind.RESOLVED: "RESOLVED"}
+        state: dict[str, str] = {
+            NoticeKind.FIRING: "FIRING",
+            NoticeKind.REMINDER: "STILL FIRING",
+            NoticeKind.RESOLVED: "RESOLVED",
+        }
         return f"[{state[self.kind]}] {self.rule} ({self.scope})"
 
     @property

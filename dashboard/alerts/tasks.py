@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from celery import shared_task
+from celery import Task, shared_task
 
 from dashboard.alerts.rules import DELIVERY_MAX_RETRIES, backoff_seconds
 
@@ -18,12 +16,14 @@ def alerts_evaluate() -> int:
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=DELIVERY_MAX_RETRIES)
-def alert_delivery_send(self: Any, delivery_id: int) -> None:
+def alert_delivery_send(self: Task[[int], None], delivery_id: int) -> None:
     """Send one notification; a failure is retried with exponential backoff, then given up."""
     from dashboard.alerts.exceptions import DeliveryFailed
     from dashboard.alerts.services import alert_delivery_send
 
     try:
-        alert_delivery_send(delivery_id=delivery_id, final=self.request.retries >= self.max_retries)
+        # max_retries None would retry forever: no attempt is the last.
+        final = self.max_retries is not None and self.request.retries >= self.max_retries
+        alert_delivery_send(delivery_id=delivery_id, final=final)
     except DeliveryFailed as exc:
         raise self.retry(exc=exc, countdown=backoff_seconds(self.request.retries)) from exc

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Model
 from rest_framework import serializers
 
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
 from dashboard.rollups.sketch import sketch_quantile
 
+M = TypeVar("M", bound=Model)
 
-class RollupSerializer(serializers.ModelSerializer):
+
+class RollupSerializer(serializers.ModelSerializer[Rollup]):
     """A minute or hour of one policy's, tier's and model's requests; percentiles read from the sketch."""
 
     p50_ms = serializers.SerializerMethodField()
@@ -58,11 +61,12 @@ class RollupSerializer(serializers.ModelSerializer):
         return sketch_quantile(row.latency, 0.99)
 
 
-class ConstraintsValidated(serializers.ModelSerializer):
+class ConstraintsValidated(serializers.ModelSerializer[M]):
     """Checks the model's constraints, which DRF does not (a functional unique constraint)."""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        candidate = copy.copy(self.instance) if self.instance is not None else self.Meta.model()
+        model: type[Model] = self.Meta.model
+        candidate = copy.copy(self.instance) if self.instance is not None else model()
         for name, value in attrs.items():
             setattr(candidate, name, value)
         try:
@@ -72,7 +76,7 @@ class ConstraintsValidated(serializers.ModelSerializer):
         return attrs
 
 
-class SlaTargetSerializer(ConstraintsValidated):
+class SlaTargetSerializer(ConstraintsValidated[SlaTarget]):
     """A policy's SLA targets; `policy` null is the default for every policy."""
 
     url = serializers.HyperlinkedIdentityField(view_name="sla-target-detail")
@@ -94,7 +98,7 @@ class SlaTargetSerializer(ConstraintsValidated):
         ]
 
 
-class AlertRuleSerializer(serializers.ModelSerializer):
+class AlertRuleSerializer(serializers.ModelSerializer[AlertRule]):
     """An alert rule; `policy` null watches every policy."""
 
     url = serializers.HyperlinkedIdentityField(view_name="alert-rule-detail")
@@ -123,7 +127,7 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         read_only_fields = ["last_evaluated_at", "last_notified_at"]
 
 
-class AlertDeliverySerializer(serializers.ModelSerializer):
+class AlertDeliverySerializer(serializers.ModelSerializer[AlertDelivery]):
     """One notification of an event on one channel, and how its attempts went."""
 
     class Meta:
@@ -131,7 +135,7 @@ class AlertDeliverySerializer(serializers.ModelSerializer):
         fields = ["id", "event", "kind", "channel", "status", "attempts", "last_error", "created", "sent_at"]
 
 
-class AlertEventSerializer(serializers.ModelSerializer):
+class AlertEventSerializer(serializers.ModelSerializer[AlertEvent]):
     """A period during which a rule's condition held, with its notifications."""
 
     url = serializers.HyperlinkedIdentityField(view_name="alert-event-detail")

@@ -25,7 +25,15 @@ from django.conf import settings
 
 from common import redis as shared_redis
 from routing.config.snapshots import config_cache
-from routing.engine.types import DELIVERY_FIELDS, Attempt, CascadeResult, ChatRequest, Completion, Outcome, PolicySnapshot
+from routing.engine.types import (
+    DELIVERY_FIELDS,
+    Attempt,
+    CascadeResult,
+    ChatRequest,
+    Completion,
+    Outcome,
+    PolicySnapshot,
+)
 from routing.records.payload import RecordPayload
 
 if TYPE_CHECKING:

@@ -171,7 +171,8 @@ def load_policies(at: datetime | None = None) -> list[PolicySnapshot]:
 
 def next_price_change(after: datetime) -> datetime | None:
     """When a scheduled price-book entry next takes effect: snapshots must be rebuilt then."""
-    at: datetime | None = PriceBookEntry.objects.filter(effective_from__gt=after).aggregate(at=Min("effective_from"))["at"]
+    scheduled = PriceBookEntry.objects.filter(effective_from__gt=after)
+    at: datetime | None = scheduled.aggregate(at=Min("effective_from"))["at"]
     return at
 
 

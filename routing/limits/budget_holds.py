@@ -19,7 +19,16 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from billing.budgets.rules import HOLD_TTL_S, BudgetExhausted, BudgetRule, BudgetStore, Degrade, Hold, Usage, degrade_for
+from billing.budgets.rules import (
+    HOLD_TTL_S,
+    BudgetExhausted,
+    BudgetRule,
+    BudgetStore,
+    Degrade,
+    Hold,
+    Usage,
+    degrade_for,
+)
 from billing.budgets.store import budget_store
 from billing.budgets.tasks import budget_alert_raise as budget_alert_raise_task
 from routing.engine.costing import worst_case_cost

@@ -57,9 +57,9 @@ def labels_from_replay(sender: Any, *, payloads: list[RecordPayload], **kwargs: 
     re-delivered batch adds no label twice.
     """
     QualityLabel.objects.bulk_create(
-        QualityLabel(record_id=p["id"], source=LabelSource.REPLAY, value=p["quality_label"])
+        QualityLabel(record_id=p["id"], source=LabelSource.REPLAY, value=label)
         for p in payloads
-        if p["status"] == RecordStatus.ANSWERED and p.get("quality_label") is not None
+        if p["status"] == RecordStatus.ANSWERED and (label := p.get("quality_label")) is not None
     )
 
 

@@ -78,7 +78,7 @@ class Verdict:
 
 def shadow_schedule(sender: Any, *, payloads: list[RecordPayload], **kwargs: Any) -> None:
     """`records_stored` receiver: an evaluation for each sampled-for-shadow record, run after commit."""
-    record_ids = [p["id"] for p in payloads if (p.get("sample") or {}).get("shadow")]
+    record_ids = [p["id"] for p in payloads if (sample := p.get("sample")) and sample.get("shadow")]
     if not record_ids:
         return
     ShadowEvaluation.objects.bulk_create(ShadowEvaluation(record_id=record_id) for record_id in record_ids)

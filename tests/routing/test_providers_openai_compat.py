@@ -16,11 +16,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from yarl import URL
 
 from routing.engine.errors import (
     ProviderBadRequest,
@@ -370,7 +372,18 @@ async def test_a_host_in_no_proxy_is_called_directly(monkeypatch: pytest.MonkeyP
 # What the upstream answers, and the HTTP client's failures (aioresponses)
 
 MOCKED_URL = "http://upstream.test/v1"
-MOCKED_CHAT_COMPLETIONS = f"{MOCKED_URL}/chat/completions"
+
+
+class MockedResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 predates aiohttp 3.14, whose responses also take the request's writer."""
+
+    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
+        super().__init__(method, url, stream_writer=SimpleNamespace(output_size=0), **kwargs)
+
+
+def answer(upstream: aioresponses, **response: Any) -> None:
+    """The next chat-completions request to MOCKED_URL gets `response` (aioresponses' arguments)."""
+    upstream.post(f"{MOCKED_URL}/chat/completions", response_class=MockedResponse, **response)
 
 
 def completion_json(text: str = "42") -> bytes:
@@ -394,7 +407,7 @@ async def test_throttling_carries_the_upstreams_retry_after(
     headers: dict[str, str], retry_after_s: float | None
 ) -> None:
     with aioresponses() as upstream:
-        upstream.post(MOCKED_CHAT_COMPLETIONS, status=429, body=b'{"error": {"message": "slow down"}}', headers=headers)
+        answer(upstream, status=429, body=b'{"error": {"message": "slow down"}}', headers=headers)
         with pytest.raises(ProviderUnavailable, match="HTTP 429: slow down") as caught:
             await ask(make_endpoint(MOCKED_URL))
 
@@ -404,7 +417,7 @@ async def test_throttling_carries_the_upstreams_retry_after(
 async def test_a_retry_after_date_is_the_seconds_until_then() -> None:
     in_an_hour = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
     with aioresponses() as upstream:
-        upstream.post(MOCKED_CHAT_COMPLETIONS, status=503, body=b"busy", headers={"Retry-After": in_an_hour})
+        answer(upstream, status=503, body=b"busy", headers={"Retry-After": in_an_hour})
         with pytest.raises(ProviderUnavailable, match="HTTP 503: busy") as caught:
             await ask(make_endpoint(MOCKED_URL))
 
@@ -415,7 +428,7 @@ async def test_a_retry_after_date_is_the_seconds_until_then() -> None:
 async def test_a_compressed_answer_it_did_not_ask_for_is_unavailable() -> None:
     with aioresponses() as upstream:
         compressed = gzip.compress(completion_json())
-        upstream.post(MOCKED_CHAT_COMPLETIONS, body=compressed, headers={"Content-Encoding": "gzip"})
+        answer(upstream, body=compressed, headers={"Content-Encoding": "gzip"})
         with pytest.raises(ProviderUnavailable, match="gzip"):
             await ask(make_endpoint(MOCKED_URL))
 
@@ -423,7 +436,7 @@ async def test_a_compressed_answer_it_did_not_ask_for_is_unavailable() -> None:
 async def test_a_redirect_is_not_followed() -> None:
     # Following it would send the prompt, and its cost, somewhere the endpoint never named.
     with aioresponses() as upstream:
-        upstream.post(MOCKED_CHAT_COMPLETIONS, status=307, headers={"Location": "http://elsewhere.test/v1"})
+        answer(upstream, status=307, headers={"Location": "http://elsewhere.test/v1"})
         with pytest.raises(ProviderUnavailable, match="HTTP 307"):
             await ask(make_endpoint(MOCKED_URL))
 
@@ -444,7 +457,7 @@ async def test_each_failure_of_the_http_client_is_its_provider_error(
     failure: aiohttp.ClientError, error_class: type[Exception], message: str
 ) -> None:
     with aioresponses() as upstream:
-        upstream.post(MOCKED_CHAT_COMPLETIONS, exception=failure)
+        answer(upstream, exception=failure)
         with pytest.raises(error_class, match=f"^cheap-tier: {message}"):
             await ask(make_endpoint(MOCKED_URL))
 

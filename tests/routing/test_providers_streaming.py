@@ -4,6 +4,7 @@ Bedrock's ConverseStream through botocore's Stubber. Also: refusals that carry b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
@@ -23,13 +24,12 @@ from routing.providers.bedrock import BedrockProvider
 from routing.providers.local import ReplayProvider, replay_prompts
 from routing.providers.openai_compat import OpenAICompatProvider
 from testing.sse_upstream import ANSWER, USAGE, running_sse_upstream
-from testing.upstream import UpstreamBehaviour, running_upstream
+from testing.upstream import DEFAULT_ANSWER, UpstreamBehaviour, running_upstream
 
 CHAT = ChatRequest(messages=(Message("system", "Answer with a number."), Message("user", "What is 6 x 7?")))
-TRANSPORTS = pytest.mark.parametrize("transport", ["fast", "httpx"])
 
 
-def openai_endpoint(base_url: str, model_id: str, *, transport: str = "fast", **kwargs: Any) -> EndpointSnapshot:
+def openai_endpoint(base_url: str, model_id: str, **kwargs: Any) -> EndpointSnapshot:
     return EndpointSnapshot(
         id=1,
         name="strong-tier",
@@ -38,7 +38,6 @@ def openai_endpoint(base_url: str, model_id: str, *, transport: str = "fast", **
         input_price_per_m=Decimal("5"),
         output_price_per_m=Decimal("15"),
         base_url=base_url,
-        options={"transport": transport},
         **kwargs,
     )
 
@@ -61,10 +60,9 @@ def done_of(events: list[StreamEvent]) -> Completion:
 # --- OpenAI-compatible -------------------------------------------------------------------
 
 
-@TRANSPORTS
-async def test_it_yields_each_delta_as_the_upstream_sends_it(transport: str) -> None:
+async def test_it_yields_each_delta_as_the_upstream_sends_it() -> None:
     with running_sse_upstream() as upstream:
-        provider = OpenAICompatProvider(openai_endpoint(upstream.base_url, "gated", transport=transport))
+        provider = OpenAICompatProvider(openai_endpoint(upstream.base_url, "gated"))
         async with aclosing(provider.stream(CHAT, max_tokens=64)) as stream:
             first = await anext(stream)
             # The upstream has sent one word and holds the rest until released.
@@ -78,10 +76,9 @@ async def test_it_yields_each_delta_as_the_upstream_sends_it(transport: str) -> 
     assert len(rest) > 2
 
 
-@TRANSPORTS
-async def test_it_asks_for_a_stream_with_usage_and_reports_that_usage(transport: str) -> None:
+async def test_it_asks_for_a_stream_with_usage_and_reports_that_usage() -> None:
     with running_sse_upstream() as upstream:
-        provider = OpenAICompatProvider(openai_endpoint(upstream.base_url, "plain", transport=transport))
+        provider = OpenAICompatProvider(openai_endpoint(upstream.base_url, "plain"))
         events = await events_of(provider.stream(CHAT, max_tokens=64))
         await provider.aclose()
 
@@ -107,16 +104,59 @@ async def test_usage_is_estimated_when_the_upstream_sends_none() -> None:
     )
 
 
-@TRANSPORTS
-async def test_closing_the_stream_early_closes_the_upstream_connection(transport: str) -> None:
+async def test_closing_the_stream_early_closes_the_upstream_connection_and_frees_it() -> None:
     with running_sse_upstream() as upstream:
-        provider = OpenAICompatProvider(openai_endpoint(upstream.base_url, "stall", transport=transport))
+        # One connection, and a wait for it bounded by the timeouts: a lost slot fails, not hangs.
+        endpoint = openai_endpoint(upstream.base_url, "stall", read_timeout_s=2, options={"max_connections": 1})
+        provider = OpenAICompatProvider(endpoint)
         stream = provider.stream(CHAT, max_tokens=64)
         assert await anext(stream) == TextDelta("Forty-two")
         await stream.aclose()
 
         assert await asyncio.to_thread(upstream.app.disconnected.wait, 10)
+        async with aclosing(provider.stream(CHAT, max_tokens=64)) as second:
+            assert await anext(second) == TextDelta("Forty-two")
         await provider.aclose()
+
+    assert upstream.app.streams["stall"] == 2
+
+
+async def test_cancelling_the_task_that_reads_a_stream_closes_the_upstream_connection() -> None:
+    with running_sse_upstream() as upstream:
+        provider = OpenAICompatProvider(openai_endpoint(upstream.base_url, "stall"))
+        stream = provider.stream(CHAT, max_tokens=64)
+        assert await anext(stream) == TextDelta("Forty-two")
+        reading = asyncio.create_task(anext(stream))
+        await asyncio.sleep(0.05)  # waiting on the silent upstream
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+
+        assert await asyncio.to_thread(upstream.app.disconnected.wait, 10)
+        await provider.aclose()
+
+
+async def test_closing_the_provider_closes_the_connection_of_a_stream_still_open() -> None:
+    with running_sse_upstream() as upstream:
+        provider = OpenAICompatProvider(openai_endpoint(upstream.base_url, "stall"))
+        async with aclosing(provider.stream(CHAT, max_tokens=64)) as stream:
+            assert await anext(stream) == TextDelta("Forty-two")
+            await provider.aclose()
+
+            assert await asyncio.to_thread(upstream.app.disconnected.wait, 10)
+
+
+async def test_a_stream_read_to_its_done_event_leaves_the_connection_for_the_next_call() -> None:
+    with running_upstream() as upstream:  # it records which connection each request came on
+        provider = OpenAICompatProvider(openai_endpoint(upstream.base_url, "cheap"))
+        first = done_of(await events_of(provider.stream(CHAT, max_tokens=8)))
+        first_client = upstream.last_client
+        second = done_of(await events_of(provider.stream(CHAT, max_tokens=8)))
+        await provider.aclose()
+
+    assert first.text == second.text == DEFAULT_ANSWER
+    assert upstream.last_headers["accept"] == "text/event-stream"
+    assert upstream.last_client == first_client
 
 
 async def test_a_stream_that_stalls_past_the_read_timeout_times_out() -> None:

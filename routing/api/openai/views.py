@@ -21,9 +21,24 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from routing.api.openai import sse as streaming
-from routing.api.openai.format import degrade_headers, error_response, model_object, openai_response, routing_headers, tiers_failed
+from routing.api.openai.format import (
+    degrade_headers,
+    error_response,
+    model_object,
+    openai_response,
+    routing_headers,
+    tiers_failed,
+)
 from routing.api.openai.parsing import parse_body, parse_chat_request
-from routing.cache.exact import DEFAULT_CONTROL, CacheControl, CacheHit, cache_control, cache_lookup, cache_store, hit_payload
+from routing.cache.exact import (
+    DEFAULT_CONTROL,
+    CacheControl,
+    CacheHit,
+    cache_control,
+    cache_lookup,
+    cache_store,
+    hit_payload,
+)
 from routing.cache.exact import HEADER as CACHE_HEADER
 from routing.choices import RecordStatus
 from routing.config.snapshots import KeyInfo, config_cache

@@ -6,7 +6,6 @@ semantic cache re-asks run as the Celery tasks that beat's flush queues (eagerly
 
 from __future__ import annotations
 
-import importlib
 from datetime import timedelta
 from decimal import Decimal
 from importlib.util import find_spec
@@ -14,7 +13,6 @@ from importlib.util import find_spec
 import openai
 import pytest
 from asgiref.sync import async_to_sync
-from django.apps import apps as django_apps
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -243,31 +241,3 @@ def test_a_re_ask_every_tier_failed_is_kept_without_a_verdict(gateway):
     (rate,) = semantic_false_hits_get(policy_id=None, since=timezone.now() - timedelta(hours=1))
     assert (rate.checks, rate.false_hits, rate.rate) == (0, 0, None)  # no verdict: not in the rate
     assert no_ledger_differences()
-
-
-# Evaluations made before this ledgering ------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_evaluations_made_before_quality_checks_were_ledgered_are_put_on_the_ledger(client):
-    mixtral, gpt4 = replay_endpoints()
-    _, key = make_key(make_policy("earlier", [(mixtral, 0.0), (gpt4, 1.0)]))
-    request_id = route(client, key, JANET)
-    flush_records()
-    # As the shadow task stored an evaluation before: its cost on it, nothing on the ledger.
-    ShadowEvaluation.objects.create(
-        record_id=request_id,
-        status="done",
-        reference_model="replay-gpt-4",
-        input_tokens=120,
-        output_tokens=40,
-        cost=Decimal("0.0060"),
-        finished=timezone.now(),
-    )
-    assert not no_ledger_differences()
-
-    backfill = importlib.import_module("routing.migrations.0009_ledger_shadow_evaluations_before")
-    backfill.ledger_earlier_evaluations(django_apps, None)
-
-    assert no_ledger_differences()
-    assert quality_rows().get().quality_cost == Decimal("0.0060")
