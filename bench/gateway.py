@@ -23,7 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import LoadRun, LoadSummary, Target, encode_request, percentile, python_load, summarise, wrk_available, wrk_load
+from bench.loadgen import (
+    LoadRun,
+    LoadSummary,
+    Target,
+    encode_request,
+    percentile,
+    python_load,
+    summarise,
+    wrk_available,
+    wrk_load,
+)
 from bench.procstats import CpuMeter, peak_rss_mb, rss_mb, slope_mb_per_min
 from testing.net import free_port, wait_until_up
 

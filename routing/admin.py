@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -28,14 +28,27 @@ from routing.models import (
     TaskRule,
 )
 from routing.policies import services
+from routing.policies.services import MIN_TIERS, RuleSpec, TierSpec
 from routing.quality import learning
 
-MIN_TIERS = 2
+TIER_FIELDS = (
+    "position",
+    "endpoint",
+    "threshold",
+    "max_tokens",
+    "samples",
+    "sample_temperature",
+    "extractor",
+    "peers",
+    "judge",
+)
+RULE_FIELDS = ("position", "category", "pattern", "first_tier")
 
 if TYPE_CHECKING:
     ModelEndpointFormBase = forms.ModelForm[ModelEndpoint]
     ModelEndpointAdminBase = admin.ModelAdmin[ModelEndpoint]
     TierFormSetBase = BaseInlineFormSet[PolicyTier, Policy]
+    TaskRuleFormSetBase = BaseInlineFormSet[TaskRule, Policy]
     PolicyTierInlineBase = admin.TabularInline[PolicyTier, Policy]
     TaskRuleInlineBase = admin.TabularInline[TaskRule, Policy]
     PolicyAdminBase = admin.ModelAdmin[Policy]
@@ -45,7 +58,7 @@ if TYPE_CHECKING:
     ScorerVersionAdminBase = admin.ModelAdmin[ScorerVersion]
 else:  # generic only in django-stubs: Django's classes take no type arguments at run time
     ModelEndpointFormBase = forms.ModelForm
-    TierFormSetBase = BaseInlineFormSet
+    TierFormSetBase = TaskRuleFormSetBase = BaseInlineFormSet
     ModelEndpointAdminBase = PolicyAdminBase = ApiKeyAdminBase = admin.ModelAdmin
     RequestRecordAdminBase = ScorerVersionAdminBase = admin.ModelAdmin
     PolicyTierInlineBase = TaskRuleInlineBase = RequestAttemptInlineBase = admin.TabularInline
@@ -132,17 +145,38 @@ class ModelEndpointAdmin(ModelEndpointAdminBase):
         return states.get(endpoint.pk, "—").replace("_", "-")
 
 
+def _kept_rows(formset: BaseInlineFormSet[Any, Policy], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The cleaned rows that stay (filled in and not marked for deletion), with `fields` only."""
+    rows = [form.cleaned_data for form in formset.forms if form.cleaned_data and not form.cleaned_data.get("DELETE")]
+    return [{field: row[field] for field in fields if field in row} for row in rows]
+
+
 class TierFormSet(TierFormSetBase):
-    """A cascade needs at least two tiers, in distinct positions."""
+    """The tiers are checked as a whole by `policy_validate`, as the REST API checks them."""
 
     def clean(self) -> None:
         super().clean()
-        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-        if len(kept) < MIN_TIERS:
-            raise ValidationError(f"A policy needs at least {MIN_TIERS} tiers, cheapest first.")
-        positions = [f.cleaned_data["position"] for f in kept]
-        if len(set(positions)) != len(positions):
-            raise ValidationError("Two tiers have the same position.")
+        if any(self.errors):
+            return  # each tier's own field errors first
+        tiers = [{**row, "peers": list(row.get("peers", ()))} for row in _kept_rows(self, TIER_FIELDS)]
+        try:
+            services.policy_validate(tiers=cast(list[TierSpec], tiers), rules=None)
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from exc
+
+
+class TaskRuleFormSet(TaskRuleFormSetBase):
+    """Task rules are checked by `policy_validate` too; `first_tier` is not: the tiers may change alongside."""
+
+    def clean(self) -> None:
+        super().clean()
+        if any(self.errors):
+            return
+        rules = _kept_rows(self, RULE_FIELDS)
+        try:
+            services.policy_validate(tiers=None, rules=cast(list[RuleSpec], rules))
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from exc
 
 
 class PolicyTierInline(PolicyTierInlineBase):
@@ -150,13 +184,15 @@ class PolicyTierInline(PolicyTierInlineBase):
     formset = TierFormSet
     extra = 0
     min_num = MIN_TIERS
-    fields = ["position", "endpoint", "threshold", "max_tokens"]
+    fields = TIER_FIELDS
+    autocomplete_fields = ["peers", "judge"]
 
 
 class TaskRuleInline(TaskRuleInlineBase):
     model = TaskRule
+    formset = TaskRuleFormSet
     extra = 0
-    fields = ["position", "category", "pattern", "first_tier"]
+    fields = RULE_FIELDS
 
 
 @admin.register(Policy)

@@ -47,10 +47,24 @@ class CacheKind(models.TextChoices):
     SEMANTIC = "semantic", "Semantic match"
 
 
+class Extractor(models.TextChoices):
+    """How a quality gate compares answers: by their final answer of a kind, or by meaning."""
+
+    AUTO = "auto", "Automatic (final answer where there is one, else meaning)"
+    NUMBER = "number", "Final number"
+    OPTION = "option", "Option letter"
+    DATE = "date", "Date"
+    YES_NO = "yesno", "Yes or no"
+    SPAN = "span", "Short answer"
+    MEANING = "text", "Meaning of the whole answer (embeddings)"
+
+
 class AttemptOutcome(models.TextChoices):
     ACCEPTED = "accepted", "Accepted"
     ESCALATED = "escalated", "Escalated"
     FAILED = "failed", "Failed"
+    SAMPLE = "sample", "Sample for the quality gate"
+    JUDGE = "judge", "Judge's grade for the quality gate"
 
 
 # --- Quality loop --------------------------------------------------------------------------

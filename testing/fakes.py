@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, PolicySnapshot, ProviderType, TaskRuleSnapshot, Tier
+from routing.engine.types import (
+    ChatRequest,
+    Completion,
+    EndpointSnapshot,
+    Message,
+    PolicySnapshot,
+    ProviderType,
+    TaskRuleSnapshot,
+    Tier,
+)
 
 
 class FakeClock:

@@ -19,7 +19,18 @@ from typing import Any
 
 import uvicorn
 
-from testing.upstream import STARTUP_TIMEOUT_S, Receive, Scope, Send, UpstreamApp, UpstreamBehaviour, read_body, server_config, wait_for_disconnect, wait_until_serving
+from testing.upstream import (
+    STARTUP_TIMEOUT_S,
+    Receive,
+    Scope,
+    Send,
+    UpstreamApp,
+    UpstreamBehaviour,
+    read_body,
+    server_config,
+    wait_for_disconnect,
+    wait_until_serving,
+)
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 ANSWER = "Forty-two is the answer, worked out step by step."

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import re
@@ -65,6 +66,9 @@ class UpstreamBehaviour:
     cached_tokens: int | None = None  # None: no prompt_tokens_details at all
     usage: bool = True
     models: tuple[str, ...] = ("upstream-small", "upstream-large")
+    # Scripted answers: (model, answers) pairs; each request to the model gets the next
+    # answer, round and round, so tests can make samples agree or disagree.
+    scripts: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,7 @@ class UpstreamApp:
         # Bodies depend only on the model and the plan: build each one once.
         self._bodies: dict[tuple[str, Plan, bool], bytes] = {}
         self._models_body = json.dumps(models_list(self.behaviour, self._created)).encode()
+        self._scripts = {model: itertools.cycle(answers) for model, answers in self.behaviour.scripts}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,6 +133,12 @@ class UpstreamApp:
             await asyncio.sleep(plan.delay_s)
         if request.get("stream") and plan.status == 200 and not plan.malformed:
             await self._stream(send, model, plan, request)
+            return
+        script = self._scripts.get(model)
+        if script is not None and plan.status == 200:
+            scripted = replace(self.behaviour, answer=next(script))
+            body = json.dumps(chat_completion(scripted, model, plan, created=self._created)).encode()
+            await respond(send, 200, body)
             return
         await respond(send, plan.status, self._body(model, plan, bool(request.get("logprobs"))))
 

@@ -25,7 +25,7 @@ from dashboard.api.serializers import (
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
 
 
-class RollupViewSet(viewsets.ReadOnlyModelViewSet):
+class RollupViewSet(viewsets.ReadOnlyModelViewSet[Rollup]):
     """Per-minute and per-hour rollups, oldest first; filterable by query parameters."""
 
     queryset = Rollup.objects.order_by("resolution", "bucket", "policy_id", "tier", "model")
@@ -34,7 +34,7 @@ class RollupViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = RollupFilterSet
 
 
-class SlaTargetViewSet(viewsets.ModelViewSet):
+class SlaTargetViewSet(viewsets.ModelViewSet[SlaTarget]):
     """SLA targets per policy, and the default row (`policy` null)."""
 
     queryset = SlaTarget.objects.order_by("id")
@@ -42,7 +42,7 @@ class SlaTargetViewSet(viewsets.ModelViewSet):
     permission_classes = [ViewModelPermissions]
 
 
-class AlertRuleViewSet(viewsets.ModelViewSet):
+class AlertRuleViewSet(viewsets.ModelViewSet[AlertRule]):
     """Alert rules."""
 
     queryset = AlertRule.objects.order_by("name")
@@ -50,7 +50,7 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
     permission_classes = [ViewModelPermissions]
 
 
-class AlertEventViewSet(viewsets.ReadOnlyModelViewSet):
+class AlertEventViewSet(viewsets.ReadOnlyModelViewSet[AlertEvent]):
     """Alert events, newest first, with their deliveries; `POST …/acknowledge/` acknowledges one."""
 
     queryset = AlertEvent.objects.prefetch_related("deliveries").order_by("-started_at")
@@ -67,7 +67,7 @@ class AlertEventViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(self.get_serializer(event).data)
 
 
-class AlertDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+class AlertDeliveryViewSet(viewsets.ReadOnlyModelViewSet[AlertDelivery]):
     """Notifications sent (or failing), newest first."""
 
     queryset = AlertDelivery.objects.order_by("-created")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions, serializers, viewsets
@@ -19,7 +21,7 @@ from routing.models import Policy
 VIEW_RECORDS = "routing.view_requestrecord"
 
 
-class TuningConfigSerializer(serializers.ModelSerializer):
+class TuningConfigSerializer(serializers.ModelSerializer[TuningConfig]):
     """How auto-tuning may change one policy."""
 
     class Meta:
@@ -44,18 +46,18 @@ class TuningConfigSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["last_run_at", "created", "updated"]
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         instance = TuningConfig(**{**self._current(), **attrs})
         instance.clean()
         return attrs
 
-    def _current(self) -> dict:
+    def _current(self) -> dict[str, Any]:
         if self.instance is None:
             return {}
         return {f: getattr(self.instance, f) for f in ("target", "target_value", "threshold_min", "threshold_max")}
 
 
-class TuningProposalSerializer(serializers.ModelSerializer):
+class TuningProposalSerializer(serializers.ModelSerializer[TuningProposal]):
     """A threshold change auto-tuning proposed or made; decided on the tuning page."""
 
     class Meta:
@@ -83,7 +85,7 @@ class TuningProposalSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TuningConfigViewSet(viewsets.ModelViewSet):
+class TuningConfigViewSet(viewsets.ModelViewSet[TuningConfig]):
     """Auto-tuning settings, one per policy."""
 
     queryset = TuningConfig.objects.all()
@@ -91,7 +93,7 @@ class TuningConfigViewSet(viewsets.ModelViewSet):
     permission_classes = [ViewModelPermissions]
 
 
-class TuningProposalViewSet(viewsets.ReadOnlyModelViewSet):
+class TuningProposalViewSet(viewsets.ReadOnlyModelViewSet[TuningProposal]):
     """Every proposal and change, newest first."""
 
     queryset = TuningProposal.objects.all()

@@ -148,7 +148,7 @@ def _partial(
     rescored_only: bool = False,
 ) -> _Partial | None:
     attempts = sorted(record.attempts.all(), key=lambda a: a.position)
-    answered = [a for a in attempts if a.outcome != AttemptOutcome.FAILED]
+    answered = [a for a in attempts if a.outcome in (AttemptOutcome.ACCEPTED, AttemptOutcome.ESCALATED)]
     if not answered or answered[0].tier != 0:
         coverage.skip("cheapest tier did not answer")
         return None

@@ -35,8 +35,17 @@ from routing.engine.ports import Provider, Scorer
 from routing.engine.router import PromptRouter, first_tier_for
 from routing.engine.scoring import SCORERS
 from routing.engine.scoring import scorer_for as named_scorer
-from routing.engine.types import ChatRequest, EndpointSnapshot, PolicySnapshot, ProviderType, TaskRuleSnapshot, Tier
-from routing.models import ApiKey, Policy, ScorerVersion
+from routing.engine.types import (
+    NO_GATE,
+    ChatRequest,
+    EndpointSnapshot,
+    GateSnapshot,
+    PolicySnapshot,
+    ProviderType,
+    TaskRuleSnapshot,
+    Tier,
+)
+from routing.models import ApiKey, Policy, PolicyTier, ScorerVersion
 from routing.models import ModelEndpoint as EndpointRow
 from routing.providers import build_provider
 
@@ -128,6 +137,7 @@ def policy_snapshot(policy: Policy, at: datetime | None = None) -> PolicySnapsho
             endpoint=endpoint_snapshot(tier.endpoint, at),
             threshold=tier.threshold,
             max_tokens=tier.max_tokens,
+            gate=gate_snapshot(tier, at),
         )
         # An endpoint an operator disabled is skipped, so switching off a broken model
         # takes its tier out of every cascade at once.
@@ -158,11 +168,32 @@ def policy_snapshot(policy: Policy, at: datetime | None = None) -> PolicySnapsho
     )
 
 
+def gate_snapshot(tier: PolicyTier, at: datetime) -> GateSnapshot:
+    """The tier's quality gate; disabled peers and judges are left out, as disabled tiers are."""
+    peers = tuple(endpoint_snapshot(p, at) for p in tier.peers.all() if p.enabled)
+    judge = tier.judge if tier.judge is not None and tier.judge.enabled else None
+    if tier.samples <= 1 and not peers and judge is None:
+        return NO_GATE
+    return GateSnapshot(
+        samples=tier.samples,
+        sample_temperature=tier.sample_temperature,
+        extractor=tier.extractor,
+        peers=peers,
+        judge=None if judge is None else endpoint_snapshot(judge, at),
+    )
+
+
 def load_policies(at: datetime | None = None) -> list[PolicySnapshot]:
     """Every enabled policy with at least one enabled tier, as snapshots priced at `at` (now)."""
     discard_stale_connections()
     rows = Policy.objects.filter(enabled=True).prefetch_related(
-        "tiers__endpoint__prices", "tiers__endpoint__fallback_endpoint__prices", "task_rules"
+        "tiers__endpoint__prices",
+        "tiers__endpoint__fallback_endpoint__prices",
+        "tiers__peers__prices",
+        "tiers__peers__fallback_endpoint__prices",
+        "tiers__judge__prices",
+        "tiers__judge__fallback_endpoint__prices",
+        "task_rules",
     )
     at = at or timezone.now()
     snapshots = [policy_snapshot(p, at) for p in rows]
@@ -332,7 +363,7 @@ class ConfigCache:
         self._refresh_providers(policies)
 
     def _refresh_providers(self, policies: list[PolicySnapshot]) -> None:
-        wanted = {tier.endpoint.id: tier.endpoint for p in policies for tier in p.tiers}
+        wanted = {e.id: e for p in policies for tier in p.tiers for e in tier_endpoints(tier)}
         fallbacks = {e.fallback.id: e.fallback for e in list(wanted.values()) if e.fallback is not None}
         wanted = fallbacks | wanted
         for endpoint_id, endpoint in wanted.items():
@@ -382,6 +413,12 @@ class ConfigCache:
         """Forget everything; the next request reloads (tests, and after a local save)."""
         self.version = None
         self.checked_at = float("-inf")
+
+
+def tier_endpoints(tier: Tier) -> tuple[EndpointSnapshot, ...]:
+    """Every endpoint a tier may call: its own, its gate's peers and judge."""
+    judge = () if tier.gate.judge is None else (tier.gate.judge,)
+    return (tier.endpoint, *tier.gate.peers, *judge)
 
 
 def _close_later(provider: Provider) -> None:

@@ -13,7 +13,19 @@ from routing.engine.cascade import run_cascade
 from routing.engine.classify import DEFAULT_TASK_RULES, TaskMatch, classify
 from routing.engine.costing import attempt_cost, worst_case_cost
 from routing.engine.scoring import SCORERS, HeuristicScorer, LogprobScorer, scorer_for
-from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, EndpointSnapshot, Message, Outcome, PolicySnapshot, ProviderType, TaskRuleSnapshot, Tier
+from routing.engine.types import (
+    Attempt,
+    CascadeResult,
+    ChatRequest,
+    Completion,
+    EndpointSnapshot,
+    Message,
+    Outcome,
+    PolicySnapshot,
+    ProviderType,
+    TaskRuleSnapshot,
+    Tier,
+)
 
 __all__ = [
     "DEFAULT_TASK_RULES",

@@ -8,16 +8,20 @@ single token on the cheapest model (fractions of a micro-dollar).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from routing.engine.classify import classify
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens, max_prompt_tokens
-from routing.engine.types import CascadeResult, ChatRequest, EndpointSnapshot, PolicySnapshot, Tier
+from routing.engine.types import NO_GATE, CascadeResult, ChatRequest, EndpointSnapshot, PolicySnapshot, Tier
 
 PER_MILLION = Decimal(1_000_000)
 QUANTUM = Decimal("1e-10")
 CACHED_PRICE_OPTION = "cached_input_price_per_m"
+# A judge answers in a word; its prompt is the rubric around the request and the answer.
+JUDGE_MAX_TOKENS = 4
+JUDGE_RUBRIC_TOKENS = 80
 # Only reached when every cap is unset or zero, which a valid endpoint row never is.
 FALLBACK_MAX_TOKENS = 1024
 
@@ -100,8 +104,25 @@ def tier_worst_case_usage(tier: Tier, chat: ChatRequest) -> WorstCase:
 
 
 def tier_worst_case(tier: Tier, chat: ChatRequest) -> Decimal:
-    """The most one tier (every try, on it or its fallback endpoint) can cost."""
-    return tier_worst_case_usage(tier, chat).cost
+    """The most one tier (every try, on it or its fallback endpoint, and its gate's calls) can cost."""
+    return tier_worst_case_usage(tier, chat).cost + gate_worst_case(tier, chat)
+
+
+def gate_worst_case(tier: Tier, chat: ChatRequest) -> Decimal:
+    """The most a tier's quality gate can add: its extra samples, its peers and its judge."""
+    gate = tier.gate
+    if not gate.active:
+        return Decimal(0)
+    own = tier_worst_case_usage(tier, chat).cost * (gate.samples - 1)
+    peers = sum(
+        (tier_worst_case_usage(dataclasses.replace(tier, endpoint=p, gate=NO_GATE), chat).cost for p in gate.peers),
+        Decimal(0),
+    )
+    if gate.judge is None:
+        return own + peers
+    judge_prompt = max_prompt_tokens(chat) + resolve_max_tokens(chat, tier) + JUDGE_RUBRIC_TOKENS
+    tries = 1 + gate.judge.max_retries
+    return own + peers + attempt_cost(gate.judge, judge_prompt * tries, JUDGE_MAX_TOKENS * tries)
 
 
 def resolve_max_tokens(chat: ChatRequest, tier: Tier) -> int:

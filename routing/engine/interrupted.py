@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from routing.engine.classify import classify
-from routing.engine.costing import start_tier, tier_worst_case_usage
+from routing.engine.costing import gate_worst_case, start_tier, tier_worst_case_usage
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Outcome, PolicySnapshot, Tier
 
 # Why a cascade stopped half-way, as its record says it: one wording for whole and streamed answers.
@@ -58,7 +58,8 @@ def tier_in_flight(policy: PolicySnapshot, done: Sequence[Attempt], start: int) 
 
 
 def call_in_flight(tier: Tier, chat: ChatRequest, *, reason: str, kind: str) -> Attempt:
-    """The tier being called, at its worst case: every try, on the dearer of it and its fallback."""
+    """The tier being called, at its worst case: every try, on the dearer of it and its fallback,
+    and every call its quality gate may have had in flight."""
     worst = tier_worst_case_usage(tier, chat)
     return Attempt(
         tier=tier.position,
@@ -67,7 +68,7 @@ def call_in_flight(tier: Tier, chat: ChatRequest, *, reason: str, kind: str) -> 
         outcome=Outcome.FAILED,
         input_tokens=worst.input_tokens,
         output_tokens=worst.output_tokens,
-        cost=worst.cost,
+        cost=worst.cost + gate_worst_case(tier, chat),
         price_version=worst.endpoint.price_version,
         error=reason,
         error_kind=kind,

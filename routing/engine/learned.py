@@ -8,9 +8,13 @@ labelled (request, cheap answer, acceptable?) examples, using:
   arithmetic an answer states) and the heuristic's own score;
 - answer-format and self-consistency checks: is there a final number, is it one the
   working derived, does the answer use the problem's numbers, does it doubt itself;
-- the model's token probabilities when the provider returned them;
+- the model's token probabilities when the provider returned them (mean, minimum and
+  low percentiles of the log-probabilities, `scoring.logprob_features`);
 - hashed word n-grams of the prompt and of the answer, and the task category;
 - optionally, sentence embeddings of both (`embeddings.py`), when the extra is installed.
+
+Every feature is finite for any input (`finite_row` clamps what a hostile or broken
+answer could push out of range), so training never meets a NaN or an infinity.
 
 A `LearnedModel` is plain numbers (see `linear.py`): `to_dict()` is JSON the Django side
 keeps in a database row, `from_dict()` rebuilds it in any worker, and `LearnedScorer`
@@ -28,7 +32,15 @@ from typing import Any, Final
 import numpy as np
 
 from routing.engine import embeddings, scoring
-from routing.engine.linear import Design, FloatArray, LogisticModel, check_kind, fit_logistic, stored_linear, stored_model
+from routing.engine.linear import (
+    Design,
+    FloatArray,
+    LogisticModel,
+    check_kind,
+    fit_logistic,
+    stored_linear,
+    stored_model,
+)
 from routing.engine.textfeatures import SparseRow, hashed_categories, hashed_ngrams, merged, sparse_matrix
 from routing.engine.types import ChatRequest, Completion
 
@@ -38,6 +50,9 @@ DEFAULT_BUCKETS: Final = 4096
 DEFAULT_MAX_NGRAM: Final = 2
 # Each embedding dimension counts this much of a hand-made feature (see fit_logistic).
 EMBEDDING_WEIGHT: Final = 0.1
+# No dense feature goes beyond this magnitude: a bound, not a scale (logs and counts
+# stay far below it).
+FEATURE_LIMIT: Final = 1e6
 
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 # A number stated as the result of a step: after "=", or at the end of a `<<a*b=c>>c`.
@@ -99,6 +114,11 @@ DENSE_FEATURES: Final = (
     "doubts",
     "has_logprobs",
     "mean_token_probability",
+    "logprob_mean",
+    "logprob_min",
+    "logprob_p10",
+    "logprob_p25",
+    "log_logprob_count",
 )
 
 
@@ -288,7 +308,13 @@ def embed_pairs(prompts: Sequence[str], answers: Sequence[str]) -> FloatArray | 
 
 def dense_row(spec: FeatureSpec, chat: ChatRequest, completion: Completion, task: str) -> FloatArray:
     values = answer_features(chat, completion, task)
-    return np.asarray([values[name] for name in spec.dense_names], dtype=np.float64)
+    return finite_row([values[name] for name in spec.dense_names])
+
+
+def finite_row(values: Sequence[float]) -> FloatArray:
+    """`values` with NaN as 0 and everything clamped to +-FEATURE_LIMIT."""
+    row = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
+    return np.clip(row, -FEATURE_LIMIT, FEATURE_LIMIT)
 
 
 def sparse_row(spec: FeatureSpec, chat: ChatRequest, completion: Completion, task: str) -> SparseRow:
@@ -312,7 +338,7 @@ def answer_features(chat: ChatRequest, completion: Completion, task: str) -> dic
         "log_prompt_words": math.log1p(base["prompt_words"]),
         **format_features(text),
         **consistency_features(chat.prompt, text),
-        **logprob_features(completion),
+        **completion_logprob_features(completion),
     }
 
 
@@ -361,7 +387,16 @@ def numbers(raw: Sequence[str]) -> list[float]:
     return [value for value in parsed if value is not None]
 
 
-def logprob_features(completion: Completion) -> dict[str, float]:
-    if not completion.logprobs:
-        return {"has_logprobs": 0.0, "mean_token_probability": 0.0}
-    return {"has_logprobs": 1.0, "mean_token_probability": scoring.mean_token_probability(completion.logprobs)}
+def completion_logprob_features(completion: Completion) -> dict[str, float]:
+    """The answer's token-probability summary; all 0 (and has_logprobs 0) without logprobs."""
+    summary = scoring.logprob_features(completion.logprobs)
+    present = bool(completion.logprobs) and summary["logprob_count"] > 0
+    return {
+        "has_logprobs": scoring.flag(present),
+        "mean_token_probability": scoring.mean_token_probability(completion.logprobs) if present else 0.0,
+        "logprob_mean": summary["logprob_mean"],
+        "logprob_min": summary["logprob_min"],
+        "logprob_p10": summary["logprob_p10"],
+        "logprob_p25": summary["logprob_p25"],
+        "log_logprob_count": math.log1p(summary["logprob_count"]),
+    }

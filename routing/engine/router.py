@@ -23,7 +23,15 @@ import numpy as np
 
 from routing.engine import embeddings
 from routing.engine.classify import MATH_PATTERN, compiled
-from routing.engine.linear import Design, FloatArray, LogisticModel, check_kind, fit_logistic, stored_linear, stored_model
+from routing.engine.linear import (
+    Design,
+    FloatArray,
+    LogisticModel,
+    check_kind,
+    fit_logistic,
+    stored_linear,
+    stored_model,
+)
 from routing.engine.textfeatures import SparseRow, hashed_categories, hashed_ngrams, merged, sparse_matrix
 
 KIND: Final = "prompt_router"

@@ -12,7 +12,12 @@ run on every answer:
 - `LogprobScorer` uses the model's own token probabilities when the provider returns
   them, kept honest by the heuristic's hard failures.
 
-`features()` exposes every signal as a number so a learned scorer can reuse them.
+`features()` exposes every signal as a number so a learned scorer can reuse them, and
+every one of them is finite whatever the text (a 400-digit "answer" included): a NaN or
+an infinity would make training fail. `heuristic_opinion()` says when the heuristic has
+evidence at all: on a clean answer to a task it cannot check (a letter for a multiple-
+choice question, prose) it has none, and a combiner should ignore it rather than read
+its 1.0 as confidence. `logprob_features()` summarises token log-probabilities.
 
 Both run on every answer on the hot path, so the code favours cheap exact shortcuts
 (no "=" means no sums to check; a regex anchored at the end only needs the end of the
@@ -27,9 +32,10 @@ import itertools
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
+from routing.engine.answers import extract_answer, prompt_kind
 from routing.engine.classify import MATH_PATTERN, UNKNOWN, compiled
 from routing.engine.ports import Scorer
 from routing.engine.types import ChatRequest, Completion
@@ -68,6 +74,9 @@ HEDGE_PHRASES: Final = (
 )
 # Tasks whose good answers can be a word or two.
 SHORT_ANSWER_TASKS: Final = frozenset({"greeting"})
+# Prompts that ask for a short answer (an option letter, a number, a date, yes or no):
+# a one-word answer of that kind is complete, not too short.
+SHORT_ANSWER_KINDS: Final = frozenset({"option", "number", "date", "yesno"})
 
 # --- weights (subtracted from 1.0) -----------------------------------------------------
 
@@ -126,7 +135,9 @@ def features(chat: ChatRequest, completion: Completion, task: str) -> Features:
         "repetition": repetition(text),
         "words": float(words),
         "prompt_words": float(len(prompt.split())),
-        "too_short": flag(words < MIN_WORDS and task not in SHORT_ANSWER_TASKS),
+        "too_short": flag(
+            words < MIN_WORDS and task not in SHORT_ANSWER_TASKS and not states_short_answer(prompt, text)
+        ),
         "math": flag(math_task),
         "no_final_answer": flag(math_task and final is None),
         "fractional_count": flag(math_task and is_fractional_count(prompt, final)),
@@ -137,6 +148,12 @@ def features(chat: ChatRequest, completion: Completion, task: str) -> Features:
 
 def flag(condition: bool) -> float:
     return 1.0 if condition else 0.0
+
+
+def states_short_answer(prompt: str, text: str) -> bool:
+    """The prompt asks for a short answer of some kind, and the text gives one."""
+    kind = prompt_kind(prompt)
+    return kind in SHORT_ANSWER_KINDS and extract_answer(text, kind, prompt=prompt) is not None
 
 
 def normalise_quotes(text: str) -> str:
@@ -252,10 +269,12 @@ def final_number(text: str) -> float | None:
 
 
 def parse_number(raw: str) -> float | None:
+    """The number `raw` writes, or None; a number too large for a float (309+ digits) is None."""
     try:
-        return float(raw.replace("$", "").replace(",", "").rstrip("."))
+        value = float(raw.replace("$", "").replace(",", "").rstrip("."))
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def is_fractional_count(prompt: str, final: float | None) -> bool:
@@ -406,9 +425,11 @@ def evaluate(expression: str, *, percent_as_fraction: bool = True) -> float | No
     if source is None:
         return None
     try:
-        return arithmetic_value(ast.parse(source, mode="eval").body)
+        value = arithmetic_value(ast.parse(source, mode="eval").body)
     except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, RecursionError):
         return None
+    # A long literal parses to inf, and inf * 0 to NaN: neither is checkable arithmetic.
+    return value if math.isfinite(value) else None
 
 
 def to_python(expression: str, *, percent_as_fraction: bool) -> str | None:
@@ -516,13 +537,31 @@ def penalised(start: float, f: Mapping[str, float], penalties: tuple[Penalty, ..
 # --- scorers -------------------------------------------------------------------------
 
 
+def has_opinion(f: Mapping[str, float]) -> bool:
+    """Whether the heuristic saw evidence: an answer it could check (math), or a failure."""
+    return bool(f["empty"] or f["math"] or any(penalty(f) > 0.0 for penalty in PENALTIES))
+
+
+def heuristic_opinion(chat: ChatRequest, completion: Completion, task: str) -> float | None:
+    """The heuristic score where it has evidence, None ("no opinion") where it has none."""
+    f = features(chat, completion, task)
+    return penalised(1.0, f, PENALTIES) if has_opinion(f) else None
+
+
 class HeuristicScorer:
-    """1.0 minus penalties for visible failure modes; needs nothing but the text."""
+    """1.0 minus penalties for visible failure modes; needs nothing but the text.
+
+    `score` is what the cascade uses (1.0 when nothing is wrong); `opinion` is None
+    where the heuristic has no evidence either way, for combiners and benchmarks.
+    """
 
     name = "heuristic"
 
     def score(self, chat: ChatRequest, completion: Completion, *, task: str) -> float:
         return penalised(1.0, features(chat, completion, task), PENALTIES)
+
+    def opinion(self, chat: ChatRequest, completion: Completion, *, task: str) -> float | None:
+        return heuristic_opinion(chat, completion, task)
 
 
 class LogprobScorer:
@@ -547,7 +586,46 @@ class LogprobScorer:
 
 def mean_token_probability(logprobs: tuple[float, ...]) -> float:
     """exp(mean logprob): the geometric mean of the token probabilities."""
-    return clamp(math.exp(sum(logprobs) / len(logprobs)))
+    finite = finite_logprobs(logprobs)
+    return clamp(math.exp(sum(finite) / len(finite))) if finite else 0.0
+
+
+# A token log-probability below this is as good as impossible; -inf (a provider's way of
+# writing probability 0) is read as this, so every summary stays finite.
+LOGPROB_FLOOR: Final = -100.0
+LOGPROB_FEATURES: Final = ("logprob_mean", "logprob_min", "logprob_p10", "logprob_p25", "logprob_count")
+
+
+def finite_logprobs(logprobs: Sequence[float]) -> list[float]:
+    """The log-probabilities as finite numbers in [LOGPROB_FLOOR, 0]; NaNs dropped."""
+    return [min(0.0, max(LOGPROB_FLOOR, value)) for value in logprobs if not math.isnan(value)]
+
+
+def logprob_features(token_logprobs: Sequence[float] | None) -> dict[str, float]:
+    """Mean, minimum, 10th and 25th percentile of the answer's token log-probabilities,
+    and how many there were; all 0 without any (the caller's flag tells the two apart).
+
+    Low percentiles catch the one or two tokens a model was unsure of, which a mean over
+    a long answer hides.
+    """
+    values = sorted(finite_logprobs(token_logprobs or ()))
+    if not values:
+        return dict.fromkeys(LOGPROB_FEATURES, 0.0)
+    return {
+        "logprob_mean": sum(values) / len(values),
+        "logprob_min": values[0],
+        "logprob_p10": percentile(values, 0.10),
+        "logprob_p25": percentile(values, 0.25),
+        "logprob_count": float(len(values)),
+    }
+
+
+def percentile(ordered: Sequence[float], share: float) -> float:
+    """Linear-interpolated percentile of already sorted values (numpy's default method)."""
+    position = share * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 # --- registry ------------------------------------------------------------------------

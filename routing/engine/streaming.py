@@ -32,12 +32,25 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from routing.engine.cascade import BACKOFF, NO_USAGE, Backoff, BilledUsage, CascadeRun, Clock, TierAnswer, TierCaller, accepts, answered_attempt, elapsed_ms, failed_attempt, fall_back_to_best_answer
+from routing.engine.cascade import AnswerJudge, CascadeRun, accepts, fall_back_to_best_answer, settle_answer
 from routing.engine.classify import classify
 from routing.engine.costing import start_tier
 from routing.engine.errors import ProviderError, ProviderTimeout
+from routing.engine.gate import Embed
 from routing.engine.interrupted import call_in_flight
 from routing.engine.ports import Breakers, Provider, Scorer
+from routing.engine.tiers import (
+    BACKOFF,
+    NO_USAGE,
+    Backoff,
+    BilledUsage,
+    Clock,
+    TierAnswer,
+    TierCaller,
+    answered_attempt,
+    elapsed_ms,
+    failed_attempt,
+)
 from routing.engine.tokens import estimate_tokens, max_prompt_tokens
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Outcome, PolicySnapshot, Tier
 
@@ -149,8 +162,10 @@ class CascadeStream:
         breakers: Breakers | None = None,
         backoff: Backoff = BACKOFF,
         clock: Clock = time.perf_counter,
+        embed: Embed | None = None,
     ) -> None:
         self._chat = chat
+        self._embed = embed
         self._policy = policy
         self._scorer = scorer
         self._allow_escalation = allow_escalation
@@ -234,12 +249,8 @@ class CascadeStream:
         if isinstance(called, Attempt):
             self._run.record(called)
             return False
-        score = self._scorer.score(self._chat, called.completion, task=self.task)
-        accept = accepts(self._policy, index, self._run.escalations, score, self._allow_escalation)
-        self._run.record(
-            answered_attempt(called, score, Outcome.ACCEPTED if accept else Outcome.ESCALATED), called.completion
-        )
-        return accept
+        judge = AnswerJudge(self._caller, self._scorer, self.task, self._allow_escalation, self._embed)
+        return await settle_answer(self._run, self._policy, index, called, judge)
 
     async def _open_live(self, tier: Tier) -> StreamEvent | None:
         """Open the tier's stream up to its first event; None when the tier failed (its attempt is recorded)."""

@@ -36,6 +36,8 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"  # its answer was returned to the caller
     ESCALATED = "escalated"  # answered, but scored below the tier's threshold
     FAILED = "failed"  # provider error, timeout or refusal: fell through
+    SAMPLE = "sample"  # another answer drawn only to measure agreement (a quality gate's)
+    JUDGE = "judge"  # a judge model's grade of a tier's answer (a quality gate's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,29 @@ class EndpointSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class GateSnapshot:
+    """What a tier's answer is checked with beyond the policy's scorer (see docs/quality.md).
+
+    `samples` > 1 draws that many answers from the tier's endpoint in all (consistency);
+    `peers` are other cheap endpoints asked the same (agreement across models); `judge`
+    grades the chosen answer. Every extra call is paid for and recorded.
+    """
+
+    samples: int = 1
+    sample_temperature: float = 0.7
+    extractor: str = "auto"
+    peers: tuple[EndpointSnapshot, ...] = ()
+    judge: EndpointSnapshot | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.samples > 1 or bool(self.peers) or self.judge is not None
+
+
+NO_GATE = GateSnapshot()
+
+
+@dataclass(frozen=True, slots=True)
 class Tier:
     """One rung of a cascade: an endpoint and the confidence its answer needs."""
 
@@ -82,6 +107,7 @@ class Tier:
     endpoint: EndpointSnapshot
     threshold: float
     max_tokens: int | None = None  # per-tier cap; None means the endpoint's max_tokens
+    gate: GateSnapshot = NO_GATE
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,14 @@
 from routing.models.config import ConfigState
 from routing.models.keys import KEY_PREFIX, KEY_PREFIX_LENGTH, ApiKey, hash_api_key
 from routing.models.policies import Policy, PolicyTier, TaskRule
-from routing.models.quality import MAX_SAMPLE_CHARS, QualityLabel, RequestSample, ScorerVersion, SemanticCacheCheck, ShadowEvaluation
+from routing.models.quality import (
+    MAX_SAMPLE_CHARS,
+    QualityLabel,
+    RequestSample,
+    ScorerVersion,
+    SemanticCacheCheck,
+    ShadowEvaluation,
+)
 from routing.models.records import RequestAttempt, RequestRecord
 from routing.models.registry import ModelEndpoint
 

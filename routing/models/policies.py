@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from routing.choices import OptimisationGoal, ScorerKind, TaskCategory
+from routing.choices import Extractor, OptimisationGoal, ScorerKind, TaskCategory
 from routing.models.registry import ModelEndpoint
 from routing.models.validators import SLUG, UNIT_INTERVAL
+
+# More cheap samples than this cost more than they tell.
+MAX_SAMPLES = 10
 
 
 class Policy(models.Model):
@@ -96,6 +99,37 @@ class PolicyTier(models.Model):
     max_tokens = models.PositiveIntegerField(
         null=True, blank=True, help_text="Token limit for this tier; empty: the endpoint's."
     )
+    # The quality gate (see docs/quality.md): every extra call is paid for and recorded.
+    samples = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_SAMPLES)],
+        help_text="Answers drawn from this tier in all; above 1 the score is their agreement (consistency).",
+    )
+    sample_temperature = models.FloatField(
+        default=0.7,
+        validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+        help_text="Temperature of the extra samples (the first answer keeps the request's).",
+    )
+    extractor = models.CharField(
+        max_length=16,
+        choices=Extractor.choices,
+        default=Extractor.AUTO,
+        help_text="How answers are compared for agreement.",
+    )
+    peers = models.ManyToManyField(
+        ModelEndpoint,
+        blank=True,
+        related_name="peer_of_tiers",
+        help_text="Other cheap models asked the same; their agreement with this tier's answer scores it.",
+    )
+    judge = models.ForeignKey(
+        ModelEndpoint,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="judge_of_tiers",
+        help_text="A model that grades this tier's answer (yes/no) before it is accepted.",
+    )
 
     class Meta:
         ordering = ["policy", "position"]
@@ -105,10 +139,6 @@ class PolicyTier(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy} tier {self.position}: {self.endpoint}"
-
-    def clean(self) -> None:
-        if self.endpoint_id and not self.endpoint.enabled:
-            raise ValidationError({"endpoint": f"Endpoint {self.endpoint} is disabled."})
 
 
 class TaskRule(models.Model):
@@ -125,11 +155,3 @@ class TaskRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category}: {self.pattern}"
-
-    def clean(self) -> None:
-        import re
-
-        try:
-            re.compile(self.pattern)
-        except re.error as exc:
-            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}"}) from exc

@@ -3,7 +3,7 @@
 Plain Python like the engine (no Django, DRF, Channels or Celery; an import-linter
 contract checks it), so the cascade can be tested, benchmarked and replayed offline.
 
-- `openai_compat`: any OpenAI-compatible chat-completions server, over the lean HTTP/1.1 pool (httpx for proxies).
+- `openai_compat`: any OpenAI-compatible chat-completions server, over aiohttp (docs/providers.md).
 - `bedrock`: Amazon Bedrock's Converse API, over boto3 on a thread pool.
 - `local`: the embedded default, replaying recorded real model answers with no network.
 

@@ -48,7 +48,14 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from routing.engine.errors import ProviderBadRequest, ProviderError, ProviderMisconfigured, ProviderRefused, ProviderTimeout, ProviderUnavailable
+from routing.engine.errors import (
+    ProviderBadRequest,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderRefused,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
 from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message

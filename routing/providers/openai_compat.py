@@ -261,7 +261,7 @@ def request_body(endpoint: EndpointSnapshot, chat: ChatRequest, *, max_tokens: i
 
 
 def encode_json(body: dict[str, Any]) -> bytes:
-    """The body as httpx's `json=` would encode it (compact, UTF-8, no NaN)."""
+    """The body as bytes, compact and UTF-8 (no NaN): encoded once, sent as they are."""
     return JSON_ENCODER.encode(body).encode()
 
 

@@ -25,11 +25,11 @@ from django.utils import timezone
 from billing.budgets.rules import BudgetRule
 from routing.choices import JudgeMethod, LabelSource, ShadowStatus
 from routing.config.snapshots import load_policies
-from routing.engine.cascade import billable
 from routing.engine.costing import resolve_max_tokens
 from routing.engine.errors import ProviderError
 from routing.engine.ports import Provider
 from routing.engine.scoring import final_number
+from routing.engine.tiers import billable
 from routing.engine.types import ChatRequest, Completion, Message, PolicySnapshot
 from routing.exceptions import BudgetExceeded, BudgetUnavailable
 from routing.limits.budget_holds import budget_hold, settle_retries_finished

@@ -9,7 +9,6 @@ import pytest
 
 from routing.engine import Outcome, Tier, attempt_cost, run_cascade
 from routing.engine.breaker import MemoryBreakers
-from routing.engine.cascade import Backoff
 from routing.engine.errors import (
     ProviderBadRequest,
     ProviderMisconfigured,
@@ -17,6 +16,7 @@ from routing.engine.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from routing.engine.tiers import Backoff
 from routing.engine.types import Attempt, EndpointSnapshot
 from testing.fakes import (
     FakeClock,

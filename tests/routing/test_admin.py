@@ -51,6 +51,9 @@ def policy_form(endpoints: list[tuple[ModelEndpoint, str]], **fields: str) -> di
             f"tiers-{i}-position": str(i),
             f"tiers-{i}-endpoint": str(endpoint.pk),
             f"tiers-{i}-threshold": threshold,
+            f"tiers-{i}-samples": "1",
+            f"tiers-{i}-sample_temperature": "0.7",
+            f"tiers-{i}-extractor": "auto",
         }
     return data | fields
 
@@ -123,6 +126,49 @@ def test_a_disabled_endpoint_is_rejected_as_a_tier(operator_client):
 
     assert response.status_code == 200
     assert "is disabled" in form_errors(response)
+    assert not Policy.objects.exists()
+
+
+def test_an_operator_gates_a_tier_with_samples_peers_and_a_judge(operator_client):
+    mixtral, gpt4 = replay_endpoints()
+    peer = ModelEndpoint.objects.create(
+        name="peer", provider_kind="replay", model_id="mixtral", input_price_per_m="1", output_price_per_m="1"
+    )
+    gate = {"tiers-0-samples": "3", "tiers-0-extractor": "number", "tiers-0-peers": [str(peer.pk)]}
+    gate |= {"tiers-0-judge": str(gpt4.pk)}
+
+    response = operator_client.post("/admin/routing/policy/add/", policy_form([(mixtral, "0.7"), (gpt4, "1")], **gate))
+
+    assert response.status_code == 302, form_errors(response)
+    tier = Policy.objects.get(name="support").tiers.get(position=0)
+    assert (tier.samples, tier.extractor, tier.judge, list(tier.peers.all())) == (3, "number", gpt4, [peer])
+
+
+def test_a_tier_cannot_be_its_own_peer(operator_client):
+    mixtral, gpt4 = replay_endpoints()
+
+    own_peer = {"tiers-0-peers": [str(mixtral.pk)]}
+
+    response = operator_client.post(
+        "/admin/routing/policy/add/", policy_form([(mixtral, "0.7"), (gpt4, "1")], **own_peer)
+    )
+
+    assert response.status_code == 200
+    assert "cannot also be its peer" in form_errors(response)
+    assert not Policy.objects.exists()
+
+
+def test_a_task_rule_with_a_bad_pattern_is_rejected(operator_client):
+    mixtral, gpt4 = replay_endpoints()
+    rule = {"task_rules-TOTAL_FORMS": "1", "task_rules-0-position": "0", "task_rules-0-category": "math"}
+    rule |= {"task_rules-0-pattern": "(unclosed", "task_rules-0-first_tier": "0"}
+
+    response = operator_client.post("/admin/routing/policy/add/", policy_form([(mixtral, "0.7"), (gpt4, "1")], **rule))
+
+    assert response.status_code == 200
+    assert "not a valid regular expression" in str(
+        response.context["inline_admin_formsets"][1].formset.non_form_errors()
+    )
     assert not Policy.objects.exists()
 
 

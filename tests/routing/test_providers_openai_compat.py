@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
+from aiohttp.abc import AbstractStreamWriter
 from aioresponses import aioresponses
 from yarl import URL
 
@@ -375,10 +376,12 @@ MOCKED_URL = "http://upstream.test/v1"
 
 
 class MockedResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 predates aiohttp 3.14, whose responses also take the request's writer."""
+    """aioresponses 0.7.9 predates aiohttp 3.14, whose responses also take the request's writer
+    (read only for the bytes it sent); drop this once aioresponses passes one."""
 
     def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        super().__init__(method, url, stream_writer=SimpleNamespace(output_size=0), **kwargs)
+        sent_nothing = cast(AbstractStreamWriter, SimpleNamespace(output_size=0))
+        super().__init__(method, url, stream_writer=sent_nothing, **kwargs)
 
 
 def answer(upstream: aioresponses, **response: Any) -> None:

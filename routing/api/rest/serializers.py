@@ -1,29 +1,30 @@
 """REST serializers for the management API: one per model, NetBox-style.
 
-Policies take their tiers and task rules nested and writable; `routing.policies.writers` saves
-them. Request records are read-only, with their attempts nested.
+Policies take their tiers and task rules nested and writable; `routing.policies.services`
+checks and saves them. Request records are read-only, with their attempts nested.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
 from rest_framework import serializers
 
-from routing.models import ModelEndpoint, Policy, PolicyTier, QualityLabel, RequestAttempt, RequestRecord, ScorerVersion, ShadowEvaluation, TaskRule
-from routing.policies import writers
+from routing.models import (
+    ModelEndpoint,
+    Policy,
+    PolicyTier,
+    QualityLabel,
+    RequestAttempt,
+    RequestRecord,
+    ScorerVersion,
+    ShadowEvaluation,
+    TaskRule,
+)
+from routing.policies import services
 
-MIN_TIERS = 2
 
-
-def _duplicates(positions: Iterable[int]) -> list[int]:
-    return sorted(p for p, n in Counter(positions).items() if n > 1)
-
-
-class ModelEndpointSerializer(serializers.ModelSerializer):
+class ModelEndpointSerializer(serializers.ModelSerializer[ModelEndpoint]):
     """A model in the registry; `credentials_env` names an environment variable, never a key.
 
     `fallback_endpoint` (an endpoint id) answers in this one's place while its breaker is open.
@@ -69,35 +70,36 @@ class ModelEndpointSerializer(serializers.ModelSerializer):
         return fallback
 
 
-class PolicyTierSerializer(serializers.ModelSerializer):
-    """One tier of a policy, written nested inside it."""
+class PolicyTierSerializer(serializers.ModelSerializer[PolicyTier]):
+    """One tier of a policy, written nested inside it.
+
+    The quality gate: `peers` is a list of endpoint ids and `judge` an endpoint id or null.
+    """
 
     class Meta:
         model = PolicyTier
-        fields = ["position", "endpoint", "threshold", "max_tokens"]
+        fields = [
+            "position",
+            "endpoint",
+            "threshold",
+            "max_tokens",
+            "samples",
+            "sample_temperature",
+            "extractor",
+            "peers",
+            "judge",
+        ]
 
-    def validate_endpoint(self, endpoint: ModelEndpoint) -> ModelEndpoint:
-        if not endpoint.enabled:
-            raise serializers.ValidationError(f"Endpoint {endpoint.name} is disabled.")
-        return endpoint
 
-
-class TaskRuleSerializer(serializers.ModelSerializer):
+class TaskRuleSerializer(serializers.ModelSerializer[TaskRule]):
     """One task rule of a policy, written nested inside it."""
 
     class Meta:
         model = TaskRule
         fields = ["position", "category", "pattern", "first_tier"]
 
-    def validate_pattern(self, pattern: str) -> str:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise serializers.ValidationError(f"Not a valid regular expression: {exc}.") from exc
-        return pattern
 
-
-class PolicySerializer(serializers.ModelSerializer):
+class PolicySerializer(serializers.ModelSerializer[Policy]):
     """A policy with its tiers and task rules; a save replaces both lists and bumps `version`.
 
     On create, leaving out `task_rules` gives the default rules; on update, leaving out
@@ -135,50 +137,19 @@ class PolicySerializer(serializers.ModelSerializer):
             "updated",
         ]
 
-    def validate_tiers(self, tiers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if len(tiers) < MIN_TIERS:
-            raise serializers.ValidationError(f"A policy needs at least {MIN_TIERS} tiers, cheapest first.")
-        if duplicates := _duplicates(t["position"] for t in tiers):
-            raise serializers.ValidationError(f"Two tiers share position {duplicates[0]}.")
-        return tiers
-
-    def validate_task_rules(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if duplicates := _duplicates(r["position"] for r in rules):
-            raise serializers.ValidationError(f"Two task rules share position {duplicates[0]}.")
-        return rules
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "task_rules" in attrs:
-            self._check_first_tiers(attrs["task_rules"], self._tier_count(attrs))
-        elif "tiers" in attrs and self.instance is not None:
-            self._check_kept_rules_fit(len(attrs["tiers"]))
+        # DRF turns the Django ValidationError into a 400 keyed the same way ("tiers", "task_rules").
+        services.policy_validate(tiers=attrs.get("tiers"), rules=attrs.get("task_rules"), policy=self.instance)
         return attrs
 
-    def _tier_count(self, attrs: dict[str, Any]) -> int:
-        # A PATCH may send rules without tiers: they must fit the tiers already saved.
-        return len(attrs["tiers"]) if "tiers" in attrs else self.instance.tiers.count()
-
-    @staticmethod
-    def _check_first_tiers(rules: list[dict[str, Any]], tier_count: int) -> None:
-        message = f"Must be a tier index from 0 to {tier_count - 1}."
-        errors = [{} if r["first_tier"] < tier_count else {"first_tier": [message]} for r in rules]
-        if any(errors):
-            raise serializers.ValidationError({"task_rules": errors})
-
-    def _check_kept_rules_fit(self, tier_count: int) -> None:
-        highest = max((r.first_tier for r in self.instance.task_rules.all()), default=0)
-        if highest >= tier_count:
-            message = f"A task rule starts on tier {highest}; keep more tiers or send new task rules."
-            raise serializers.ValidationError({"tiers": [message]})
-
     def create(self, validated_data: dict[str, Any]) -> Policy:
-        return writers.policy_create_from_data(data=validated_data)
+        return services.policy_create(**validated_data)
 
     def update(self, instance: Policy, validated_data: dict[str, Any]) -> Policy:
-        return writers.policy_update_from_data(policy=instance, data=validated_data)
+        return services.policy_update(policy=instance, **validated_data)
 
 
-class RequestAttemptSerializer(serializers.ModelSerializer):
+class RequestAttemptSerializer(serializers.ModelSerializer[RequestAttempt]):
     """One call to one tier, as recorded."""
 
     class Meta:
@@ -201,7 +172,7 @@ class RequestAttemptSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RequestRecordSerializer(serializers.ModelSerializer):
+class RequestRecordSerializer(serializers.ModelSerializer[RequestRecord]):
     """One routed request with every attempt it made; read-only (the flusher writes them)."""
 
     url = serializers.HyperlinkedIdentityField(view_name="request-record-detail")
@@ -242,7 +213,7 @@ class RequestRecordSerializer(serializers.ModelSerializer):
 # --- Quality loop (issue 6): read-only, the gateway writes these ----------------------------
 
 
-class QualityLabelSerializer(serializers.ModelSerializer):
+class QualityLabelSerializer(serializers.ModelSerializer[QualityLabel]):
     """One label of one request's answer, by source (apps post theirs to /v1/feedback)."""
 
     class Meta:
@@ -251,7 +222,7 @@ class QualityLabelSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ShadowEvaluationSerializer(serializers.ModelSerializer):
+class ShadowEvaluationSerializer(serializers.ModelSerializer[ShadowEvaluation]):
     """A cheaper tier's answer re-checked by the strongest tier, and what that cost."""
 
     policy = serializers.IntegerField(source="record.policy_id", read_only=True)
@@ -277,7 +248,7 @@ class ShadowEvaluationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ScorerVersionSerializer(serializers.ModelSerializer):
+class ScorerVersionSerializer(serializers.ModelSerializer[ScorerVersion]):
     """A trained scorer version and its held-out metrics (the model itself is left out)."""
 
     class Meta:

@@ -21,7 +21,7 @@ from routing.api.rest.serializers import (
 from routing.models import ModelEndpoint, Policy, QualityLabel, RequestRecord, ScorerVersion, ShadowEvaluation
 
 
-class ModelEndpointViewSet(viewsets.ModelViewSet):
+class ModelEndpointViewSet(viewsets.ModelViewSet[ModelEndpoint]):
     """The model registry."""
 
     queryset = ModelEndpoint.objects.all()
@@ -32,10 +32,10 @@ class ModelEndpointViewSet(viewsets.ModelViewSet):
         destroy_unless_protected(instance)
 
 
-class PolicyViewSet(viewsets.ModelViewSet):
+class PolicyViewSet(viewsets.ModelViewSet[Policy]):
     """Routing policies with their tiers and task rules nested."""
 
-    queryset = Policy.objects.prefetch_related("tiers", "task_rules")
+    queryset = Policy.objects.prefetch_related("tiers__peers", "task_rules")
     serializer_class = PolicySerializer
     permission_classes = [ViewModelPermissions]
 
@@ -43,7 +43,7 @@ class PolicyViewSet(viewsets.ModelViewSet):
         destroy_unless_protected(instance)
 
 
-class RequestRecordViewSet(viewsets.ReadOnlyModelViewSet):
+class RequestRecordViewSet(viewsets.ReadOnlyModelViewSet[RequestRecord]):
     """Routed requests with their attempts, newest first; filterable by query parameters."""
 
     queryset = RequestRecord.objects.prefetch_related("attempts")
@@ -55,7 +55,7 @@ class RequestRecordViewSet(viewsets.ReadOnlyModelViewSet):
 # --- Quality loop (issue 6) -----------------------------------------------------------------
 
 
-class QualityLabelViewSet(viewsets.ReadOnlyModelViewSet):
+class QualityLabelViewSet(viewsets.ReadOnlyModelViewSet[QualityLabel]):
     """Labels of requests' answers: app feedback, shadow verdicts and replay grades."""
 
     queryset = QualityLabel.objects.all()
@@ -63,7 +63,7 @@ class QualityLabelViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ViewModelPermissions]
 
 
-class ShadowEvaluationViewSet(viewsets.ReadOnlyModelViewSet):
+class ShadowEvaluationViewSet(viewsets.ReadOnlyModelViewSet[ShadowEvaluation]):
     """Shadow evaluations with their verdict and cost, newest first."""
 
     queryset = ShadowEvaluation.objects.select_related("record")
@@ -71,7 +71,7 @@ class ShadowEvaluationViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ViewModelPermissions]
 
 
-class ScorerVersionViewSet(viewsets.ReadOnlyModelViewSet):
+class ScorerVersionViewSet(viewsets.ReadOnlyModelViewSet[ScorerVersion]):
     """Trained scorer versions per policy; activate one in the admin or through tuning."""
 
     queryset = ScorerVersion.objects.defer("model")

@@ -1,150 +1,214 @@
-"""The offline routing benchmark: train on one labelled data set, report on another.
+"""The offline quality benchmark: every scorer on a cascade data set, as a policy would meet it.
 
-Data sets are CSVs in RouteLLM's format (lm-sys/RouteLLM's eval files): a `prompt`
-column, a weak and a strong model's correctness columns (`True`/`False`), their
-`<model>_response` columns when the answers were recorded, and any other columns
-(MMLU's `subject`) as categorical extras. RouteLLM's lists of prompts contaminated by
-its training data (`<name>_contaminated_prompts.jsonl` or `contaminated_prompts.jsonl`
-next to the CSV) are dropped, as RouteLLM does.
+Each data set (`datasets.py`: this project's JSONL format, or a RouteLLM, RouterBench or
+MoT file read as it is) is split by a seeded hash of the prompt into a development
+training part and an evaluation part. The evaluation part is a stream of requests in a
+seeded order; the first x% of it (x = 5, 10, 20 by default) come with labels, as shadow
+evaluations would give them in production, and every scorer is judged on the rest:
 
-For each scorer the cascade scores the weak model's recorded answer on every eval row;
-the prompt-only router predicts from the prompt. `replay.sweep` then gives the exact
-curve over all thresholds and `replay.routing_metrics` the CPT/APGR figures. Costs come
-from token estimates (`tokens.py`) and the prices passed in. Nothing here calls a model.
+- heuristic: `scoring.heuristic_opinion` on the cheap answer; "no opinion" counts as
+  0.5 and the share of rows with an opinion is reported as its coverage;
+- learned: `learned.py` fitted on the training part (text features of the cheap answer);
+- consistency: the vote share of k cheap samples (`agreement.py`; where the data has
+  several samples), returning the majority's answer;
+- cross_model: the agreement of a panel of k cheap models (where the data has several):
+  the preferred cheap model and the k-1 others that were most often right on the
+  labelled prefix, among those costing at most `cheap_cost_ratio` of the strong model;
+- combined: `combined.py`'s logistic model over those signals, fitted on the labelled
+  prefix only;
+- prompt_router: `router.py` fitted on the training part, prompt only (no answer seen);
+- random and oracle rows for reference.
+
+For every scorer: CPT(50%), CPT(80%) by share of strong calls and by cost (the extra
+cheap calls included), APGR and the savings at 95% of the strong quality, each with a
+seeded bootstrap interval (`metrics.py`), and the operating point a threshold calibrated
+on the labelled prefix (`replay.calibrate_threshold`) reaches on the rest. Nothing here
+calls a model; docs/quality-benchmark.md explains the figures.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Protocol, TypeVar
 
+import numpy as np
+from numpy.typing import NDArray
+
+from routing.engine import embeddings, learned
+from routing.engine.agreement import Agreement, agreement
 from routing.engine.classify import DEFAULT_TASK_RULES, classify
-from routing.engine.costing import attempt_cost
-from routing.engine.learned import LabelledExample, LearnedScorer, train_learned_model
-from routing.engine.offline.replay import ReplayRow, routing_metrics, sweep
-from routing.engine.ports import Scorer
+from routing.engine.linear import FloatArray
+from routing.engine.offline import datasets
+from routing.engine.offline.combined import Signals, out_of_fold_scores, train_signal_model
+from routing.engine.offline.datasets import ROUTELLM_PRICES, Prices, PromptRecord, load_records
+from routing.engine.offline.metrics import FIGURES, Outcomes, bootstrap, figures
+from routing.engine.offline.replay import ReplayRow, calibrate_threshold
 from routing.engine.router import PromptRouter, train_prompt_router
-from routing.engine.scoring import HeuristicScorer
-from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, PolicySnapshot, ProviderType, TaskRuleSnapshot, Tier
+from routing.engine.scoring import heuristic_opinion
+from routing.engine.types import ChatRequest, Completion, Message, PolicySnapshot, TaskRuleSnapshot
 
-WEAK_MODEL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
-STRONG_MODEL = "gpt-4-1106-preview"
-RESPONSE_SUFFIX = "_response"
-# Without a recorded answer (MMLU) the model answered with one option letter.
-UNRECORDED_ANSWER_TOKENS = 1
+__all__ = ["STRONG_MODEL", "WEAK_MODEL", "BenchConfig", "DatasetReport", "Prices", "ScorerResult", "run_dataset"]
+
+WEAK_MODEL: Final = datasets.ROUTELLM_WEAK
+STRONG_MODEL: Final = datasets.ROUTELLM_STRONG
 # 2**64: the first 8 bytes of a SHA-256 as a fraction in [0, 1).
-HASH_SPAN = float(1 << 64)
+HASH_SPAN: Final = float(1 << 64)
+NO_OPINION: Final = 0.5
+# Fewer labelled answers with text than this train no learned scorer.
+MIN_LEARNED_ROWS: Final = 20
+# Cheap models must have an answer on at least this share of rows to join a panel.
+PANEL_PRESENCE: Final = 0.9
+
+
+class HasPrompt(Protocol):
+    @property
+    def prompt(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=HasPrompt)
+Embedder = Callable[[Sequence[str]], NDArray[Any] | None]
 
 
 @dataclass(frozen=True)
-class LabelledPrompt:
-    """One data set row: the prompt, whether each model was right, what each answered."""
+class BenchConfig:
+    """How the benchmark splits, samples and resamples; nothing here depends on a data set."""
 
-    prompt: str
-    weak_correct: bool
-    strong_correct: bool
-    weak_response: str | None = None
-    strong_response: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
+    seed: int = 0
+    eval_fraction: float = 0.5
+    label_shares: tuple[float, ...] = (0.05, 0.10, 0.20)
+    samples: int = 5  # cheap samples (consistency) or cheap models (cross_model) per request
+    resamples: int = 200
+    cheap_cost_ratio: float = 0.2
+    quality_share: float = 0.95  # the calibrated threshold's target, of the strong quality
+    use_embeddings: bool = False  # MiniLM features in the learned scorer and the router
+    agreement_embeddings: bool = True  # MiniLM similarity where answers have no short form
 
-
-@dataclass(frozen=True)
-class Prices:
-    """USD per 1M input and output tokens of the weak and the strong model."""
-
-    weak_input: Decimal
-    weak_output: Decimal
-    strong_input: Decimal
-    strong_output: Decimal
+    @property
+    def main_share(self) -> float:
+        return max(self.label_shares)
 
 
 @dataclass(frozen=True)
-class BenchResult:
-    """One scorer's (or the router's) figures on the eval rows."""
+class ScorerResult:
+    """One scorer's figures on the unlabelled rest of the stream."""
 
     scorer: str
     mode: str  # "cascade" or "router"
-    metrics: Mapping[str, float]
+    figures: Mapping[str, float]
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    cheap_quality: float = math.nan  # of the answers the cheap tier returns
+    cheap_cost_share: float = math.nan  # the cheap tier's cost / the all-strong cost
+    coverage: float | None = None  # heuristic: share of rows it has an opinion on
+    calibrated: Mapping[str, float] | None = None
 
-    def summary(self) -> dict[str, Any]:
-        """The `--json` shape: scorer, cpt50, cpt80, apgr, savings_at_95."""
-        keys = ("cpt50", "cpt80", "apgr", "savings_at_95")
-        return {"scorer": self.scorer, **{key: self.metrics[key] for key in keys}}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scorer": self.scorer,
+            "mode": self.mode,
+            **{name: nan_to_none(self.figures.get(name, math.nan)) for name in FIGURES},
+            "ci": {name: [nan_to_none(low), nan_to_none(high)] for name, (low, high) in self.intervals.items()},
+            "cheap_quality": nan_to_none(self.cheap_quality),
+            "cheap_cost_share": nan_to_none(self.cheap_cost_share),
+            "coverage": self.coverage,
+            "calibrated": {k: nan_to_none(v) for k, v in self.calibrated.items()} if self.calibrated else None,
+        }
 
 
 @dataclass(frozen=True)
-class BenchReport:
+class CurvePoint:
+    """A label-dependent scorer after seeing the labels of the first `label_share` of the stream."""
+
+    label_share: float
+    n_labelled: int
+    n_test: int
+    scorer: str
+    figures: Mapping[str, float]
+    calibrated: Mapping[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label_share": self.label_share,
+            "n_labelled": self.n_labelled,
+            "n_test": self.n_test,
+            "scorer": self.scorer,
+            **{name: nan_to_none(self.figures.get(name, math.nan)) for name in FIGURES},
+            "calibrated": {k: nan_to_none(v) for k, v in self.calibrated.items()} if self.calibrated else None,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    name: str
+    cheap: str
+    strong: str
+    n_records: int
     n_train: int
     n_eval: int
-    weak_quality: float
+    n_labelled: int
+    n_test: int
+    weak_quality: float  # the cheap model's single answer, on the rows judged
     strong_quality: float
-    baseline_cost: Decimal
-    results: tuple[BenchResult, ...]
+    results: tuple[ScorerResult, ...]
+    learning_curve: tuple[CurvePoint, ...] = ()
+    panel: tuple[str, ...] = ()
+    samples: int = 1
+    notes: tuple[str, ...] = ()
+    source: str = ""
+
+    def result(self, scorer: str) -> ScorerResult | None:
+        return next((r for r in self.results if r.scorer == scorer), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "cheap": self.cheap,
+            "strong": self.strong,
+            "n_records": self.n_records,
+            "n_train": self.n_train,
+            "n_eval": self.n_eval,
+            "n_labelled": self.n_labelled,
+            "n_test": self.n_test,
+            "weak_quality": self.weak_quality,
+            "strong_quality": self.strong_quality,
+            "samples": self.samples,
+            "panel": list(self.panel),
+            "notes": list(self.notes),
+            "results": [result.to_dict() for result in self.results],
+            "learning_curve": [point.to_dict() for point in self.learning_curve],
+        }
 
 
-# --- loading ---------------------------------------------------------------------------
+def nan_to_none(value: float) -> float | None:
+    """NaN (a figure no threshold reaches) as null, so the report stays strict JSON."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def load_dataset(path: str | Path, *, weak: str = WEAK_MODEL, strong: str = STRONG_MODEL) -> list[LabelledPrompt]:
-    """The file's rows, minus RouteLLM's contaminated prompts when their list sits beside it."""
-    with open(path, encoding="utf-8-sig", newline="") as file:
-        reader = csv.DictReader(file)
-        columns = set(reader.fieldnames or ())
-        missing = {"prompt", weak, strong} - columns
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        rows = [parse_row(row, columns, weak, strong) for row in reader]
-    dropped = contaminated_prompts(Path(path))
-    return [row for row in rows if row.prompt not in dropped]
+# --- loading and splitting ----------------------------------------------------------------
 
 
-def parse_row(row: Mapping[str, str], columns: set[str], weak: str, strong: str) -> LabelledPrompt:
-    responses = {weak + RESPONSE_SUFFIX, strong + RESPONSE_SUFFIX}
-    known = {"prompt", weak, strong} | responses
-    return LabelledPrompt(
-        prompt=row["prompt"],
-        weak_correct=truthy(row[weak]),
-        strong_correct=truthy(row[strong]),
-        weak_response=row.get(weak + RESPONSE_SUFFIX),
-        strong_response=row.get(strong + RESPONSE_SUFFIX),
-        # Other model columns would be labels, not features: keep only non-boolean ones.
-        extra={name: row[name] for name in sorted(columns - known) if not is_boolean(row[name])},
+def load_dataset(
+    path: str | Path,
+    *,
+    cheap: str | None = None,
+    strong: str | None = None,
+    prices: Prices | None = None,
+    feature_columns: Sequence[str] = (),
+) -> list[PromptRecord]:
+    """Any supported file's records (`datasets.load_records`)."""
+    return load_records(
+        path, cheap=cheap, strong=strong, prices=prices or ROUTELLM_PRICES, feature_columns=feature_columns
     )
 
 
-def truthy(value: str) -> bool:
-    return value.strip().lower() in {"true", "1", "yes"}
-
-
-def is_boolean(value: str) -> bool:
-    return value.strip().lower() in {"true", "false"}
-
-
-def contaminated_prompts(path: Path) -> set[str]:
-    """RouteLLM's `eval_prompt`s to drop: `<name>_contaminated_prompts.jsonl` or the plain name."""
-    stem = path.name.removesuffix(".csv").removesuffix("_responses")
-    candidates = (f"{stem}_contaminated_prompts.jsonl", "contaminated_prompts.jsonl")
-    prompts: set[str] = set()
-    for candidate in (path.with_name(name) for name in candidates):
-        if candidate.exists():
-            with open(candidate, encoding="utf-8") as file:
-                prompts.update(json.loads(line)["eval_prompt"] for line in file if line.strip())
-    return prompts
-
-
-def split_rows(
-    rows: Sequence[LabelledPrompt], *, eval_fraction: float, seed: int
-) -> tuple[list[LabelledPrompt], list[LabelledPrompt]]:
-    """(train, eval) by a seeded hash of each prompt: stable under reordering and appends."""
-    train: list[LabelledPrompt] = []
-    evaluate: list[LabelledPrompt] = []
+def split_rows(rows: Sequence[Row], *, eval_fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
+    """(train, eval) by a seeded hash of each row's prompt: stable under reordering and appends."""
+    train: list[Row] = []
+    evaluate: list[Row] = []
     for row in rows:
         (evaluate if hash_fraction(row.prompt, seed) < eval_fraction else train).append(row)
     return train, evaluate
@@ -156,172 +220,452 @@ def hash_fraction(prompt: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / HASH_SPAN
 
 
-# --- the benchmark ---------------------------------------------------------------------
+def stream_order(records: Sequence[PromptRecord], seed: int) -> list[PromptRecord]:
+    """The evaluation rows in the order a policy would meet them (a seeded shuffle)."""
+    return sorted(records, key=lambda r: hash_fraction(f"stream:{r.id}:{r.prompt}", seed))
 
 
-def run_benchmark(
-    train: Sequence[LabelledPrompt],
-    evaluate: Sequence[LabelledPrompt],
+# --- one data set -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Answered:
+    """What one way of answering with the cheap tier gives per stream row."""
+
+    quality: FloatArray  # of the answer returned
+    cost: FloatArray  # of every cheap call made
+    agreements: tuple[Agreement | None, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Stream:
+    """The evaluation stream and everything about it no label is needed for."""
+
+    records: tuple[PromptRecord, ...]
+    anchor: FloatArray
+    strong: FloatArray
+    strong_cost: FloatArray
+    single: Answered
+    heuristic: tuple[float | None, ...]
+    text_features: tuple[Mapping[str, float], ...]
+    consistency: Answered | None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def run_dataset(
+    name: str,
+    records: Sequence[PromptRecord],
+    config: BenchConfig = BenchConfig(),
     *,
-    prices: Prices,
-    seed: int = 0,
-    use_embeddings: bool = False,
-) -> BenchReport:
-    """Train the learned scorer and the router on `train`; replay every scorer on `evaluate`."""
-    if not train or not evaluate:
-        raise ValueError("both the training and the evaluation part need rows")
-    policy = bench_policy(prices)
-    results: list[BenchResult] = []
-    if all(row.weak_response is not None for row in (*train, *evaluate)):
-        for scorer in cascade_scorers(train, policy, seed=seed, use_embeddings=use_embeddings):
-            results.append(cascade_result(scorer, evaluate, policy))
-    router = train_router(train, seed=seed, use_embeddings=use_embeddings)
-    results.append(router_result(router, evaluate, policy))
-    baseline = [replay_row(row, policy, 0.0) for row in evaluate]
-    return BenchReport(
+    embed: Embedder | None = None,
+    source: str = "",
+) -> DatasetReport:
+    """Every scorer on `records`: trained on the training part, judged on the stream's rest."""
+    train, evaluate = split_rows(records, eval_fraction=config.eval_fraction, seed=config.seed)
+    if not train or len(evaluate) < 10:
+        raise ValueError(f"{name}: too few rows to split ({len(train)} to train, {len(evaluate)} to evaluate)")
+    embedder = CachingEmbedder(embed) if embed is not None else None
+    stream = build_stream(stream_order(evaluate, config.seed), config, embedder)
+    notes: list[str] = []
+    fixed = fixed_scores(train, stream, config, notes)
+    candidates = panel_candidates(train, config)
+    results: list[ScorerResult] = []
+    curve: list[CurvePoint] = []
+    panel: tuple[str, ...] = ()
+    n_labelled, n_test = 0, len(stream)
+    for share in sorted(config.label_shares):
+        labelled = max(1, round(share * len(stream)))
+        prefix, rest = np.arange(labelled), np.arange(labelled, len(stream))
+        scored = dict(fixed)
+        if candidates:
+            panel = choose_panel(stream, prefix, candidates, config.samples - 1)
+            scored["cross_model"] = (panel_answers(stream, panel, embedder), None)
+        combined = combined_scores(stream, prefix, scored, config)
+        if combined is not None:
+            scored["combined"] = combined
+        main = math.isclose(share, config.main_share)
+        for scorer in ("cross_model", "combined"):
+            if scorer in scored:
+                curve.append(curve_point(scorer, scored[scorer], stream, prefix, rest, share, config))
+        if main:
+            results = [result_of(s, scored[s], stream, prefix, rest, config) for s in SCORER_ORDER if s in scored]
+            results += [reference_result(name_, stream, rest, config) for name_ in ("random", "oracle")]
+            n_labelled, n_test = len(prefix), len(rest)
+    if not candidates:
+        notes.append("one cheap model: no cross-model agreement")
+    if stream.consistency is None:
+        notes.append("one cheap sample per prompt: no consistency")
+    return DatasetReport(
+        name=name,
+        cheap=records[0].cheap,
+        strong=records[0].strong,
+        n_records=len(records),
         n_train=len(train),
         n_eval=len(evaluate),
-        weak_quality=mean([float(row.weak_correct) for row in evaluate]),
-        strong_quality=mean([float(row.strong_correct) for row in evaluate]),
-        baseline_cost=sum((row.strong_cost for row in baseline), Decimal(0)),
+        n_labelled=n_labelled,
+        n_test=n_test,
+        weak_quality=float(stream.anchor[n_labelled:].mean()),
+        strong_quality=float(stream.strong[n_labelled:].mean()),
         results=tuple(results),
+        learning_curve=tuple(curve),
+        panel=panel,
+        samples=config.samples if stream.consistency is not None else 1,
+        notes=tuple(notes),
+        source=source,
     )
 
 
-def cascade_scorers(
-    train: Sequence[LabelledPrompt], policy: PolicySnapshot, *, seed: int, use_embeddings: bool
-) -> list[Scorer]:
-    """The heuristic, and the learned scorer fitted on all of `train`.
-
-    The logprob scorer is left out: recorded answers carry no token probabilities, so it
-    would only repeat the heuristic.
-    """
-    examples = [labelled_example(row, policy) for row in train]
-    # No internal holdout: the eval rows are the holdout, and every label helps.
-    model, _ = train_learned_model(examples, seed=seed, holdout=0.0, use_embeddings=use_embeddings)
-    return [HeuristicScorer(), LearnedScorer(model)]
+SCORER_ORDER: Final = ("heuristic", "learned", "consistency", "cross_model", "combined", "prompt_router")
+# A scorer's scores (None: use its Answered's agreement scores) and how its cheap tier answers.
+Scored = tuple[Answered, FloatArray | None]
 
 
-def train_router(train: Sequence[LabelledPrompt], *, seed: int, use_embeddings: bool) -> PromptRouter:
-    """The router, taught where the strong model helps: the data records both models' grades."""
-    extras = [row.extra for row in train]
+def build_stream(records: Sequence[PromptRecord], config: BenchConfig, embedder: CachingEmbedder | None) -> Stream:
+    def floats(values: Iterable[float]) -> FloatArray:
+        return np.asarray(list(values), dtype=np.float64)
+
+    completions = [(chat_for(r), completion_for(r)) for r in records]
+    tasks = [task_of(chat) for chat, _ in completions]
+    single = Answered(floats(r.cheap_correct for r in records), floats(r.cheap_run.cost_of(1) for r in records))
+    return Stream(
+        records=tuple(records),
+        anchor=single.quality,
+        strong=floats(r.strong_correct for r in records),
+        strong_cost=floats(r.strong_run.cost_of(1) for r in records),
+        single=single,
+        heuristic=tuple(
+            heuristic_opinion(chat, c, task) if c is not None else None
+            for (chat, c), task in zip(completions, tasks, strict=True)
+        ),
+        text_features=tuple(
+            learned.answer_features(chat, c, task) if c is not None else {}
+            for (chat, c), task in zip(completions, tasks, strict=True)
+        ),
+        consistency=consistency_answers(records, config.samples, embedder),
+    )
+
+
+def fixed_scores(
+    train: Sequence[PromptRecord], stream: Stream, config: BenchConfig, notes: list[str]
+) -> dict[str, Scored]:
+    """The scorers that need no label from the stream: heuristic, learned, consistency, router."""
+    scored: dict[str, Scored] = {}
+    if any(opinion is not None for opinion in stream.heuristic):
+        opinions = np.asarray([NO_OPINION if o is None else o for o in stream.heuristic], dtype=np.float64)
+        scored["heuristic"] = (stream.single, opinions)
+    else:
+        notes.append("no answer texts: heuristic and learned scorers not run")
+    model = train_learned(train, config)
+    if model is not None:
+        scores = [
+            model.predict(chat, c, task_of(chat)) if (c := completion_for(r)) else NO_OPINION
+            for r in stream.records
+            for chat in (chat_for(r),)
+        ]
+        scored["learned"] = (stream.single, np.asarray(scores, dtype=np.float64))
+    if stream.consistency is not None:
+        scored["consistency"] = (stream.consistency, None)
+    router = train_router(train, config)
+    needed = [router.predict(r.prompt, extra=r.features) for r in stream.records]
+    scored["prompt_router"] = (stream.single, 1.0 - np.asarray(needed, dtype=np.float64))
+    return scored
+
+
+def train_learned(train: Sequence[PromptRecord], config: BenchConfig) -> learned.LearnedModel | None:
+    examples = [
+        learned.LabelledExample(chat, c, task_of(chat), r.cheap_correct)
+        for r in train
+        if (c := completion_for(r)) is not None
+        for chat in (chat_for(r),)
+    ]
+    if len(examples) < MIN_LEARNED_ROWS or len({e.acceptable for e in examples}) < 2:
+        return None
+    model, _ = learned.train_learned_model(
+        examples, seed=config.seed, holdout=0.0, use_embeddings=config.use_embeddings
+    )  # the stream's rest is the holdout
+    return model
+
+
+def train_router(train: Sequence[PromptRecord], config: BenchConfig) -> PromptRouter:
+    """Taught where the strong model helps: the data records both models' grades."""
+    extras = [r.features for r in train]
     return train_prompt_router(
-        [row.prompt for row in train],
-        [row.weak_correct for row in train],
-        seed=seed,
-        use_embeddings=use_embeddings,
+        [r.prompt for r in train],
+        [r.cheap_correct for r in train],
+        seed=config.seed,
+        use_embeddings=config.use_embeddings,
         extra_features=extras if any(extras) else None,
-        strong_correct=[row.strong_correct for row in train],
+        strong_correct=[r.strong_correct for r in train],
     )
 
 
-def cascade_result(scorer: Scorer, evaluate: Sequence[LabelledPrompt], policy: PolicySnapshot) -> BenchResult:
-    def score(row: LabelledPrompt) -> float:
-        chat = chat_for(row)
-        return scorer.score(chat, weak_completion(row, chat), task=classify(chat, policy).category)
-
-    return result(scorer.name, "cascade", evaluate, policy, score)
+# --- agreement ----------------------------------------------------------------------------
 
 
-def router_result(router: PromptRouter, evaluate: Sequence[LabelledPrompt], policy: PolicySnapshot) -> BenchResult:
-    def score(row: LabelledPrompt) -> float:
-        # The router predicts P(strong needed); as a confidence in the cheap model, 1 minus that.
-        return 1.0 - router.predict(row.prompt, extra=row.extra)
-
-    return result("prompt_router", "router", evaluate, policy, score)
-
-
-def result(
-    name: str,
-    mode: str,
-    evaluate: Sequence[LabelledPrompt],
-    policy: PolicySnapshot,
-    score: Callable[[LabelledPrompt], float],
-) -> BenchResult:
-    rows = [replay_row(row, policy, score(row)) for row in evaluate]
-    points = sweep(rows, cascade=mode == "cascade")
-    weak = mean([row.cheap_quality for row in rows])
-    strong = mean([row.strong_quality for row in rows])
-    return BenchResult(name, mode, routing_metrics(points, weak_quality=weak, strong_quality=strong))
+def consistency_answers(
+    records: Sequence[PromptRecord], samples: int, embedder: CachingEmbedder | None
+) -> Answered | None:
+    """Vote over the first `samples` cheap samples, where most rows have more than one."""
+    if samples < 2 or sum(len(r.cheap_run.samples) >= 2 for r in records) * 2 < len(records):
+        return None
+    groups = [[s.comparable for s in r.cheap_run.samples[:samples]] for r in records]
+    found = agreements(groups, [r.prompt for r in records], embedder)
+    quality = [float(r.cheap_run.samples[a.representative].correct) for r, a in zip(records, found, strict=True)]
+    cost = [r.cheap_run.cost_of(samples) for r in records]
+    return Answered(np.asarray(quality), np.asarray(cost), tuple(found))
 
 
-def oracle_result(evaluate: Sequence[LabelledPrompt], prices: Prices) -> BenchResult:
-    """A reference: knows both outcomes and sends the rows the strong model wins first."""
-    return result("oracle", "router", evaluate, bench_policy(prices), oracle_score)
+def panel_candidates(train: Sequence[PromptRecord], config: BenchConfig) -> list[tuple[str, float]]:
+    """(model, mean cost) of the cheap models a panel may use, from the training part's costs."""
+    if config.samples < 2 or not train:
+        return []
+    strong_cost = float(np.mean([r.strong_run.cost_of(1) for r in train]))
+    costs: dict[str, list[float]] = {}
+    for record in train:
+        for model, run in record.models.items():
+            if model not in (record.cheap, record.strong) and run.samples:
+                costs.setdefault(model, []).append(run.cost_of(1))
+    return sorted(
+        (model, float(np.mean(values)))
+        for model, values in costs.items()
+        if len(values) >= PANEL_PRESENCE * len(train) and np.mean(values) <= config.cheap_cost_ratio * strong_cost
+    )
 
 
-def oracle_score(row: LabelledPrompt) -> float:
-    """0 to 0.5 where the strong model wins, about 0.5 on ties, 0.5 to 1 where it loses.
+def choose_panel(
+    stream: Stream, prefix: NDArray[np.int64], candidates: Sequence[tuple[str, float]], size: int
+) -> tuple[str, ...]:
+    """The `size` candidates most often right on the labelled prefix (ties: the cheaper)."""
 
-    A sliver of hash breaks the ties within each group, so the sweep can escalate the
-    wins one at a time instead of all at once.
+    def accuracy(model: str) -> float:
+        runs = [stream.records[i].models.get(model) for i in prefix]
+        return float(np.mean([run.samples[0].correct for run in runs if run is not None] or [0.0]))
+
+    ranked = sorted(candidates, key=lambda item: (-accuracy(item[0]), item[1], item[0]))
+    return tuple(model for model, _ in ranked[:size])
+
+
+def panel_answers(stream: Stream, panel: Sequence[str], embedder: CachingEmbedder | None) -> Answered:
+    """The preferred cheap model's answer and the panel's, voted on; the majority's returned."""
+    members = [[r.cheap, *(m for m in panel if m in r.models)] for r in stream.records]
+    groups = [[r.models[m].samples[0].comparable for m in ms] for r, ms in zip(stream.records, members, strict=True)]
+    found = agreements(groups, [r.prompt for r in stream.records], embedder)
+    quality = [
+        float(r.models[ms[a.representative]].samples[0].correct)
+        for r, ms, a in zip(stream.records, members, found, strict=True)
+    ]
+    cost = [sum(r.models[m].cost_of(1) for m in ms) for r, ms in zip(stream.records, members, strict=True)]
+    return Answered(np.asarray(quality), np.asarray(cost), tuple(found))
+
+
+def agreements(
+    groups: Sequence[Sequence[str]], prompts: Sequence[str], embedder: CachingEmbedder | None
+) -> list[Agreement]:
+    """`agreement()` of every group, the texts that need embedding embedded in one batch."""
+    if embedder is not None:
+        wanted: list[str] = []
+
+        def collect(texts: Sequence[str]) -> None:
+            wanted.extend(texts)
+            return None
+
+        for texts, prompt in zip(groups, prompts, strict=True):
+            agreement(texts, prompt=prompt, embed=collect)
+        embedder.prefetch(wanted)
+    return [agreement(texts, prompt=prompt, embed=embedder) for texts, prompt in zip(groups, prompts, strict=True)]
+
+
+class CachingEmbedder:
+    """An `embed` callable that embeds each distinct text once, many at a time."""
+
+    def __init__(self, embed: Embedder) -> None:
+        self.embed = embed
+        self.vectors: dict[str, NDArray[Any]] = {}
+        self.unavailable = False
+
+    def prefetch(self, texts: Iterable[str]) -> None:
+        missing = sorted(set(texts) - set(self.vectors))
+        if not missing or self.unavailable:
+            return
+        found = self.embed(missing)
+        if found is None:
+            self.unavailable = True
+            return
+        self.vectors.update(zip(missing, found, strict=True))
+
+    def __call__(self, texts: Sequence[str]) -> NDArray[Any] | None:
+        self.prefetch(texts)
+        if self.unavailable:
+            return None
+        return np.stack([self.vectors[text] for text in texts])
+
+
+# --- the combined scorer --------------------------------------------------------------------
+
+
+def combined_scores(
+    stream: Stream, prefix: NDArray[np.int64], scored: Mapping[str, Scored], config: BenchConfig
+) -> Scored | None:
+    """The signal model fitted on the labelled prefix, scoring the whole stream.
+
+    Its cheap tier answers as the richest agreement available does (the panel, else
+    the samples, else the single answer). The prefix rows get out-of-fold scores, so a
+    threshold calibrated on them is honest.
     """
-    gain = float(row.strong_correct) - float(row.weak_correct)
-    return (1.0 - gain) / 2.0 * 0.98 + hash_fraction(row.prompt, 0) * 0.01
+    answered = next((scored[name][0] for name in ("cross_model", "consistency") if name in scored), stream.single)
+    found = answered.agreements or (None,) * len(stream)
+    signals = [
+        Signals(agreement=a, heuristic=h, text=t)
+        for a, h, t in zip(found, stream.heuristic, stream.text_features, strict=True)
+    ]
+    if not any(a is not None for a in found) and not any(stream.text_features):
+        return None
+    labels = [bool(answered.quality[i]) for i in prefix]
+    train_rows = [signals[i] for i in prefix]
+    model = train_signal_model(train_rows, labels, seed=config.seed)
+    scores = model.predict_many(signals)
+    scores[prefix] = out_of_fold_scores(train_rows, labels, seed=config.seed)
+    return answered, scores
 
 
-# --- rows, requests and costs ----------------------------------------------------------
+# --- results --------------------------------------------------------------------------------
 
 
-def bench_policy(prices: Prices) -> PolicySnapshot:
-    """Weak → strong at the given prices, with the default task rules."""
-    weak = endpoint(1, "weak", prices.weak_input, prices.weak_output)
-    strong = endpoint(2, "strong", prices.strong_input, prices.strong_output)
-    rules = tuple(
-        TaskRuleSnapshot(i, name, pattern, first) for i, (name, pattern, first) in enumerate(DEFAULT_TASK_RULES)
-    )
-    tiers = (Tier(0, weak, 0.5), Tier(1, strong, 1.0))  # thresholds unused: the sweep tries them all
-    return PolicySnapshot(id=0, name="bench", version=1, tiers=tiers, task_rules=rules)
+def outcomes(stream: Stream, scored: Scored, rows: NDArray[np.int64], *, cascade: bool = True) -> Outcomes:
+    answered, scores = scored
+    if scores is None:
+        scores = np.asarray([a.score if a is not None else NO_OPINION for a in answered.agreements], dtype=np.float64)
+    whole = Outcomes(scores, answered.quality, stream.anchor, stream.strong, answered.cost, stream.strong_cost, cascade)
+    return whole.take(rows)
 
 
-def endpoint(id_: int, name: str, input_price: Decimal, output_price: Decimal) -> EndpointSnapshot:
-    return EndpointSnapshot(
-        id=id_,
-        name=name,
-        provider_kind=ProviderType.REPLAY,
-        model_id=name,
-        input_price_per_m=input_price,
-        output_price_per_m=output_price,
-    )
-
-
-def chat_for(row: LabelledPrompt) -> ChatRequest:
-    return ChatRequest(messages=(Message(role="user", content=row.prompt),))
-
-
-def weak_completion(row: LabelledPrompt, chat: ChatRequest) -> Completion:
-    text = row.weak_response or ""
-    return Completion(
-        text=text,
-        finish_reason="stop",
-        input_tokens=estimate_prompt_tokens(chat),
-        output_tokens=estimate_tokens(text),
-        latency_ms=0.0,
-        quality_label=float(row.weak_correct),
-    )
-
-
-def labelled_example(row: LabelledPrompt, policy: PolicySnapshot) -> LabelledExample:
-    chat = chat_for(row)
-    task = classify(chat, policy).category
-    return LabelledExample(chat=chat, completion=weak_completion(row, chat), task=task, acceptable=row.weak_correct)
-
-
-def replay_row(row: LabelledPrompt, policy: PolicySnapshot, score: float) -> ReplayRow:
-    prompt_tokens = estimate_prompt_tokens(chat_for(row))
-    weak, strong = policy.tiers[0].endpoint, policy.strongest.endpoint
-    return ReplayRow(
-        score=score,
-        cheap_quality=float(row.weak_correct),
-        strong_quality=float(row.strong_correct),
-        cheap_cost=attempt_cost(weak, prompt_tokens, answer_tokens(row.weak_response)),
-        strong_cost=attempt_cost(strong, prompt_tokens, answer_tokens(row.strong_response)),
+def result_of(
+    name: str,
+    scored: Scored,
+    stream: Stream,
+    prefix: NDArray[np.int64],
+    rest: NDArray[np.int64],
+    config: BenchConfig,
+) -> ScorerResult:
+    cascade = name != "prompt_router"
+    judged = outcomes(stream, scored, rest, cascade=cascade)
+    baseline = float(judged.strong_cost.sum())
+    coverage = None
+    if name == "heuristic":
+        coverage = float(np.mean([stream.heuristic[i] is not None for i in rest]))
+    return ScorerResult(
+        scorer=name,
+        mode="cascade" if cascade else "router",
+        figures=figures(judged),
+        intervals=bootstrap(judged, resamples=config.resamples, seed=config.seed),
+        cheap_quality=float(judged.quality.mean()),
+        cheap_cost_share=float(judged.cheap_cost.sum()) / baseline if baseline else math.nan,
+        coverage=coverage,
+        calibrated=calibrated(outcomes(stream, scored, prefix, cascade=cascade), judged, config),
     )
 
 
-def answer_tokens(response: str | None) -> int:
-    return estimate_tokens(response) if response is not None else UNRECORDED_ANSWER_TOKENS
+def curve_point(
+    name: str,
+    scored: Scored,
+    stream: Stream,
+    prefix: NDArray[np.int64],
+    rest: NDArray[np.int64],
+    share: float,
+    config: BenchConfig,
+) -> CurvePoint:
+    judged = outcomes(stream, scored, rest)
+    return CurvePoint(
+        label_share=share,
+        n_labelled=len(prefix),
+        n_test=len(rest),
+        scorer=name,
+        figures=figures(judged),
+        calibrated=calibrated(outcomes(stream, scored, prefix), judged, config),
+    )
 
 
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
+def reference_result(name: str, stream: Stream, rest: NDArray[np.int64], config: BenchConfig) -> ScorerResult:
+    """ "random" (a constant score: every order equally likely) or "oracle" (knows both outcomes)."""
+    if name == "random":
+        scores = np.zeros(len(stream), dtype=np.float64)
+    else:
+        gain = stream.strong - stream.anchor
+        jitter = np.asarray([hash_fraction(r.prompt, 0) for r in stream.records], dtype=np.float64)
+        # The strong model's wins first, then ties, then its losses; a sliver of hash orders
+        # each group so the curve escalates rows one at a time.
+        scores = (1.0 - gain) / 2.0 * 0.98 + jitter * 0.01
+    judged = outcomes(stream, (stream.single, scores), rest, cascade=False)
+    return ScorerResult(
+        scorer=name,
+        mode="router",
+        figures=figures(judged),
+        intervals=bootstrap(judged, resamples=config.resamples, seed=config.seed),
+        cheap_quality=float(judged.quality.mean()),
+        cheap_cost_share=math.nan,
+    )
+
+
+def calibrated(labelled: Outcomes, judged: Outcomes, config: BenchConfig) -> dict[str, float] | None:
+    """The threshold the labelled rows pick for `quality_share` of the strong quality, applied to the rest."""
+    rows = [
+        ReplayRow(
+            score=float(labelled.score[i]),
+            cheap_quality=float(labelled.quality[i]),
+            strong_quality=float(labelled.strong[i]),
+            cheap_cost=Decimal(repr(float(labelled.cheap_cost[i]))),
+            strong_cost=Decimal(repr(float(labelled.strong_cost[i]))),
+        )
+        for i in range(len(labelled))
+    ]
+    threshold = calibrate_threshold(rows, quality_share=config.quality_share, cascade=labelled.cascade)
+    if threshold is None or len(judged) == 0:
+        return None
+    escalated = judged.score < threshold
+    quality = float(np.where(escalated, judged.strong, judged.quality).mean())
+    paid = judged.cheap_cost if judged.cascade else np.where(escalated, 0.0, judged.cheap_cost)
+    cost = float((paid + np.where(escalated, judged.strong_cost, 0.0)).sum())
+    baseline = float(judged.strong_cost.sum())
+    strong_quality = float(judged.strong.mean())
+    return {
+        "threshold": threshold,
+        "strong_share": float(escalated.mean()),
+        "quality_ratio": quality / strong_quality if strong_quality else math.nan,
+        "cost_share": cost / baseline if baseline else math.nan,
+    }
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+BENCH_POLICY: Final = PolicySnapshot(
+    id=0,
+    name="bench",
+    version=1,
+    tiers=(),
+    task_rules=tuple(TaskRuleSnapshot(i, name, pattern, 0) for i, (name, pattern, _) in enumerate(DEFAULT_TASK_RULES)),
+)
+
+
+def task_of(chat: ChatRequest) -> str:
+    """The task the product's default rules give the request (the scorers read it)."""
+    return classify(chat, BENCH_POLICY).category
+
+
+def chat_for(record: PromptRecord) -> ChatRequest:
+    return ChatRequest(messages=(Message(role="user", content=record.prompt),))
+
+
+def completion_for(record: PromptRecord) -> Completion | None:
+    """The cheap model's first answer as a completion, or None when its text was not recorded."""
+    text = record.cheap_text
+    if text is None:
+        return None
+    return Completion(text=text, finish_reason="stop", input_tokens=0, output_tokens=len(text) // 4, latency_ms=0.0)
+
+
+def minilm() -> Embedder | None:
+    """The local MiniLM's `embed`, or None when its package is not installed."""
+    return embeddings.embed if embeddings.available() else None

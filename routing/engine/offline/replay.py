@@ -12,7 +12,9 @@ straight to the strong tier instead (a prompt-only router), paying for that call
 Ong et al. 2024): PGR = (quality - weak) / (strong - weak), the share of strong calls
 (or of cost) needed to reach a PGR (CPT), the area under PGR over that share (APGR),
 and the savings at 95% of the strong model's quality. `threshold_for_target` picks the
-cheapest point that meets an operator's target, which is what auto-tuning needs.
+cheapest point that meets an operator's target, which is what auto-tuning needs;
+`calibrate_threshold` does it from labelled rows and a target share of the strong
+tier's quality (what shadow evaluations give a policy early on).
 Money stays `Decimal` throughout.
 """
 
@@ -217,3 +219,19 @@ def threshold_for_target(
         and (cap is None or point.cost_per_request <= cap)
     ]
     return min(meeting, key=lambda p: (p.cost, -p.quality, p.threshold), default=None)
+
+
+def calibrate_threshold(
+    rows: Sequence[ReplayRow], *, quality_share: float = QUALITY_SHARE_FOR_SAVINGS, cascade: bool = True
+) -> float | None:
+    """The threshold at which labelled `rows` reach `quality_share` of the strong tier's
+    mean quality at the lowest cost, or None without rows.
+
+    The rows' scores should come from a scorer that was not fitted on them (out-of-fold
+    scores for one that was): scores a model has memorised make any threshold look good.
+    """
+    if not rows:
+        return None
+    target = quality_share * sum(row.strong_quality for row in rows) / len(rows)
+    point = threshold_for_target(sweep(rows, cascade=cascade), min_quality=target)
+    return point.threshold if point is not None else None

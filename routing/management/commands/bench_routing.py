@@ -10,7 +10,16 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from routing.demo import GPT4_INPUT_PRICE, GPT4_OUTPUT_PRICE, MIXTRAL_PRICE
-from routing.engine.offline.benchmark import BenchReport, BenchResult, LabelledPrompt, Prices, load_dataset, oracle_result, run_benchmark, split_rows
+from routing.engine.offline.benchmark import (
+    BenchReport,
+    BenchResult,
+    LabelledPrompt,
+    Prices,
+    load_dataset,
+    oracle_result,
+    run_benchmark,
+    split_rows,
+)
 
 # The demo's list prices: Mixtral 8x7B in and out, GPT-4 Turbo in and out (USD per 1M tokens).
 DEMO_PRICES = Prices(MIXTRAL_PRICE, MIXTRAL_PRICE, GPT4_INPUT_PRICE, GPT4_OUTPUT_PRICE)
