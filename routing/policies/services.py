@@ -92,16 +92,22 @@ def policy_validate(
     against the one sent; otherwise it is not checked (the admin's formsets each see one list).
     The errors are keyed "tiers" and "task_rules"; each message names the tier or rule position.
     """
-    tier_count = len(tiers) if tiers is not None else policy.tiers.count() if policy is not None else None
     errors: dict[str, list[str]] = {"tiers": [], "task_rules": []}
     if tiers is not None:
         errors["tiers"] += _tiers_check(tiers)
+        if rules is None and policy is not None:
+            errors["tiers"] += _kept_task_rules_check(policy, tier_count=len(tiers))
     if rules is not None:
-        errors["task_rules"] += _task_rules_check(rules, tier_count=tier_count)
-    elif tiers is not None and policy is not None:
-        errors["tiers"] += _kept_task_rules_check(policy, tier_count=len(tiers))
+        errors["task_rules"] += _task_rules_check(rules, tier_count=_tier_count(tiers, policy))
     if any(errors.values()):
         raise ValidationError({key: messages for key, messages in errors.items() if messages})
+
+
+def _tier_count(tiers: Sequence[TierSpec] | None, policy: Policy | None) -> int | None:
+    if tiers is not None:
+        return len(tiers)
+    # A PATCH may send rules without tiers: they must fit the tiers already saved.
+    return policy.tiers.count() if policy is not None else None
 
 
 def _tiers_check(tiers: Sequence[TierSpec]) -> list[str]:

@@ -382,6 +382,18 @@ def test_policy_patch_dropping_tiers_a_rule_starts_on_is_rejected(
     assert Policy.objects.get(id=policy_id).version == 1
 
 
+def test_policy_patch_of_rules_alone_checks_them_against_the_saved_tiers(
+    api: APIClient, three_endpoints: list[ModelEndpoint]
+) -> None:
+    policy_id = api.post(POLICIES, policy_payload(three_endpoints), format="json").data["id"]
+    rules = [{"position": 0, "category": "math", "pattern": r"\bsum\b", "first_tier": 3}]
+
+    response = api.patch(f"{POLICIES}{policy_id}/", {"task_rules": rules}, format="json")
+
+    assert response.status_code == 400
+    assert response.data["task_rules"] == ["Task rule 0: first_tier must be a tier index from 0 to 2."]
+
+
 def test_failed_policy_update_leaves_tiers_and_version_alone(
     api: APIClient, three_endpoints: list[ModelEndpoint]
 ) -> None:

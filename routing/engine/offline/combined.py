@@ -37,6 +37,10 @@ AGREEMENT_SIGNALS: Final = (
 )
 HEURISTIC_SIGNALS: Final = ("heuristic_doubt", "heuristic_opinion")
 SIGNALS: Final = (*AGREEMENT_SIGNALS, *HEURISTIC_SIGNALS, *(f"text_{name}" for name in TEXT_FEATURES))
+# Text features are many and each says little: each counts this much of an agreement or
+# heuristic signal (`linear.fit_logistic` shrinks a down-weighted column's coefficient
+# harder), so a few dozen labels cannot make them outvote the signals that carry the most.
+TEXT_WEIGHT: Final = 0.3
 # Out-of-fold predictions on the labelled rows (to calibrate a threshold) use this many folds at most.
 FOLDS: Final = 5
 
@@ -114,17 +118,22 @@ def used_signals(rows: Sequence[Signals]) -> tuple[str, ...]:
     return tuple(name for name in SIGNALS if len({row[name] for row in values}) > 1)
 
 
-def train_signal_model(rows: Sequence[Signals], labels: Sequence[bool], *, seed: int = 0) -> SignalModel:
+def train_signal_model(
+    rows: Sequence[Signals], labels: Sequence[bool], *, seed: int = 0, text_weight: float = TEXT_WEIGHT
+) -> SignalModel:
     """Fit on every labelled row (there are few)."""
     if len(rows) != len(labels):
         raise ValueError("one label per row")
     names = used_signals(rows)
-    linear = fit_logistic(design(names, rows), np.asarray(labels, dtype=bool), seed=seed)
+    weights = np.asarray([text_weight if name.startswith("text_") else 1.0 for name in names], dtype=np.float64)
+    linear = fit_logistic(design(names, rows), np.asarray(labels, dtype=bool), seed=seed, weights=weights)
     metadata = {"n_train": len(rows), "base_rate": float(np.mean(labels)) if len(labels) else None, "seed": seed}
     return SignalModel(names=names, linear=linear, metadata=metadata)
 
 
-def out_of_fold_scores(rows: Sequence[Signals], labels: Sequence[bool], *, seed: int = 0) -> FloatArray:
+def out_of_fold_scores(
+    rows: Sequence[Signals], labels: Sequence[bool], *, seed: int = 0, text_weight: float = TEXT_WEIGHT
+) -> FloatArray:
     """Each labelled row scored by a model that did not see it (for calibrating thresholds).
 
     Falls back to in-sample scores when a class has fewer than two rows.
@@ -132,12 +141,14 @@ def out_of_fold_scores(rows: Sequence[Signals], labels: Sequence[bool], *, seed:
     truth = np.asarray(labels, dtype=bool)
     folds = min(FOLDS, int(truth.sum()), int((~truth).sum()))
     if folds < 2:
-        return train_signal_model(rows, labels, seed=seed).predict_many(rows)
+        return train_signal_model(rows, labels, seed=seed, text_weight=text_weight).predict_many(rows)
     from sklearn.model_selection import StratifiedKFold
 
     scores = np.zeros(len(rows), dtype=np.float64)
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(len(rows)), truth):
-        model = train_signal_model([rows[i] for i in train], [bool(truth[i]) for i in train], seed=seed)
+        model = train_signal_model(
+            [rows[i] for i in train], [bool(truth[i]) for i in train], seed=seed, text_weight=text_weight
+        )
         scores[test] = model.predict_many([rows[i] for i in test])
     return scores

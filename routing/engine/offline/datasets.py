@@ -19,7 +19,9 @@ into the project):
   is not something a gateway sees, so it is not a feature unless asked for).
 - RouterBench CSVs (RouterDC's copy): every model's response, 0/1 score and USD cost.
 - MoT JSONL: the cheap variant's samples (extracted answers; the first one's text), the
-  strong variant's answer, the gold answer.
+  strong variant's answer, the gold answer. Some of MoT's "answers" are whole texts its
+  parser could not read; they are extracted (`answers.extract_answer`) and judged like
+  the others.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from routing.engine.answers import canonical_number
+from routing.engine.answers import canonical_number, extract_answer
 from routing.engine.tokens import CHARS_PER_TOKEN, TOKENS_PER_MESSAGE, estimate_tokens
 
 ROUTELLM_WEAK: Final = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -441,11 +443,15 @@ def mot_run(data: Mapping[str, Any], variant: str) -> ModelRun:
     input_price, output_price = mot_prices(variant)
     prompt_tokens = prompt_tokens_of(str(data["question"]))
     samples = []
+    question = str(data["question"])
     for index, raw in enumerate(data["answers"][variant]):
-        answer = None if raw is None else str(raw)
+        # Where the authors' parser failed the "answer" is the model's whole text
+        # ("Tomorrow is 11/12/2019, so 24 hours later is 11/13/2019."): judge what it states.
+        written = None if raw is None else str(raw)
+        answer = extract_answer(written, prompt=question) if written is not None else None
         chars = lengths[index] if index < len(lengths) else len(texts.get(variant, ""))
         cost = call_cost(prompt_tokens, max(1, chars // CHARS_PER_TOKEN), input_price, output_price)
-        text = texts.get(variant) if index == 0 else None
+        text = texts.get(variant) if index == 0 else (written if written != answer else None)
         samples.append(Sample(correct=matches_gold(answer, gold), text=text, answer=answer, cost=cost))
     return ModelRun(samples=tuple(samples))
 
