@@ -7,8 +7,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rest_framework.test import APIClient
 
 from routing.cache.exact import cache_clear
 from routing.cache.semantic import semantic_clear
@@ -76,6 +78,14 @@ class LiveGateway:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def api(operator: Any) -> APIClient:
+    """The management API as the operator; authentication itself costs no queries here."""
+    client = APIClient()
+    client.force_authenticate(operator)
+    return client
 
 
 @pytest.fixture

@@ -13,13 +13,6 @@ from dashboard.models import AlertEvent, AlertRule, SlaTarget
 T0 = datetime(2025, 3, 4, 10, 15, tzinfo=UTC)
 
 
-@pytest.fixture
-def api(operator) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(operator)
-    return client
-
-
 def test_rollups_are_listed_with_their_percentiles_and_filtered(api, traffic):
     traffic.send(4, created=T0, latency_ms=250)
 

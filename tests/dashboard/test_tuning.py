@@ -12,7 +12,6 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from cascadeops.celery import app as celery_app
 from dashboard.models import TuningConfig, TuningProposal
@@ -393,13 +392,6 @@ def test_enough_new_labels_retrain_the_scorer_which_scores_once_the_change_is_ap
 
 
 # --- the dashboard API ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def api(operator: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(operator)
-    return client
 
 
 def test_tuning_is_configured_through_the_api_too(api, policy):

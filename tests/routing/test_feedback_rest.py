@@ -15,13 +15,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api(operator: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(operator)
-    return client
-
-
-@pytest.fixture
 def policy():
     mixtral, gpt4 = replay_endpoints()
     return make_policy("support", [(mixtral, 0.8), (gpt4, 1.0)])

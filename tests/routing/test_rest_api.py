@@ -23,14 +23,6 @@ RECORDS = "/api/routing/request-records/"
 
 
 @pytest.fixture
-def api(operator: Any) -> APIClient:
-    """A client acting as the operator; authentication itself costs no queries here."""
-    client = APIClient()
-    client.force_authenticate(operator)
-    return client
-
-
-@pytest.fixture
 def three_endpoints() -> list[ModelEndpoint]:
     mixtral, gpt4 = replay_endpoints()
     middle = ModelEndpointFactory(name="replay-middle", model_id="middle")

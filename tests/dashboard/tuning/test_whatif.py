@@ -77,13 +77,6 @@ def traffic(policy: Policy) -> dict[str, RequestRecord]:
     }
 
 
-@pytest.fixture
-def api(operator: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(operator)
-    return client
-
-
 def money(value: str) -> Decimal:
     return Decimal(value)
 

@@ -8,7 +8,6 @@ import httpx
 import openai
 import pytest
 
-from routing.demo import demo_seed
 from routing.models import Policy, QualityLabel
 from routing.providers.local import replay_prompts
 from testing.factories import make_key
@@ -18,14 +17,13 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture
-def demo_client(live_gateway, settings, tmp_path) -> openai.OpenAI:
-    settings.VAR_DIR = tmp_path
-    credentials = demo_seed()
-    return openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=credentials.api_key, max_retries=2)
+def retrying_client(demo_client: openai.OpenAI) -> openai.OpenAI:
+    """The demo client with the official client's retries on: a 409 for a record not stored yet is retried."""
+    return demo_client.with_options(max_retries=2)
 
 
-def test_feedback_posted_right_after_the_answer_lands_once_the_record_does(demo_client):
-    completion = demo_client.chat.completions.create(
+def test_feedback_posted_right_after_the_answer_lands_once_the_record_does(retrying_client):
+    completion = retrying_client.chat.completions.create(
         model="demo", messages=[{"role": "user", "content": replay_prompts()[0]}]
     )
     # The record is still in the buffer: the first post is a 409 with Retry-After, which
@@ -33,7 +31,7 @@ def test_feedback_posted_right_after_the_answer_lands_once_the_record_does(demo_
     flusher = threading.Timer(0.5, flush_records)
     flusher.start()
 
-    response = demo_client.post(
+    response = retrying_client.post(
         "/feedback",
         body={"request_id": completion.id, "label": "incorrect", "comment": "wrong total"},
         cast_to=httpx.Response,
@@ -49,8 +47,8 @@ def test_feedback_posted_right_after_the_answer_lands_once_the_record_does(demo_
     )
 
 
-def test_the_client_sees_another_teams_request_as_not_found(demo_client, live_gateway):
-    completion = demo_client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi"}])
+def test_the_client_sees_another_teams_request_as_not_found(retrying_client, live_gateway):
+    completion = retrying_client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "Hi"}])
     flush_records()
     _, other = make_key(Policy.objects.get(name="demo"), team="finance", app="reports")
     stranger = openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=other, max_retries=0)

@@ -11,7 +11,6 @@ from decimal import Decimal
 import openai
 import pytest
 
-from routing.demo import demo_seed
 from routing.models import RequestAttempt, RequestRecord
 from routing.providers.local import replay_prompts
 from testing.factories import make_key, make_policy, openai_endpoint, replay_endpoints
@@ -29,13 +28,6 @@ MIXTRAL_RIGHT = "Janet’s ducks lay 16 eggs per day."
 
 def prompt_starting(prefix: str) -> str:
     return next(p for p in replay_prompts() if p.startswith(prefix))
-
-
-@pytest.fixture
-def demo_client(live_gateway, settings, tmp_path) -> openai.OpenAI:
-    settings.VAR_DIR = tmp_path
-    credentials = demo_seed()
-    return openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=credentials.api_key, max_retries=0)
 
 
 def test_the_openai_client_gets_the_cheap_answer_when_it_scores_well(demo_client):

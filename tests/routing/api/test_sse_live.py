@@ -21,7 +21,6 @@ from billing.budgets.store import budget_rules_load, budget_store
 from billing.models import Budget
 from routing.api.openai.sse import stream_route
 from routing.config.snapshots import config_cache
-from routing.demo import demo_seed
 from routing.engine.types import ChatRequest, Message
 from routing.models import RequestRecord, hash_api_key
 from routing.providers.local import replay_prompts
@@ -44,13 +43,6 @@ def prompt_starting(prefix: str) -> str:
 
 def ask(prefix: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt_starting(prefix)}]
-
-
-@pytest.fixture
-def demo_client(live_gateway, settings, tmp_path) -> openai.OpenAI:
-    settings.VAR_DIR = tmp_path
-    credentials = demo_seed()
-    return openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=credentials.api_key, max_retries=0)
 
 
 @pytest.fixture
