@@ -41,18 +41,22 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.gateway --out bench/results/gateway-quick.json --seconds 3 --cache-requests 500 --soak-seconds 20
 
-# Routing quality on RouteLLM's GSM8K (cascade) and MMLU (prompt-only router) dev split,
-# half to train and half to report on. The data is read from ../shared, never copied here.
+# Routing quality: every scorer of the cascade's quality gate on the dev splits of RouteLLM (GSM8K
+# cascade, MMLU prompt-only), RouterBench (ARC, MBPP) and MoT (DATE, GSM8K), with labels from the
+# first 5/10/20% of each evaluation stream (docs/quality-benchmark.md). The data is read from
+# ../shared, never copied here.
 ROUTELLM_DATA ?= ../shared/datasets/routellm_gpt4_vs_mixtral
+ROUTERBENCH_DATA ?= ../shared/datasets/routerbench_subset_via_routerdc
+MOT_DATA ?= ../shared/datasets/mot_cascade_dev
 bench-routing: $(STAMP)
 	mkdir -p bench/results
-	{ printf '{"gsm8k": ' \
-	  && $(BIN)/python manage.py bench_routing --split-from $(ROUTELLM_DATA)/gsm8k_responses.csv --seed 0 --json \
-	  && printf ', "mmlu": ' \
-	  && $(BIN)/python manage.py bench_routing --split-from $(ROUTELLM_DATA)/mmlu_responses.csv --seed 0 --json \
-	  && printf '}\n'; } > bench/results/routing.json.tmp
-	mv bench/results/routing.json.tmp bench/results/routing.json
-	cat bench/results/routing.json
+	$(BIN)/python manage.py bench_routing --seed 0 --out bench/results/routing.json \
+	  gsm8k=$(ROUTELLM_DATA)/gsm8k_responses.csv \
+	  mmlu=$(ROUTELLM_DATA)/mmlu_responses.csv \
+	  arc=$(ROUTERBENCH_DATA)/arc_challenge_train.csv \
+	  mbpp=$(ROUTERBENCH_DATA)/mbpp_train.csv \
+	  date=$(MOT_DATA)/date.jsonl \
+	  mot_gsm8k=$(MOT_DATA)/gsm8k.jsonl
 
 clean:
 	rm -rf $(VENV) var

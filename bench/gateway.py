@@ -46,7 +46,7 @@ SOAK_CACHED_PROMPTS = 500
 SEED_SCRIPT = """
 import django; django.setup()
 from decimal import Decimal
-from routing import services
+from routing.policies import services
 from routing.models import ModelEndpoint
 upstream = {upstream!r}
 cheap = ModelEndpoint.objects.create(name="bench-cheap", provider_kind="openai_compat", base_url=upstream,

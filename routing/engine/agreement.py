@@ -6,8 +6,11 @@ when they scatter. `agreement()` turns k answers into:
 
 - a score in [0, 1]: the vote share of the most common final answer (`answers.py`
   extracts and canonicalises it) when the answers state one; otherwise (free text, code)
-  the mean pairwise cosine similarity of their embeddings, from the `embed` callable
-  (the gateway's local MiniLM, `embeddings.embed`), clipped to [0, 1];
+  the mean pairwise cosine similarity of their embeddings, from the `embed` callable,
+  clipped to [0, 1]. Two embedders fit: the gateway's local MiniLM (`embeddings.embed`)
+  and `lexical_embed` (hashed word 1-3-grams, no model, microseconds per answer), which
+  on code answers agrees better with the tests than MiniLM, whose training is prose
+  (docs/quality-benchmark.md has the figures);
 - `representative`: the index of the answer to return, taken from the majority. The
   `preferred` answer (by default the first: the preferred model's, or the first sample)
   is returned whenever it is in the majority, and `preferred_agreed` says whether it was.
@@ -28,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from routing.engine.answers import answer_kind, extract_answer
+from routing.engine.textfeatures import hashed_ngrams
 
 Embedder = Callable[[Sequence[str]], NDArray[Any] | None]
 
@@ -37,6 +41,8 @@ SINGLE: Final = "single"
 NONE: Final = "none"
 # Characters of each answer that are embedded: MiniLM reads about this much anyway.
 EMBED_CHARS: Final = 1_500
+LEXICAL_BUCKETS: Final = 4096
+LEXICAL_MAX_NGRAM: Final = 3
 _FENCED = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
@@ -190,3 +196,15 @@ def cosine_matrix(vectors: NDArray[np.float64]) -> NDArray[np.float64]:
 
 def clip01(value: float) -> float:
     return 0.0 if math.isnan(value) else min(1.0, max(0.0, value))
+
+
+def lexical_embed(texts: Sequence[str]) -> NDArray[np.float64]:
+    """Unit vectors of hashed word 1-3-grams (`textfeatures.hashed_ngrams`): an embedder
+    that needs no model, for answers whose wording is their content (code)."""
+    vectors = np.zeros((len(texts), LEXICAL_BUCKETS), dtype=np.float64)
+    for row, text in enumerate(texts):
+        for slot, value in hashed_ngrams(
+            text, field="answer", buckets=LEXICAL_BUCKETS, max_n=LEXICAL_MAX_NGRAM
+        ).items():
+            vectors[row, slot] = value
+    return vectors

@@ -341,23 +341,25 @@ def option_by_text(text: str, options: dict[str, str]) -> str | None:
 
 
 def extract_date(text: str) -> str | None:
-    """The last date written in `text` (after an answer marker if there is one), MM/DD/YYYY."""
+    """The date right after the last answer marker, else the last date written, as MM/DD/YYYY."""
     marked = re.split(_MARKER, text, flags=re.IGNORECASE)
-    for part in (marked[-1], text) if len(marked) > 1 else (text,):
-        found = last_date(part)
-        if found is not None:
-            return found
-    return None
+    if len(marked) > 1:
+        found = dates_in(marked[-1])
+        if found:
+            return found[0]
+    found = dates_in(text)
+    return found[-1] if found else None
 
 
-def last_date(text: str) -> str | None:
-    best: tuple[int, str] | None = None
+def dates_in(text: str) -> list[str]:
+    """Every date written in `text`, in order, normalised."""
+    found: list[tuple[int, str]] = []
     for form, pattern in _DATE_PATTERNS:
         for match in pattern.finditer(text):
             date = date_from(form, match.groups())
-            if date is not None and (best is None or match.end() > best[0]):
-                best = (match.end(), date)
-    return best[1] if best else None
+            if date is not None:
+                found.append((match.start(), date))
+    return [date for _, date in sorted(found)]
 
 
 def date_from(form: str, parts: Sequence[str]) -> str | None:

@@ -393,7 +393,7 @@ def completion_logprob_features(completion: Completion) -> dict[str, float]:
     present = bool(completion.logprobs) and summary["logprob_count"] > 0
     return {
         "has_logprobs": scoring.flag(present),
-        "mean_token_probability": scoring.mean_token_probability(completion.logprobs) if present else 0.0,
+        "mean_token_probability": scoring.mean_token_probability(completion.logprobs or ()) if present else 0.0,
         "logprob_mean": summary["logprob_mean"],
         "logprob_min": summary["logprob_min"],
         "logprob_p10": summary["logprob_p10"],

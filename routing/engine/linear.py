@@ -171,8 +171,10 @@ def fit_logistic(
     *,
     seed: int = 0,
     weights: FloatArray | None = None,
+    c: float | None = None,
 ) -> LogisticModel:
-    """Fit an L2-regularised logistic regression, C chosen by cross-validation on these rows only.
+    """Fit an L2-regularised logistic regression, C chosen by cross-validation on these rows only
+    (or `c` when given: refitting on folds of rows a C was already chosen for).
 
     `weights` (one per dense column, default 1) shrink a column's standardised values,
     which regularises its coefficient that much harder: 384 embedding dimensions at
@@ -185,7 +187,8 @@ def fit_logistic(
     if len(np.unique(y)) < 2:
         return constant_model(mean, scale, design.sparse.shape[1], y)
     matrix = scaled_matrix(design, mean, scale)
-    c = choose_c(matrix, y, seed=seed)
+    if c is None:
+        c = choose_c(matrix, y, seed=seed)
     coef, intercept = _fit(matrix, y, c)
     dense_size = design.dense.shape[1]
     return LogisticModel(mean, scale, coef[:dense_size], coef[dense_size:], intercept, c)

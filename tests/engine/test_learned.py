@@ -182,6 +182,33 @@ def test_features_reuse_the_heuristic_checks() -> None:
     assert values["final_derived"] == 1.0  # the wrong result is the one the working stated
 
 
+def test_an_answer_with_a_309_digit_number_trains_and_scores_finitely() -> None:
+    rows = arithmetic(n=60)
+    huge = "1" * 400
+    rows.append(example("How many grains of sand are there?", f"There are {huge} grains.\n#### {huge}", False, "math"))
+
+    model, metrics = train_learned_model(rows, seed=0, holdout=0.2)
+    values = answer_features(rows[-1].chat, rows[-1].completion, "math")
+
+    assert all(math.isfinite(value) for value in values.values())
+    assert math.isfinite(metrics["brier"])
+    assert 0.0 <= model.predict(rows[-1].chat, rows[-1].completion, "math") <= 1.0
+
+
+def test_token_logprobs_become_features() -> None:
+    row = separable(n=2)[0]
+    sure = Completion(text=row.completion.text, finish_reason="stop", input_tokens=1, output_tokens=3, latency_ms=1.0,
+                      logprobs=(-0.01, -0.02, -2.5))  # fmt: skip
+
+    values = answer_features(row.chat, sure, "unknown")
+    without = answer_features(row.chat, row.completion, "unknown")
+
+    assert values["has_logprobs"] == 1.0 and without["has_logprobs"] == 0.0
+    assert values["logprob_min"] == -2.5
+    assert values["log_logprob_count"] == pytest.approx(math.log1p(3))
+    assert without["logprob_min"] == 0.0
+
+
 def test_embeddings_asked_for_but_missing_fall_back_to_text_features(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(embeddings, "available", lambda: False)
 

@@ -7,7 +7,14 @@ from decimal import Decimal
 
 import pytest
 
-from routing.engine.offline.replay import ReplayRow, SweepPoint, routing_metrics, sweep, threshold_for_target
+from routing.engine.offline.replay import (
+    ReplayRow,
+    SweepPoint,
+    calibrate_threshold,
+    routing_metrics,
+    sweep,
+    threshold_for_target,
+)
 
 CHEAP = Decimal("0.01")
 STRONG = Decimal("1.00")
@@ -145,3 +152,14 @@ def test_threshold_for_target_checks_the_cost_per_request() -> None:
 
     assert within is not None and within.cost_per_request == Decimal("0.41")
     assert too_tight is None
+
+
+def test_a_calibrated_threshold_reaches_the_target_share_of_strong_quality_at_the_lowest_cost() -> None:
+    # Strong quality 0.8: 95% of it is 0.76, first reached by escalating A and B (quality 0.8).
+    assert calibrate_threshold(TABLE, quality_share=0.95) == 0.5
+    # 75% of it is 0.6: escalating A alone is enough.
+    assert calibrate_threshold(TABLE, quality_share=0.75) == 0.3
+
+
+def test_no_labelled_rows_calibrate_nothing() -> None:
+    assert calibrate_threshold([], quality_share=0.95) is None

@@ -14,7 +14,15 @@ import pytest
 
 from routing.engine import HeuristicScorer, LogprobScorer, scorer_for
 from routing.engine.ports import Scorer
-from routing.engine.scoring import SCORERS, check_arithmetic, evaluate, features, final_number
+from routing.engine.scoring import (
+    SCORERS,
+    check_arithmetic,
+    evaluate,
+    features,
+    final_number,
+    heuristic_opinion,
+    logprob_features,
+)
 from testing.fakes import chat, completion
 
 JACK_PROMPT = "Jack had $100. Sophia gave him 1/5 of her $100. How many dollars does Jack have now?"
@@ -333,6 +341,67 @@ def test_without_logprobs_the_logprob_scorer_is_the_heuristic(logprobs: tuple[fl
         expected = heuristic.score(chat(prompt), answer, task="math")
 
         assert logprob.score(chat(prompt), answer, task="math") == expected
+
+
+# --- no opinion, huge numbers, logprob features ------------------------------------------
+
+MCQ_PROMPT = "Which gas do plants absorb?\nA) oxygen\nB) carbon dioxide\nC) nitrogen\nD) helium\nAnswer:"
+
+
+def test_the_heuristic_has_no_opinion_on_a_clean_answer_it_cannot_check() -> None:
+    assert heuristic_opinion(chat(FAQ_PROMPT), completion(FAQ_ANSWER), "faq") is None
+    assert heuristic_opinion(chat(MCQ_PROMPT), completion("B"), "unknown") is None
+    assert heuristic.opinion(chat(MCQ_PROMPT), completion("B"), task="unknown") is None
+
+
+def test_the_heuristic_has_an_opinion_on_arithmetic_and_on_visible_failures() -> None:
+    assert heuristic_opinion(chat(JACK_PROMPT), completion(JACK_RIGHT), "math") == score(
+        JACK_RIGHT, JACK_PROMPT, "math"
+    )
+    assert heuristic_opinion(chat(FAQ_PROMPT), completion("I'm sorry, but I can't help."), "faq") is not None
+    assert heuristic_opinion(chat(FAQ_PROMPT), completion(""), "faq") == 0.0
+
+
+def test_a_letter_answering_a_multiple_choice_question_is_not_too_short() -> None:
+    assert features(chat(MCQ_PROMPT), completion("B"), "unknown")["too_short"] == 0.0
+    assert features(chat(MCQ_PROMPT), completion("Hmm."), "unknown")["too_short"] == 1.0
+
+
+@pytest.mark.parametrize("digits", [309, 400, 5_000])
+def test_a_number_too_large_for_a_float_keeps_every_feature_finite(digits: int) -> None:
+    huge = "9" * digits
+    text = f"He has {huge} + 1 = {huge}0 apples and {huge}.5 pears.\n#### {huge}"
+
+    values = features(chat(JACK_PROMPT), completion(text), "math")
+
+    assert all(math.isfinite(value) for value in values.values())
+    assert final_number(text) is None  # no finite value to report
+    assert math.isfinite(score(text, JACK_PROMPT, "math"))
+
+
+def test_arithmetic_that_overflows_is_not_checked() -> None:
+    huge = "9" * 200
+    assert evaluate(f"{huge}.0 * {huge}.0") is None
+    assert check_arithmetic(f"{huge}.0 * {huge}.0 = 5") == (0, 0)
+
+
+def test_logprob_features_summarise_the_tokens() -> None:
+    values = logprob_features([-0.1, -0.2, -3.0, -0.05, -0.4])
+
+    assert values["logprob_mean"] == pytest.approx(-0.75)
+    assert values["logprob_min"] == -3.0
+    assert values["logprob_p10"] == pytest.approx(-1.96)  # numpy's linear percentile
+    assert values["logprob_p25"] == pytest.approx(-0.4)
+    assert values["logprob_count"] == 5.0
+
+
+def test_logprob_features_are_finite_whatever_the_provider_sends() -> None:
+    values = logprob_features([-math.inf, math.nan, -0.5, 0.2])
+
+    assert all(math.isfinite(value) for value in values.values())
+    assert values["logprob_min"] == -100.0  # impossible, not minus infinity
+    assert values["logprob_count"] == 3.0  # the NaN is dropped
+    assert logprob_features(None) == logprob_features([]) == dict.fromkeys(values, 0.0)
 
 
 # --- the registry ------------------------------------------------------------------------

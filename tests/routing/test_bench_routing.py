@@ -1,4 +1,4 @@
-"""`manage.py bench_routing` on small RouteLLM-format files made here (no database needed)."""
+"""`manage.py bench_routing` on small data sets made here, in every format it reads (no database needed)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ import io
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from routing.engine.offline.benchmark import STRONG_MODEL as STRONG
 from routing.engine.offline.benchmark import WEAK_MODEL as WEAK
-from routing.engine.offline.benchmark import hash_fraction, load_dataset, split_rows
+from routing.engine.offline.benchmark import load_dataset
+from routing.engine.offline.datasets import ModelRun, PromptRecord, Sample, write_jsonl
 
-SUMMARY_KEYS = {"scorer", "cpt50", "cpt80", "apgr", "savings_at_95"}
+FIGURES = {"cpt50", "cpt80", "cpt50_cost", "cpt80_cost", "apgr", "savings_at_95"}
+FAST = ("--resamples", "20", "--label-shares", "0.1,0.2")
 
 
 def gsm8k_like(path: Path, n: int = 120, seed: int = 0) -> Path:
@@ -36,14 +39,29 @@ def gsm8k_like(path: Path, n: int = 120, seed: int = 0) -> Path:
 
 
 def mmlu_like(path: Path, n: int = 160) -> Path:
-    """Multiple choice, no responses, a subject column that predicts the weak model's errors."""
+    """Multiple choice, no responses, a subject column that gives the weak model's errors away."""
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["subject", "prompt", WEAK, STRONG])
         for i in range(n):
             subject = "abstract_algebra" if i % 2 else "marketing"
-            prompt = f"Question {i} about {subject.replace('_', ' ')}?\nA. one\nB. two\nC. three\nD. four\nAnswer:"
+            prompt = f"Question {i}?\nA. one\nB. two\nC. three\nD. four\nAnswer:"
             writer.writerow([subject, prompt, subject == "marketing" or i % 3 == 0, True])
+    return path
+
+
+def sampled_jsonl(path: Path, n: int = 120, seed: int = 0) -> Path:
+    """This project's format: five cheap samples that agree when the cheap model is right."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        right = rng.random() < 0.6
+        answers = ["05/01/2021"] * 5 if right else [rng.choice(["04/30/2021", "05/02/2021"]) for _ in range(5)]
+        cheap = ModelRun(samples=tuple(Sample(correct=right, answer=a, cost=0.001) for a in answers))
+        strong = ModelRun(samples=(Sample(correct=rng.random() < 0.95, answer="05/01/2021"),), cost=0.03)
+        prompt = f"Case {i}: yesterday was April 30, 2021. What is the date today in MM/DD/YYYY?"
+        records.append(PromptRecord(str(i), prompt, {"small": cheap, "large": strong}, "small", "large"))
+    write_jsonl(records, path)
     return path
 
 
@@ -53,50 +71,85 @@ def bench(*args: str) -> str:
     return out.getvalue()
 
 
-def test_json_output_is_one_line_listing_every_scorer(tmp_path: Path) -> None:
+def report(*args: str) -> dict[str, Any]:
+    return json.loads(bench(*args, *FAST, "--json"))  # type: ignore[no-any-return]
+
+
+def scorers(found: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    return {result["scorer"]: result for result in found["datasets"][name]["results"]}
+
+
+def test_json_output_lists_every_scorer_with_figures_and_intervals(tmp_path: Path) -> None:
     data = gsm8k_like(tmp_path / "gsm8k_responses.csv")
 
-    output = bench("--split-from", str(data), "--json", "--seed", "0")
+    found = report(f"gsm8k={data}")
 
-    assert output.count("\n") == 1 and output.endswith("\n")
-    results = json.loads(output)
-    assert [r["scorer"] for r in results] == ["heuristic", "learned", "prompt_router"]
-    for result in results:
-        assert set(result) == SUMMARY_KEYS
-        assert all(0.0 <= result[key] <= 1.0 for key in ("cpt50", "cpt80"))
-        assert result["apgr"] > 0.0  # may pass 1: a mix can beat the strong model where the weak one wins
-        assert -1.0 <= result["savings_at_95"] <= 1.0
+    results = scorers(found, "gsm8k")
+    assert list(results) == ["heuristic", "learned", "combined", "prompt_router", "random", "oracle"]
+    for result in results.values():
+        assert FIGURES <= set(result)
+        assert set(result["ci"]) == FIGURES
+        assert 0.0 <= result["cpt80"] <= 1.0
+    assert found["config"]["label_shares"] == [0.1, 0.2]
+    assert results["heuristic"]["coverage"] == 1.0  # every answer is arithmetic it can check
 
 
 def test_a_cascade_that_rechecks_the_sums_beats_random_routing(tmp_path: Path) -> None:
     data = gsm8k_like(tmp_path / "gsm8k_responses.csv", n=150)
 
-    results = {r["scorer"]: r for r in json.loads(bench("--split-from", str(data), "--json"))}
+    results = scorers(report("--split-from", str(data)), "gsm8k_responses")
 
-    # Every wrong weak answer states a wrong sum: both cascades find them all first.
+    # Every wrong weak answer states a wrong sum: the cascades find them first.
     assert results["heuristic"]["cpt80"] < 0.5
     assert results["learned"]["cpt80"] < 0.5
     assert results["learned"]["apgr"] > 0.7
 
 
-def test_without_responses_only_the_router_runs(tmp_path: Path) -> None:
+def test_without_responses_only_the_router_runs_and_the_subject_is_not_a_feature(tmp_path: Path) -> None:
     data = mmlu_like(tmp_path / "mmlu_responses.csv")
 
-    (result,) = json.loads(bench("--split-from", str(data), "--json"))
+    blind = scorers(report(f"mmlu={data}"), "mmlu")
+    told = scorers(report(f"mmlu={data}", "--feature-column", "subject"), "mmlu")
 
-    assert result["scorer"] == "prompt_router"
-    assert result["cpt50"] < 0.5  # the subject column gives the errors away
+    assert list(blind) == ["prompt_router", "random", "oracle"]
+    assert told["prompt_router"]["cpt50"] < 0.35  # declared, the subject gives the errors away
+    assert blind["prompt_router"]["cpt50"] > told["prompt_router"]["cpt50"]
 
 
-def test_train_and_eval_files_and_a_readable_table(tmp_path: Path) -> None:
+def test_samples_in_the_jsonl_format_give_a_consistency_scorer(tmp_path: Path) -> None:
+    data = sampled_jsonl(tmp_path / "dates.jsonl")
+
+    found = report(f"dates={data}")
+
+    results = scorers(found, "dates")
+    assert "consistency" in results and "combined" in results
+    assert results["consistency"]["cpt80"] < 0.5
+    assert results["consistency"]["cheap_cost_share"] > results["prompt_router"]["cheap_cost_share"]
+    curve = found["datasets"]["dates"]["learning_curve"]
+    assert {point["label_share"] for point in curve} == {0.1, 0.2}
+
+
+def test_train_and_eval_files_and_readable_tables(tmp_path: Path) -> None:
     train = gsm8k_like(tmp_path / "train.csv", n=80, seed=1)
     evaluate = gsm8k_like(tmp_path / "eval.csv", n=60, seed=2)
 
-    output = bench("--train", str(train), "--eval", str(evaluate))
+    output = bench("--train", str(train), "--eval", str(evaluate), *FAST)
 
-    assert output.startswith("train 80 rows, eval 60 rows")
-    for name in ("heuristic", "learned", "prompt_router", "oracle"):
-        assert any(line.startswith(name) for line in output.splitlines())
+    assert output.startswith(f"eval: {evaluate}")
+    assert "140 rows: 80 train, 60 eval" in output
+    for name in ("heuristic", "learned", "combined", "prompt_router", "random", "oracle", "learning curve"):
+        assert name in output
+    assert "summary:" in output
+
+
+def test_the_report_is_written_as_strict_json(tmp_path: Path) -> None:
+    data = gsm8k_like(tmp_path / "gsm8k_responses.csv", n=60)
+    out = tmp_path / "results" / "routing.json"
+
+    bench(f"gsm8k={data}", *FAST, "--out", str(out))
+
+    written = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the report"))
+    assert set(written["datasets"]) == {"gsm8k"}
 
 
 def test_contaminated_prompts_next_to_the_file_are_dropped(tmp_path: Path) -> None:
@@ -112,18 +165,24 @@ def test_contaminated_prompts_next_to_the_file_are_dropped(tmp_path: Path) -> No
     assert not {row.prompt for row in kept} & set(prompts[:3])
 
 
-def test_the_split_is_reproducible_and_seeded(tmp_path: Path) -> None:
-    rows = load_dataset(gsm8k_like(tmp_path / "gsm8k_responses.csv", n=200))
+def test_a_data_set_converts_to_the_jsonl_format(tmp_path: Path) -> None:
+    data = gsm8k_like(tmp_path / "gsm8k_responses.csv", n=20)
+    target = tmp_path / "gsm8k.jsonl"
 
-    train, evaluate = split_rows(rows, eval_fraction=0.5, seed=0)
-    again, _ = split_rows(list(reversed(rows)), eval_fraction=0.5, seed=0)
-    other, _ = split_rows(rows, eval_fraction=0.5, seed=1)
+    bench("--split-from", str(data), "--convert", str(target))
 
-    assert {r.prompt for r in train} == {r.prompt for r in again}
-    assert {r.prompt for r in train} != {r.prompt for r in other}
-    assert not {r.prompt for r in train} & {r.prompt for r in evaluate}
-    assert 60 < len(evaluate) < 140
-    assert all(hash_fraction(r.prompt, 0) < 0.5 for r in evaluate)
+    lines = target.read_text().splitlines()
+    assert len(lines) == 20
+    first = json.loads(lines[0])
+    assert (first["cheap"], first["strong"]) == (WEAK, STRONG)
+    assert first["models"][WEAK]["samples"][0]["text"].startswith("Sam has")
+
+
+def test_converted_data_is_never_written_into_the_project(tmp_path: Path) -> None:
+    data = gsm8k_like(tmp_path / "gsm8k_responses.csv", n=20)
+
+    with pytest.raises(CommandError, match="outside the project"):
+        bench("--split-from", str(data), "--convert", "bench/results/copied.jsonl")
 
 
 @pytest.mark.parametrize(
@@ -131,9 +190,10 @@ def test_the_split_is_reproducible_and_seeded(tmp_path: Path) -> None:
     [
         (),
         ("--train", "a.csv"),
-        ("--split-from", "a.csv", "--train", "b.csv"),
         ("--split-from", "a.csv", "--eval-fraction", "1.5"),
         ("--split-from", "/nonexistent/file.csv"),
+        ("x=/nonexistent/file.jsonl",),
+        ("--split-from", "a.csv", "--label-shares", "0.2,1.5"),
     ],
 )
 def test_bad_arguments_are_command_errors(args: tuple[str, ...]) -> None:

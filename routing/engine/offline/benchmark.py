@@ -52,13 +52,13 @@ from routing.engine.router import PromptRouter, train_prompt_router
 from routing.engine.scoring import heuristic_opinion
 from routing.engine.types import ChatRequest, Completion, Message, PolicySnapshot, TaskRuleSnapshot
 
-__all__ = ["STRONG_MODEL", "WEAK_MODEL", "BenchConfig", "DatasetReport", "Prices", "ScorerResult", "run_dataset"]
-
 WEAK_MODEL: Final = datasets.ROUTELLM_WEAK
 STRONG_MODEL: Final = datasets.ROUTELLM_STRONG
 # 2**64: the first 8 bytes of a SHA-256 as a fraction in [0, 1).
 HASH_SPAN: Final = float(1 << 64)
 NO_OPINION: Final = 0.5
+# Fewer evaluation rows than this give no figures worth reading.
+MIN_EVAL_ROWS: Final = 10
 # Fewer labelled answers with text than this train no learned scorer.
 MIN_LEARNED_ROWS: Final = 20
 # Cheap models must have an answer on at least this share of rows to join a panel.
@@ -86,7 +86,6 @@ class BenchConfig:
     cheap_cost_ratio: float = 0.2
     quality_share: float = 0.95  # the calibrated threshold's target, of the strong quality
     use_embeddings: bool = False  # MiniLM features in the learned scorer and the router
-    agreement_embeddings: bool = True  # MiniLM similarity where answers have no short form
 
     @property
     def main_share(self) -> float:
@@ -264,8 +263,21 @@ def run_dataset(
 ) -> DatasetReport:
     """Every scorer on `records`: trained on the training part, judged on the stream's rest."""
     train, evaluate = split_rows(records, eval_fraction=config.eval_fraction, seed=config.seed)
-    if not train or len(evaluate) < 10:
-        raise ValueError(f"{name}: too few rows to split ({len(train)} to train, {len(evaluate)} to evaluate)")
+    return run_split(name, train, evaluate, config, embed=embed, source=source)
+
+
+def run_split(
+    name: str,
+    train: Sequence[PromptRecord],
+    evaluate: Sequence[PromptRecord],
+    config: BenchConfig = BenchConfig(),
+    *,
+    embed: Embedder | None = None,
+    source: str = "",
+) -> DatasetReport:
+    """Every scorer trained on `train` and judged on the rest of the `evaluate` stream."""
+    if not train or len(evaluate) < MIN_EVAL_ROWS:
+        raise ValueError(f"{name}: too few rows ({len(train)} to train, {len(evaluate)} to evaluate)")
     embedder = CachingEmbedder(embed) if embed is not None else None
     stream = build_stream(stream_order(evaluate, config.seed), config, embedder)
     notes: list[str] = []
@@ -299,9 +311,9 @@ def run_dataset(
         notes.append("one cheap sample per prompt: no consistency")
     return DatasetReport(
         name=name,
-        cheap=records[0].cheap,
-        strong=records[0].strong,
-        n_records=len(records),
+        cheap=evaluate[0].cheap,
+        strong=evaluate[0].strong,
+        n_records=len(train) + len(evaluate),
         n_train=len(train),
         n_eval=len(evaluate),
         n_labelled=n_labelled,
@@ -508,7 +520,8 @@ class CachingEmbedder:
 def combined_scores(
     stream: Stream, prefix: NDArray[np.int64], scored: Mapping[str, Scored], config: BenchConfig
 ) -> Scored | None:
-    """The signal model fitted on the labelled prefix, scoring the whole stream.
+    """The signal model fitted on the labelled prefix, scoring the whole stream: P(escalating
+    this answer would not make it better).
 
     Its cheap tier answers as the richest agreement available does (the panel, else
     the samples, else the single answer). The prefix rows get out-of-fold scores, so a
@@ -522,11 +535,13 @@ def combined_scores(
     ]
     if not any(a is not None for a in found) and not any(stream.text_features):
         return None
-    labels = [bool(answered.quality[i]) for i in prefix]
+    # "Escalating would not help": the answer returned was right, or the strong one is wrong
+    # too. Rows both tiers miss are not worth a strong call (the router learns the same).
+    labels = [bool(answered.quality[i]) or not bool(stream.strong[i]) for i in prefix]
     train_rows = [signals[i] for i in prefix]
     model = train_signal_model(train_rows, labels, seed=config.seed)
     scores = model.predict_many(signals)
-    scores[prefix] = out_of_fold_scores(train_rows, labels, seed=config.seed)
+    scores[prefix] = out_of_fold_scores(train_rows, labels, seed=config.seed, whole=model)
     return answered, scores
 
 

@@ -119,36 +119,50 @@ def used_signals(rows: Sequence[Signals]) -> tuple[str, ...]:
 
 
 def train_signal_model(
-    rows: Sequence[Signals], labels: Sequence[bool], *, seed: int = 0, text_weight: float = TEXT_WEIGHT
+    rows: Sequence[Signals],
+    labels: Sequence[bool],
+    *,
+    seed: int = 0,
+    text_weight: float = TEXT_WEIGHT,
+    c: float | None = None,
 ) -> SignalModel:
-    """Fit on every labelled row (there are few)."""
+    """Fit on every labelled row (there are few); `c` skips choosing the regularisation."""
     if len(rows) != len(labels):
         raise ValueError("one label per row")
     names = used_signals(rows)
     weights = np.asarray([text_weight if name.startswith("text_") else 1.0 for name in names], dtype=np.float64)
-    linear = fit_logistic(design(names, rows), np.asarray(labels, dtype=bool), seed=seed, weights=weights)
+    linear = fit_logistic(design(names, rows), np.asarray(labels, dtype=bool), seed=seed, weights=weights, c=c)
     metadata = {"n_train": len(rows), "base_rate": float(np.mean(labels)) if len(labels) else None, "seed": seed}
     return SignalModel(names=names, linear=linear, metadata=metadata)
 
 
 def out_of_fold_scores(
-    rows: Sequence[Signals], labels: Sequence[bool], *, seed: int = 0, text_weight: float = TEXT_WEIGHT
+    rows: Sequence[Signals],
+    labels: Sequence[bool],
+    *,
+    seed: int = 0,
+    text_weight: float = TEXT_WEIGHT,
+    whole: SignalModel | None = None,
 ) -> FloatArray:
     """Each labelled row scored by a model that did not see it (for calibrating thresholds).
 
-    Falls back to in-sample scores when a class has fewer than two rows.
+    The folds reuse the regularisation chosen on all the rows (by `whole`, the model
+    fitted on all of them, when given). Falls back to in-sample scores when a class has
+    fewer than two rows.
     """
     truth = np.asarray(labels, dtype=bool)
+    whole = whole or train_signal_model(rows, labels, seed=seed, text_weight=text_weight)
     folds = min(FOLDS, int(truth.sum()), int((~truth).sum()))
     if folds < 2:
-        return train_signal_model(rows, labels, seed=seed, text_weight=text_weight).predict_many(rows)
+        return whole.predict_many(rows)
     from sklearn.model_selection import StratifiedKFold
 
     scores = np.zeros(len(rows), dtype=np.float64)
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(np.zeros(len(rows)), truth):
+        fold = [rows[i] for i in train]
         model = train_signal_model(
-            [rows[i] for i in train], [bool(truth[i]) for i in train], seed=seed, text_weight=text_weight
+            fold, [bool(truth[i]) for i in train], seed=seed, text_weight=text_weight, c=whole.linear.c or None
         )
         scores[test] = model.predict_many([rows[i] for i in test])
     return scores
