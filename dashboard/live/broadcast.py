@@ -210,6 +210,7 @@ class LiveTicker:
         """Send this tick's messages, one per changed group; returns how many were sent."""
         outgoing = await database_sync_to_async(tick_messages)(now=timezone.now(), state=self.state)
         layer = get_channel_layer()
+        assert layer is not None, "CHANNEL_LAYERS is always configured"
         for out in outgoing:
             await layer.group_send(out.group, {"type": "live.update", "payload": out.message})
             self.state.sent[out.group] = out.fingerprint

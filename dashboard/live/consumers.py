@@ -12,7 +12,7 @@ from dashboard.live import broadcast, groups
 FORBIDDEN = 4403
 
 
-class LiveChartsConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # channels: no type information
+class LiveChartsConsumer(AsyncJsonWebsocketConsumer):
     """Subscribes a dashboard page to its groups and forwards each tick's message."""
 
     async def connect(self) -> None:

@@ -9,5 +9,6 @@ from django.urls import path
 from dashboard.live.consumers import LiveChartsConsumer
 
 websocket_urlpatterns: list[Any] = [
-    path("ws/dashboard/", LiveChartsConsumer.as_asgi()),
+    # channels' URLRouter takes ASGI apps; django-stubs types `path` for views only.
+    path("ws/dashboard/", LiveChartsConsumer.as_asgi()),  # type: ignore[arg-type]
 ]
