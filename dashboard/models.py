@@ -15,7 +15,20 @@ from django.core.validators import MaxValueValidator, MinValueValidator, validat
 from django.db import models
 from django.db.models.functions import Coalesce
 
-from dashboard.choices import Comparator, DeliveryChannel, DeliveryStatus, EventState, Metric, NoticeKind, ProposalMethod, ProposalStatus, Resolution, SpendKind, TuningMode, TuningTarget
+from dashboard.choices import (
+    Comparator,
+    DeliveryChannel,
+    DeliveryStatus,
+    EventState,
+    Metric,
+    NoticeKind,
+    ProposalMethod,
+    ProposalStatus,
+    Resolution,
+    SpendKind,
+    TuningMode,
+    TuningTarget,
+)
 from routing.models import Policy, ScorerVersion
 
 PERCENT = [MinValueValidator(0.0), MaxValueValidator(100.0)]

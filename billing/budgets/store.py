@@ -20,7 +20,24 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Sum
 from redis.commands.core import AsyncScript
 
-from billing.budgets.rules import HOLD_TTL_S, MISSING, RESERVE_LUA, SETTLE_LUA, USAGE_LUA, BudgetExhausted, BudgetRule, BudgetStore, Hold, Usage, from_units, hold_keys, key_ttl_s, limit_units, period_bounds, to_units
+from billing.budgets.rules import (
+    HOLD_TTL_S,
+    MISSING,
+    RESERVE_LUA,
+    SETTLE_LUA,
+    USAGE_LUA,
+    BudgetExhausted,
+    BudgetRule,
+    BudgetStore,
+    Hold,
+    Usage,
+    from_units,
+    hold_keys,
+    key_ttl_s,
+    limit_units,
+    period_bounds,
+    to_units,
+)
 from billing.choices import BudgetScope
 from billing.models import Budget, BudgetCounter, BudgetReservation, LedgerEntry
 from common import redis as shared_redis

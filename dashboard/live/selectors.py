@@ -18,7 +18,16 @@ from django.utils import timezone
 from dashboard.alerts import sla
 from dashboard.choices import DeliveryStatus, EventState, Resolution, SpendKind
 from dashboard.models import AlertDelivery, AlertEvent, Rollup, SlaTarget, SpendRollup
-from dashboard.rollups.compute import ALL_POLICIES, COUNTERS, Point, Totals, Window, hour_start, points_from_rows, totals_of
+from dashboard.rollups.compute import (
+    ALL_POLICIES,
+    COUNTERS,
+    Point,
+    Totals,
+    Window,
+    hour_start,
+    points_from_rows,
+    totals_of,
+)
 from dashboard.rollups.selectors import budget_daily_get, rollup_rows, today_start
 from routing.models import Policy
 

@@ -28,7 +28,13 @@ from routing.choices import RecordStatus, ScorerKind, ScorerVersionKind
 from routing.engine.offline.replay import ReplayRow, SweepPoint, sweep, threshold_for_target
 from routing.models import Policy, PolicyTier, QualityLabel, RequestRecord, ScorerVersion, ShadowEvaluation
 from routing.quality.labels import LABEL_PRIORITY
-from routing.quality.learning import TooFewLabels, labelled_samples, scorer_version_activate, scorer_version_deactivate, scorer_version_train
+from routing.quality.learning import (
+    TooFewLabels,
+    labelled_samples,
+    scorer_version_activate,
+    scorer_version_deactivate,
+    scorer_version_train,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,14 @@ from django.views.decorators.http import require_POST
 
 from dashboard.models import TuningConfig, TuningProposal
 from dashboard.tuning.forms import DEFAULT_DAYS, WhatIfForm
-from dashboard.tuning.proposals import ProposalNotOpen, ProposalStale, shadow_spend, tuning_proposal_apply, tuning_proposal_reject, tuning_proposal_rollback
+from dashboard.tuning.proposals import (
+    ProposalNotOpen,
+    ProposalStale,
+    shadow_spend,
+    tuning_proposal_apply,
+    tuning_proposal_reject,
+    tuning_proposal_rollback,
+)
 from dashboard.tuning.whatif import whatif_figure, whatif_replay
 from routing.models import Policy
 
