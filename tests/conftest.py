@@ -97,7 +97,7 @@ def live_gateway(transactional_db: None) -> Iterator[LiveGateway]:
 
 def flush_records() -> int:
     """Run the flusher the way beat does, until the buffer is empty."""
-    from routing.records.recorder import flush_pending
+    from routing.records.flush import flush_pending
 
     total = 0
     while (n := flush_pending()) > 0:

@@ -21,7 +21,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from routing import metrics
 from routing.limits.breakers import breaker_states
-from routing.records import recorder
+from routing.records import buffers
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ async def queue_gauge() -> Metric:
 
 def _queue_depth() -> int | None:
     try:
-        return recorder.queue_depth()
+        return buffers.queue_depth()
     except Exception:
         logger.exception("Could not read the record queue's depth for /metrics")
         return None

@@ -63,6 +63,8 @@ class Agreement:
     answers: tuple[str | None, ...] = ()
     votes: Mapping[str, int] = field(default_factory=dict)
     kind: str | None = None
+    # How much the others back the preferred answer: its vote share, or its mean similarity.
+    support: float = 1.0
 
     @property
     def majority(self) -> str | None:
@@ -83,6 +85,7 @@ class Agreement:
             "preferred_agreed": self.preferred_agreed,
             "votes": dict(self.votes),
             "kind": self.kind,
+            "support": self.support,
         }
 
 
@@ -118,7 +121,7 @@ def agreement(
         return similar
     if stated:
         return vote(answers, preferred=preferred, kind=resolved)
-    return Agreement(0.0, preferred, NONE, preferred, False, answers, {}, resolved)
+    return Agreement(0.0, preferred, NONE, preferred, False, answers, {}, resolved, 0.0)
 
 
 def resolved_kind(texts: Sequence[str], *, kind: str, prompt: str | None, preferred: int) -> str | None:
@@ -150,7 +153,8 @@ def vote(answers: Sequence[str | None], *, preferred: int = 0, kind: str | None 
     representative = preferred if agreed else first_seen[majority]
     ordered = dict(sorted(counts.items(), key=lambda item: rank(item[0])))
     score = counts[majority] / len(answers)
-    return Agreement(score, representative, VOTE, preferred, agreed, tuple(answers), ordered, kind)
+    support = counts[mine] / len(answers) if mine is not None else 0.0
+    return Agreement(score, representative, VOTE, preferred, agreed, tuple(answers), ordered, kind, support)
 
 
 def by_embedding(
@@ -176,7 +180,8 @@ def by_embedding(
     score = clip01(float(off_diagonal.mean()))
     agreed = bool(centrality[preferred] >= float(np.median(centrality)) - 1e-12)
     representative = preferred if agreed else int(np.argmax(centrality))
-    return Agreement(score, representative, EMBEDDING, preferred, agreed, answers, {}, kind)
+    support = clip01(float(centrality[preferred]))
+    return Agreement(score, representative, EMBEDDING, preferred, agreed, answers, {}, kind, support)
 
 
 def comparable_text(text: str) -> str:

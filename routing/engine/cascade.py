@@ -39,14 +39,7 @@ from routing.engine.costing import start_tier
 from routing.engine.gate import Embed, gate_check
 from routing.engine.ports import Breakers, Provider, Scorer
 from routing.engine.tiers import BACKOFF, Backoff, Clock, TierAnswer, TierCaller, answered_attempt, elapsed_ms
-from routing.engine.types import (
-    Attempt,
-    CascadeResult,
-    ChatRequest,
-    Completion,
-    Outcome,
-    PolicySnapshot,
-)
+from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Outcome, PolicySnapshot
 
 
 @dataclass(slots=True)

@@ -12,14 +12,7 @@ from routing.engine.costing import attempt_cost, resolve_max_tokens
 from routing.engine.errors import BreakerOpen, ProviderError, ProviderMisconfigured, ProviderTimeout
 from routing.engine.ports import Breakers, Provider
 from routing.engine.tokens import max_prompt_tokens
-from routing.engine.types import (
-    Attempt,
-    ChatRequest,
-    Completion,
-    EndpointSnapshot,
-    Outcome,
-    Tier,
-)
+from routing.engine.types import Attempt, ChatRequest, Completion, EndpointSnapshot, Outcome, Tier
 
 Clock = Callable[[], float]
 

@@ -1,6 +1,6 @@
 """`records_stored`: request records stored just now, sent inside the storing transaction.
 
-The flusher (`routing.records.recorder.records_persist`) sends it with the payloads stored
+The flusher (`routing.records.flush.records_persist`) sends it with the payloads stored
 in this transaction (never a re-delivered one), so each receiver derives exactly once;
 pushes outside the database go in `transaction.on_commit`.
 """

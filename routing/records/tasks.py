@@ -8,7 +8,7 @@ from celery import shared_task
 @shared_task(acks_late=True, ignore_result=True)
 def flush_request_records() -> int:
     """Drain the durable record buffer into the database (beat, every 2 s)."""
-    from routing.records.recorder import flush_pending
+    from routing.records.flush import flush_pending
 
     total = 0
     while (flushed := flush_pending(limit=5_000)) > 0:

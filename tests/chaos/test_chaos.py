@@ -37,6 +37,7 @@ from bench.chaos import CAPPED_USER, ROOT, BreakerWatch, Cluster, Fault, Observa
 from billing.models import Budget, LedgerEntry
 from routing.limits.breakers import breaker_states
 from routing.models import RequestAttempt, RequestRecord
+from routing.records import buffers
 from testing.factories import make_key, make_policy, openai_endpoint
 from tests.conftest import subprocess_env
 
@@ -92,9 +93,8 @@ async def close_connections() -> None:
 
 def queue_depth() -> int:
     """Records made durable and not stored yet: in the Redis stream or the overflow spool."""
-    from routing.records import recorder
 
-    return recorder.queue_depth()
+    return buffers.queue_depth()
 
 
 def wait_until_drained(answered_ids: list[str]) -> float:

@@ -100,7 +100,7 @@ class BackgroundFlusher:
     def _run(self) -> None:
         from django.db import connection
 
-        from routing.records.recorder import flush_pending
+        from routing.records.flush import flush_pending
 
         try:
             while not self.stopping.is_set():

@@ -17,7 +17,7 @@ from django.utils import timezone
 from routing.config.snapshots import KeyInfo, policy_snapshot
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from routing.models import ApiKey, Policy
-from routing.records import recorder
+from routing.records import flush, recorder
 from testing.factories import make_key, make_policy, replay_endpoints
 
 
@@ -89,7 +89,7 @@ class Traffic:
 
     def store(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Store records as the flusher does; returns the ones stored now."""
-        return recorder.records_persist(payloads=payloads)
+        return flush.records_persist(payloads=payloads)
 
     def send(self, count: int = 1, **kwargs: Any) -> list[dict[str, Any]]:
         return self.store([self.payload(**kwargs) for _ in range(count)])

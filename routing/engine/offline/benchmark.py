@@ -50,6 +50,7 @@ from routing.engine.offline.metrics import FIGURES, Outcomes, bootstrap, figures
 from routing.engine.offline.replay import ReplayRow, calibrate_threshold
 from routing.engine.router import PromptRouter, train_prompt_router
 from routing.engine.scoring import heuristic_opinion
+from routing.engine.tokens import estimate_tokens
 from routing.engine.types import ChatRequest, Completion, Message, PolicySnapshot, TaskRuleSnapshot
 
 WEAK_MODEL: Final = datasets.ROUTELLM_WEAK
@@ -234,6 +235,7 @@ class Answered:
     quality: FloatArray  # of the answer returned
     cost: FloatArray  # of every cheap call made
     agreements: tuple[Agreement | None, ...] = ()
+    texts: tuple[str | None, ...] = ()  # of the answer returned, where recorded
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,20 +292,15 @@ def run_split(
     for share in sorted(config.label_shares):
         labelled = max(1, round(share * len(stream)))
         prefix, rest = np.arange(labelled), np.arange(labelled, len(stream))
-        scored = dict(fixed)
-        if candidates:
-            panel = choose_panel(stream, prefix, candidates, config.samples - 1)
-            scored["cross_model"] = (panel_answers(stream, panel, embedder), None)
-        combined = combined_scores(stream, prefix, scored, config)
-        if combined is not None:
-            scored["combined"] = combined
-        main = math.isclose(share, config.main_share)
-        for scorer in ("cross_model", "combined"):
-            if scorer in scored:
-                curve.append(curve_point(scorer, scored[scorer], stream, prefix, rest, share, config))
-        if main:
+        scored, panel = labelled_scores(stream, fixed, candidates, prefix, config, embedder)
+        curve += [
+            curve_point(scorer, scored[scorer], stream, prefix, rest, share, config)
+            for scorer in LEARNING_CURVE
+            if scorer in scored
+        ]
+        if math.isclose(share, config.main_share):
             results = [result_of(s, scored[s], stream, prefix, rest, config) for s in SCORER_ORDER if s in scored]
-            results += [reference_result(name_, stream, rest, config) for name_ in ("random", "oracle")]
+            results += [reference_result(reference, stream, rest, config) for reference in ("random", "oracle")]
             n_labelled, n_test = len(prefix), len(rest)
     if not candidates:
         notes.append("one cheap model: no cross-model agreement")
@@ -330,8 +327,30 @@ def run_split(
 
 
 SCORER_ORDER: Final = ("heuristic", "learned", "consistency", "cross_model", "combined", "prompt_router")
+# The scorers whose figures depend on how many labels the stream gave.
+LEARNING_CURVE: Final = ("cross_model", "combined")
 # A scorer's scores (None: use its Answered's agreement scores) and how its cheap tier answers.
 Scored = tuple[Answered, FloatArray | None]
+
+
+def labelled_scores(
+    stream: Stream,
+    fixed: Mapping[str, Scored],
+    candidates: Sequence[tuple[str, float]],
+    prefix: NDArray[np.int64],
+    config: BenchConfig,
+    embedder: CachingEmbedder | None,
+) -> tuple[dict[str, Scored], tuple[str, ...]]:
+    """Every scorer once the `prefix` rows are labelled: the panel and the combined model use them."""
+    scored = dict(fixed)
+    panel: tuple[str, ...] = ()
+    if candidates:
+        panel = choose_panel(stream, prefix, candidates, config.samples - 1)
+        scored["cross_model"] = (panel_answers(stream, panel, embedder), None)
+    combined = combined_scores(stream, prefix, scored, config)
+    if combined is not None:
+        scored["combined"] = combined
+    return scored, panel
 
 
 def build_stream(records: Sequence[PromptRecord], config: BenchConfig, embedder: CachingEmbedder | None) -> Stream:
@@ -424,9 +443,10 @@ def consistency_answers(
         return None
     groups = [[s.comparable for s in r.cheap_run.samples[:samples]] for r in records]
     found = agreements(groups, [r.prompt for r in records], embedder)
-    quality = [float(r.cheap_run.samples[a.representative].correct) for r, a in zip(records, found, strict=True)]
+    returned = [r.cheap_run.samples[a.representative] for r, a in zip(records, found, strict=True)]
     cost = [r.cheap_run.cost_of(samples) for r in records]
-    return Answered(np.asarray(quality), np.asarray(cost), tuple(found))
+    quality = np.asarray([float(sample.correct) for sample in returned])
+    return Answered(quality, np.asarray(cost), tuple(found), tuple(sample.text for sample in returned))
 
 
 def panel_candidates(train: Sequence[PromptRecord], config: BenchConfig) -> list[tuple[str, float]]:
@@ -464,12 +484,12 @@ def panel_answers(stream: Stream, panel: Sequence[str], embedder: CachingEmbedde
     members = [[r.cheap, *(m for m in panel if m in r.models)] for r in stream.records]
     groups = [[r.models[m].samples[0].comparable for m in ms] for r, ms in zip(stream.records, members, strict=True)]
     found = agreements(groups, [r.prompt for r in stream.records], embedder)
-    quality = [
-        float(r.models[ms[a.representative]].samples[0].correct)
-        for r, ms, a in zip(stream.records, members, found, strict=True)
+    returned = [
+        r.models[ms[a.representative]].samples[0] for r, ms, a in zip(stream.records, members, found, strict=True)
     ]
     cost = [sum(r.models[m].cost_of(1) for m in ms) for r, ms in zip(stream.records, members, strict=True)]
-    return Answered(np.asarray(quality), np.asarray(cost), tuple(found))
+    quality = np.asarray([float(sample.correct) for sample in returned])
+    return Answered(quality, np.asarray(cost), tuple(found), tuple(sample.text for sample in returned))
 
 
 def agreements(
@@ -531,7 +551,7 @@ def combined_scores(
     found = answered.agreements or (None,) * len(stream)
     signals = [
         Signals(agreement=a, heuristic=h, text=t)
-        for a, h, t in zip(found, stream.heuristic, stream.text_features, strict=True)
+        for a, (h, t) in zip(found, returned_answer_signals(stream, answered), strict=True)
     ]
     if not any(a is not None for a in found) and not any(stream.text_features):
         return None
@@ -543,6 +563,21 @@ def combined_scores(
     scores = model.predict_many(signals)
     scores[prefix] = out_of_fold_scores(train_rows, labels, seed=config.seed, whole=model)
     return answered, scores
+
+
+def returned_answer_signals(stream: Stream, answered: Answered) -> list[tuple[float | None, Mapping[str, float]]]:
+    """The heuristic's opinion and the text features of the answer the cheap tier returns
+    (of the cheap model's first answer where the returned one's text was not recorded)."""
+    found = []
+    for i, record in enumerate(stream.records):
+        text = answered.texts[i] if answered.texts else None
+        if text is None or text == record.cheap_text:
+            found.append((stream.heuristic[i], stream.text_features[i]))
+            continue
+        chat, completion = chat_for(record), answer_completion(text)
+        task = task_of(chat)
+        found.append((heuristic_opinion(chat, completion, task), learned.answer_features(chat, completion, task)))
+    return found
 
 
 # --- results --------------------------------------------------------------------------------
@@ -676,9 +711,14 @@ def chat_for(record: PromptRecord) -> ChatRequest:
 def completion_for(record: PromptRecord) -> Completion | None:
     """The cheap model's first answer as a completion, or None when its text was not recorded."""
     text = record.cheap_text
-    if text is None:
-        return None
-    return Completion(text=text, finish_reason="stop", input_tokens=0, output_tokens=len(text) // 4, latency_ms=0.0)
+    return answer_completion(text) if text is not None else None
+
+
+def answer_completion(text: str) -> Completion:
+    """A recorded answer as a completion: it finished, and no usage was recorded."""
+    return Completion(
+        text=text, finish_reason="stop", input_tokens=0, output_tokens=estimate_tokens(text), latency_ms=0.0
+    )
 
 
 def minilm() -> Embedder | None:

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from routing.records.recorder import flush_pending
+from routing.records.flush import flush_pending
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pytest
 
 from routing.models import QualityLabel, RequestRecord, RequestSample
 from routing.providers.local import replay_prompts
-from routing.records import recorder
+from routing.records import flush, recorder
 from testing.factories import make_key, make_policy, replay_endpoints
 from tests.conftest import flush_records
 
@@ -215,8 +215,8 @@ def test_a_redelivered_batch_adds_no_second_replay_label(client, key):
     payloads = [c.payload for c in buffer.claim(10)]
 
     # A flusher stored the batch and died before acknowledging it; the next one gets it again.
-    assert len(recorder.records_persist(payloads=payloads)) == 3
-    assert recorder.records_persist(payloads=payloads) == []
+    assert len(flush.records_persist(payloads=payloads)) == 3
+    assert flush.records_persist(payloads=payloads) == []
 
     assert QualityLabel.objects.filter(source="replay").count() == 3
     assert RequestRecord.objects.count() == 3

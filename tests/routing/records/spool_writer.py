@@ -44,7 +44,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from routing.records.recorder import SpoolBuffer
+    from routing.records.buffers import SpoolBuffer
 
     buffer = SpoolBuffer(args.spool, claim_timeout_s=30.0, segment_s=args.segment_seconds)
     template = json.loads(args.template.read_text()) if args.template else {}

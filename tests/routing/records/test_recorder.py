@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from routing.models import RequestAttempt, RequestRecord
-from routing.records import recorder
+from routing.records import flush, recorder
 from routing.records.signals import records_stored
 from tests.conftest import flush_records, subprocess_database_url
 
@@ -71,9 +71,9 @@ def test_a_redelivered_batch_is_stored_and_announced_once(context):
 
     records_stored.connect(receiver)
     try:
-        assert len(recorder.records_persist(payloads=payloads)) == 3
+        assert len(flush.records_persist(payloads=payloads)) == 3
         # A flusher died after its commit, before its ack: the batch comes again.
-        assert recorder.records_persist(payloads=payloads) == []
+        assert flush.records_persist(payloads=payloads) == []
     finally:
         records_stored.disconnect(receiver)
 

@@ -23,8 +23,8 @@ from django.db.models import Sum
 
 from billing.models import LedgerEntry
 from routing.models import RequestAttempt, RequestRecord
-from routing.records import recorder
-from routing.records.recorder import SpoolBuffer
+from routing.records import buffers, flush, recorder
+from routing.records.buffers import SpoolBuffer
 from routing.records.signals import records_stored
 from tests.conftest import flush_records, subprocess_env
 from tests.routing.records.test_recorder import payload
@@ -211,7 +211,7 @@ def test_a_live_writers_open_segment_is_left_alone_and_a_killed_ones_is_stored_e
         ids = [writer.stdout.readline().strip() for _ in range(30)]
         assert writer.stdout.readline().strip() == "done"
         assert flush_records() == 0  # its writer holds it open: not claimable yet
-        assert recorder.queue_depth() == 30
+        assert buffers.queue_depth() == 30
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.wait()
@@ -220,7 +220,7 @@ def test_a_live_writers_open_segment_is_left_alone_and_a_killed_ones_is_stored_e
     assert sorted(announced) == sorted(ids)  # stored and announced once each
     assert set(RequestRecord.objects.values_list("id", flat=True)) == {uuid.UUID(i) for i in ids}
     assert RequestAttempt.objects.count() == 60
-    assert flush_records() == 0 and recorder.queue_depth() == 0
+    assert flush_records() == 0 and buffers.queue_depth() == 0
 
 
 def test_a_writer_killed_while_appending_loses_none_of_the_records_it_had_answered(context, tmp_path, announced):
@@ -236,7 +236,7 @@ def test_a_writer_killed_while_appending_loses_none_of_the_records_it_had_answer
     assert set(answered) <= stored
     assert sorted(announced) == sorted(stored)  # no record announced twice
     assert RequestAttempt.objects.count() == 2 * len(stored)
-    assert recorder.queue_depth() == 0
+    assert buffers.queue_depth() == 0
 
 
 def test_concurrent_flushers_take_every_record_exactly_once(spool_dir):
@@ -315,7 +315,7 @@ def test_one_refused_record_is_dead_lettered_and_the_rest_of_its_segment_stored(
     append(spool, good, bad, also_good)
     assert suffixes(spool.pending) == ["open"]  # all three in one segment
 
-    assert recorder.flush_buffer(spool, limit=100) == 3
+    assert flush.flush_buffer(spool, limit=100) == 3
 
     assert set(RequestRecord.objects.values_list("id", flat=True)) == {
         uuid.UUID(good["id"]),
@@ -363,7 +363,7 @@ def test_a_spool_of_one_file_per_record_from_before_segments_is_drained(spool_di
 def test_the_same_record_twice_in_one_batch_is_stored_once(context, announced):
     p = payload(context)
 
-    assert recorder.records_persist(payloads=[p, p]) == [p]
+    assert flush.records_persist(payloads=[p, p]) == [p]
 
     assert RequestRecord.objects.count() == 1
     assert RequestAttempt.objects.count() == 2
