@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routing.cache import semantic
+from routing.cache import verify
 from routing.records.signals import records_stored
 
-records_stored.connect(semantic.semantic_checks_schedule, dispatch_uid="semantic_checks_schedule")
+records_stored.connect(verify.semantic_checks_schedule, dispatch_uid="semantic_checks_schedule")

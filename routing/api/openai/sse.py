@@ -20,8 +20,9 @@ from django.http import HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
 
 from routing.api.openai import format as response_format
-from routing.cache.exact import DEFAULT_CONTROL, CacheControl, CacheHit, Lookup, cache_lookup, cache_store, hit_payload
 from routing.cache.exact import HEADER as CACHE_HEADER
+from routing.cache.exact import CacheHit
+from routing.cache.lookup import DEFAULT_CONTROL, CacheControl, Lookup, cache_lookup, cache_store, hit_payload
 from routing.choices import RecordStatus
 from routing.config.snapshots import KeyInfo, config_cache
 from routing.engine.interrupted import CLIENT_GONE, past_deadline

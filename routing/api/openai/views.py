@@ -30,16 +30,9 @@ from routing.api.openai.format import (
     tiers_failed,
 )
 from routing.api.openai.parsing import parse_body, parse_chat_request
-from routing.cache.exact import (
-    DEFAULT_CONTROL,
-    CacheControl,
-    CacheHit,
-    cache_control,
-    cache_lookup,
-    cache_store,
-    hit_payload,
-)
 from routing.cache.exact import HEADER as CACHE_HEADER
+from routing.cache.exact import CacheHit
+from routing.cache.lookup import DEFAULT_CONTROL, CacheControl, cache_control, cache_lookup, cache_store, hit_payload
 from routing.choices import RecordStatus
 from routing.config.snapshots import KeyInfo, config_cache
 from routing.engine import run_cascade

@@ -8,17 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from routing.cache.exact import (
-    CacheControl,
-    CachedAnswer,
-    LocalStore,
-    Status,
-    answer_store,
-    cache_control,
-    cache_lookup,
-    cache_store,
-    exact_key,
-)
+from routing.cache.exact import CachedAnswer, LocalStore, Status, answer_store, exact_key
+from routing.cache.lookup import CacheControl, cache_control, cache_lookup, cache_store
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
 from testing.fakes import chat, policy, tier
 

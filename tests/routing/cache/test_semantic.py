@@ -14,12 +14,12 @@ from routing.cache.semantic import (
     Probe,
     RedisIndex,
     VectorWindow,
-    answers_agree,
     conversation_allowed,
     match_key,
     negations_in,
     numbers_in,
 )
+from routing.cache.verify import answers_agree
 from routing.engine import embeddings
 from routing.engine.types import ChatRequest, Message
 from testing.fakes import chat, policy, tier
