@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from routing.engine.classify import classify
 from routing.engine.costing import start_tier
 from routing.engine.gate import Embed, gate_check
-from routing.engine.ports import Breakers, Provider, Scorer
+from routing.engine.ports import Breakers, OpinionScorer, Provider, Scorer
 from routing.engine.tiers import BACKOFF, Backoff, Clock, TierAnswer, TierCaller, answered_attempt, elapsed_ms
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Outcome, PolicySnapshot
 
@@ -135,14 +135,22 @@ async def settle_answer(
     if needs_gate(policy, index, run.escalations, judge.allow_escalation):
         verdict = await gate_check(judge.caller, policy.tiers[index], called, embed=judge.embed)
         called = dataclasses.replace(called, completion=verdict.completion)
-    score = judge.scorer.score(chat, called.completion, task=judge.task)
-    if verdict is not None:
-        score = verdict.score(score)
+    if verdict is None:
+        score = judge.scorer.score(chat, called.completion, task=judge.task)
+    else:
+        score = verdict.score(scorer_opinion(judge.scorer, chat, called.completion, judge.task))
     accept = accepts(policy, index, run.escalations, score, judge.allow_escalation)
     run.record(answered_attempt(called, score, Outcome.ACCEPTED if accept else Outcome.ESCALATED), called.completion)
     for extra in verdict.attempts if verdict is not None else ():
         run.record(extra)
     return accept
+
+
+def scorer_opinion(scorer: Scorer, chat: ChatRequest, completion: Completion, task: str) -> float | None:
+    """The scorer's score, or None where it has no opinion (a heuristic with no evidence)."""
+    if isinstance(scorer, OpinionScorer):
+        return scorer.opinion(chat, completion, task=task)
+    return scorer.score(chat, completion, task=task)
 
 
 def needs_gate(policy: PolicySnapshot, index: int, escalations: int, allow_escalation: bool) -> bool:

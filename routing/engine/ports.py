@@ -28,6 +28,13 @@ class Scorer(Protocol):
 
 
 @runtime_checkable
+class OpinionScorer(Scorer, Protocol):
+    """A scorer that can say it has no opinion on an answer (None) instead of a neutral score."""
+
+    def opinion(self, chat: ChatRequest, completion: Completion, *, task: str) -> float | None: ...
+
+
+@runtime_checkable
 class Breakers(Protocol):
     """Every endpoint's circuit breaker (`engine.breaker` has the rules).
 

@@ -10,6 +10,7 @@ from routing.engine.cascade import run_cascade
 from routing.engine.costing import JUDGE_MAX_TOKENS, gate_worst_case, tier_worst_case, tier_worst_case_usage
 from routing.engine.errors import ProviderUnavailable
 from routing.engine.gate import judge_grade
+from routing.engine.scoring import HeuristicScorer
 from routing.engine.types import GateSnapshot, Outcome
 from testing.fakes import FakeProvider, FixedScorer, chat, completion, endpoint, policy, tier
 
@@ -119,3 +120,16 @@ def test_a_budget_hold_covers_every_call_the_gate_may_make():
     assert gate_worst_case(cheap, request) > 2 * one_call + peer_call
     assert tier_worst_case(cheap, request) == one_call + gate_worst_case(cheap, request)
     assert gate_worst_case(tier(0), request) == Decimal(0)
+
+
+async def test_a_heuristic_with_no_opinion_is_left_out_of_the_gates_score():
+    cheap, strong = gated(GateSnapshot(samples=3))
+    same = completion("Paris is the capital of France.")
+    providers = {1: FakeProvider(cheap.endpoint, same), 2: FakeProvider(strong.endpoint, completion("Paris."))}
+
+    result = await run_cascade(
+        chat("What is the capital of France?"), policy(cheap, strong), providers, HeuristicScorer()
+    )
+
+    assert result.attempts[0].outcome is Outcome.ACCEPTED
+    assert result.attempts[0].score == 1.0  # the agreement alone: the heuristic had no evidence
