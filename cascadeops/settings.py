@@ -9,10 +9,13 @@ so `make run` works on a laptop with nothing but Python. Setting `DATABASE_URL` 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from cascadeops import local_state
 
@@ -30,10 +33,32 @@ def _local_secret_key() -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
+# Production mode is asked for explicitly (a PostgreSQL database alone may be a developer's):
+# it refuses to start on the key generated into var/, which each host would make its own.
+PRODUCTION = env.bool("CASCADEOPS_PRODUCTION", default=False)
+if PRODUCTION and not env("SECRET_KEY", default=""):
+    raise ImproperlyConfigured(
+        "CASCADEOPS_PRODUCTION is set but SECRET_KEY is not: set SECRET_KEY to a long random string, "
+        "the same on every host (e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+    )
 SECRET_KEY = env("SECRET_KEY", default="") or _local_secret_key()
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS. Off unless set, so a laptop on plain HTTP works; the README's Production deployment
+# section sets them all (and `manage.py check --deploy` is then clean).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Prometheus usually scrapes over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^metrics$"])
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+# Behind a proxy that ends TLS: `SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https`. Only
+# if the proxy always sets (or strips) that header, or clients could claim HTTPS themselves.
+SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[])) or None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -45,9 +70,11 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "channels",
     "django_celery_beat",
+    "axes",
     "billing",
     "routing",
     "dashboard",
@@ -62,7 +89,40 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Content-Security-Policy (django-csp). Pages load scripts only from here; the two inline
+# chart scripts carry the request's nonce. Plotly sets inline styles and draws data: images.
+# The Swagger UI of /api/docs/ is served from here too (drf-spectacular-sidecar).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": ["'none'"],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [SELF],
+    },
+}
+
+# django-axes: a username tried from one address fails this many times, then that pair is
+# refused for the cool-off (a success before then starts the count again).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "cascadeops.urls"
 ASGI_APPLICATION = "cascadeops.asgi.application"
@@ -161,15 +221,28 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "common.drf.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per user (or, signed out, per address), in the default cache: Redis in production.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("CASCADEOPS_API_THROTTLE_ANON", default="60/minute"),
+        "user": env("CASCADEOPS_API_THROTTLE_USER", default="1200/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CascadeOps management API",
     "DESCRIPTION": "Model endpoints, routing policies and request records.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from this server's static files: /api/docs/ works without the internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
@@ -225,3 +298,15 @@ CASCADEOPS_METRICS_TOKEN = env("CASCADEOPS_METRICS_TOKEN", default="")
 CASCADEOPS_METRICS_ALLOW = env.list("CASCADEOPS_METRICS_ALLOW", default=["127.0.0.1/32", "::1/128"])
 # On SIGTERM, in-flight requests get this long to finish before they are cancelled.
 CASCADEOPS_SHUTDOWN_GRACE_SECONDS = env.float("CASCADEOPS_SHUTDOWN_GRACE_SECONDS", default=30.0)
+# Provider credentials: a model endpoint's `credentials_env` may only name a variable with
+# this prefix, or one listed here; operators cannot widen it (see routing/models/validators.py).
+CASCADEOPS_CREDENTIALS_ENV_PREFIX = env("CASCADEOPS_CREDENTIALS_ENV_PREFIX", default="CASCADEOPS_PROVIDER_")
+CASCADEOPS_CREDENTIALS_ENV_ALLOW = env.list("CASCADEOPS_CREDENTIALS_ENV_ALLOW", default=[])
+# Where endpoints and webhooks may point (common/outbound.py): when set, only these host
+# names and CIDRs; with DENY_PRIVATE, no private or loopback address either.
+CASCADEOPS_OUTBOUND_ALLOW = env.list("CASCADEOPS_OUTBOUND_ALLOW", default=[])
+CASCADEOPS_OUTBOUND_DENY_PRIVATE = env.bool("CASCADEOPS_OUTBOUND_DENY_PRIVATE", default=False)
+# /v1: this many failed API keys from one client address within the window, and its
+# further failures are answered 429 until the window ends (routing/limits/failed_keys.py).
+CASCADEOPS_FAILED_KEY_LIMIT = env.int("CASCADEOPS_FAILED_KEY_LIMIT", default=20)
+CASCADEOPS_FAILED_KEY_WINDOW_SECONDS = env.int("CASCADEOPS_FAILED_KEY_WINDOW_SECONDS", default=300)

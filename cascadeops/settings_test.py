@@ -13,6 +13,15 @@ from cascadeops.settings import VAR_DIR  # noqa: E402
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Django's test client logs in without a request, which django-axes refuses; the lockout
+# tests turn it on (tests/test_admin_lockout.py).
+AXES_ENABLED = False
+# Throttle counts live in the shared cache and user ids repeat from test to test: without
+# room, one test's calls would throttle the next. tests/test_throttles.py sets its own rates.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": {"anon": "100000/minute", "user": "100000/minute"},
+}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

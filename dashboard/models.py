@@ -15,6 +15,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, validat
 from django.db import models
 from django.db.models.functions import Coalesce
 
+from common.outbound import validate_outbound_url
 from dashboard.choices import (
     Comparator,
     DeliveryChannel,
@@ -203,6 +204,13 @@ class AlertRule(models.Model):
     @property
     def recipients(self) -> list[str]:
         return [address.strip() for address in self.email_to.split(",") if address.strip()]
+
+    def clean(self) -> None:
+        # Checked again when each notification is sent: DNS answers may change after the save.
+        try:
+            validate_outbound_url(self.webhook_url)
+        except ValidationError as exc:
+            raise ValidationError({"webhook_url": exc.error_list}) from exc
 
 
 class AlertEvent(models.Model):

@@ -13,7 +13,9 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from billing.pricing.book import Prices
 from common.admin import ViewAndDeleteAdmin
+from routing.config.prices import endpoint_prices, endpoint_prices_show
 from routing.limits.breakers import breaker_states_by_id
 from routing.models import (
     ApiKey,
@@ -21,6 +23,7 @@ from routing.models import (
     Policy,
     PolicyTier,
     QualityLabel,
+    RecordDeadLetter,
     RequestAttempt,
     RequestRecord,
     ScorerVersion,
@@ -69,11 +72,21 @@ _listed_breakers: ContextVar[dict[int, str] | None] = ContextVar("listed_breaker
 
 
 class ModelEndpointForm(ModelEndpointFormBase):
-    """An endpoint cannot stand in for itself while its breaker is open."""
+    """An endpoint cannot stand in for itself while its breaker is open.
+
+    Its price fields start at the price book's price in force, so a price is written
+    (from now) only when it is changed here; see docs/billing.md#price-book.
+    """
 
     class Meta:
         model = ModelEndpoint
         fields = ["fallback_endpoint"]  # the admin adds the fieldsets' fields
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        instance = kwargs.get("instance")
+        if instance is not None and instance.pk is not None:
+            endpoint_prices_show(instance)  # the columns may be older than a scheduled price
+        super().__init__(*args, **kwargs)
 
     def clean_fallback_endpoint(self) -> ModelEndpoint | None:
         fallback: ModelEndpoint | None = self.cleaned_data.get("fallback_endpoint")
@@ -90,8 +103,8 @@ class ModelEndpointAdmin(ModelEndpointAdminBase):
         "display_name",
         "provider_kind",
         "model_id",
-        "input_price_per_m",
-        "output_price_per_m",
+        "price_in_force",
+        "next_price",
         "fallback_endpoint",
         "breaker",
         "enabled",
@@ -99,10 +112,27 @@ class ModelEndpointAdmin(ModelEndpointAdminBase):
     list_filter = ["provider_kind", "enabled"]
     list_select_related = ["fallback_endpoint"]
     search_fields = ["name", "display_name", "model_id"]
+    readonly_fields = ["price_in_force", "next_price"]
     fieldsets = [
         (None, {"fields": ["name", "display_name", "provider_kind", "model_id", "enabled"]}),
         ("Connection", {"fields": ["base_url", "credentials_env", "options"]}),
-        ("Prices (USD per 1M tokens)", {"fields": ["input_price_per_m", "output_price_per_m"]}),
+        (
+            "Prices (USD per 1M tokens)",
+            {
+                "fields": [
+                    "price_in_force",
+                    "next_price",
+                    "input_price_per_m",
+                    "output_price_per_m",
+                    "cached_input_price_per_m",
+                ],
+                "description": (
+                    "The price book holds the prices (Billing → Price book entries, where future prices are "
+                    "scheduled). Changing a price here adds an entry in force from now; saving other fields "
+                    "leaves the prices alone."
+                ),
+            },
+        ),
         ("Model", {"fields": ["context_window", "max_tokens", "temperature", "typical_latency_ms", "quality_prior"]}),
         (
             "Resilience",
@@ -127,6 +157,17 @@ class ModelEndpointAdmin(ModelEndpointAdminBase):
         ),
     ]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelEndpoint]:
+        return super().get_queryset(request).prefetch_related("prices")
+
+    @admin.display(description="price in force (in/out per 1M)")
+    def price_in_force(self, endpoint: ModelEndpoint) -> str:
+        return _price_label(endpoint_prices(endpoint).in_force)
+
+    @admin.display(description="next price")
+    def next_price(self, endpoint: ModelEndpoint) -> str:
+        return _price_label(endpoint_prices(endpoint).next, since=True)
+
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # One breaker read for the whole page, rendered before the states are dropped.
         token = _listed_breakers.set(breaker_states_by_id(ModelEndpoint.objects.values_list("id", flat=True)))
@@ -143,6 +184,16 @@ class ModelEndpointAdmin(ModelEndpointAdminBase):
         """The live breaker state ("—" when the shared store could not be read)."""
         states = _listed_breakers.get() or {}
         return states.get(endpoint.pk, "—").replace("_", "-")
+
+
+def _price_label(prices: Prices | None, *, since: bool = False) -> str:
+    """`$in / $out` (and the cached input price), with the start of a scheduled entry; "—" for none."""
+    if prices is None:
+        return "—"
+    label = f"${prices.input_per_m:.6f} / ${prices.output_per_m:.6f}"
+    if prices.cached_input_per_m is not None:
+        label += f" (cached ${prices.cached_input_per_m:.6f})"
+    return f"{label} from {prices.effective_from:%Y-%m-%d %H:%M %Z}" if since else label
 
 
 def _kept_rows(formset: BaseInlineFormSet[Any, Policy], fields: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -303,6 +354,15 @@ class RequestAttemptInline(RequestAttemptInlineBase):
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(RecordDeadLetter)
+class RecordDeadLetterAdmin(ViewAndDeleteAdmin):
+    """Records the flusher could not store, with why: fix and replay by hand, then delete."""
+
+    list_display = ["record_id", "record_created", "dead_lettered", "error"]
+    search_fields = ["record_id", "entry", "error"]
+    date_hierarchy = "dead_lettered"
 
 
 @admin.register(RequestRecord)

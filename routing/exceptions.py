@@ -91,6 +91,22 @@ class BudgetExceeded(ApiError):
         return {"Retry-After": str(max(self.retry_after_s, 1))}
 
 
+class BudgetRequestTooLarge(BudgetExceeded):
+    """A blocking budget has room left, but not for this request's worst case.
+
+    Retrying the same request cannot help, so there is no `Retry-After`; the message
+    says what the worst case was, what is left and the `max_tokens` that would fit.
+    """
+
+    code = "budget_request_too_large"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_s=0)
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
 class BudgetUnavailable(ApiError):
     """The budget store cannot be reached: a request under a budget is refused, not let through."""
 

@@ -48,6 +48,14 @@ _gateway_latency = Histogram(
 )
 _responses = Counter("cascadeops_http_responses", "Routing API responses, by route and status", ["route", "code"])
 _rate_limited = Counter("cascadeops_rate_limited", "Requests refused by an API key's rate limit", ["type"])
+# `budget` is the budget's id (as many as the operators configured), `reason` one of
+# "exhausted" and "too_large": a bounded label set.
+_budget_refusals = Counter(
+    "cascadeops_budget_refusals", "Requests refused by a blocking budget, by budget id and reason", ["budget", "reason"]
+)
+_dead_letters = Counter(
+    "cascadeops_record_dead_letters", "Request records the flusher could not store, set aside", ["error"]
+)
 # Money, as two exact integer counters each; `exposition` turns them into dollars.
 MONEY = {
     "cascadeops_cost_usd": "What routed requests cost, every tier tried included (USD)",
@@ -134,6 +142,16 @@ def _count_record(payload: MutableMapping[str, Any]) -> None:
 
 def rate_limited(limit_type: str) -> None:
     _rate_limited.labels(limit_type).inc()
+
+
+def budget_refused(budget_id: int, reason: str) -> None:
+    """Count a request a blocking budget refused; `reason` is "exhausted" or "too_large"."""
+    _budget_refusals.labels(str(budget_id), reason).inc()
+
+
+def dead_lettered(error: str) -> None:
+    """Count a record the flusher set aside; `error` is the exception's class name."""
+    _dead_letters.labels(error).inc()
 
 
 def http_observed(path: str, status: int, seconds: float) -> None:

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from routing.cache.exact import cache_clear
 from routing.cache.semantic import semantic_clear
 from routing.config.snapshots import config_cache
+from routing.limits import failed_keys
 from testing.net import free_port
 
 
@@ -32,15 +33,22 @@ def _isolated_routing_state(settings: object, tmp_path: Path) -> Iterator[None]:
     breaker_prefix = f"cascadeops:test:breaker:{uuid.uuid4().hex}"
     settings.CASCADEOPS_BREAKER_PREFIX = breaker_prefix  # type: ignore[attr-defined]
     config_cache.__init__()  # type: ignore[misc]
+    failed_keys.forget()  # every test's wrong keys come from 127.0.0.1
     yield
     config_cache.__init__()  # type: ignore[misc]
     cache_clear()
     semantic_clear()
+    failed_keys.forget()
     if settings.REDIS_URL:  # type: ignore[attr-defined]
         from common.redis import sync_client
 
         client = sync_client()
-        client.delete(stream, *client.scan_iter(f"{cache_prefix}:*"), *client.scan_iter(f"{breaker_prefix}:*"))
+        client.delete(
+            stream,
+            *client.scan_iter(f"{cache_prefix}:*"),
+            *client.scan_iter(f"{breaker_prefix}:*"),
+            *client.scan_iter(f"{failed_keys.KEY_PREFIX}:*"),
+        )
 
 
 @pytest.fixture

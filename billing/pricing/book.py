@@ -34,6 +34,12 @@ def next_change(prices: Iterable[Prices], after: datetime) -> datetime | None:
     return min((p.effective_from for p in prices if p.effective_from > after), default=None)
 
 
+def next_scheduled(prices: Iterable[Prices], after: datetime) -> Prices | None:
+    """The entry that takes effect next after `after`, if one is scheduled."""
+    later = [p for p in prices if p.effective_from > after]
+    return min(later, key=lambda p: p.effective_from, default=None)
+
+
 def same_prices(a: Prices | None, input_per_m: Decimal, output_per_m: Decimal, cached: Decimal | None) -> bool:
     return a is not None and (a.input_per_m, a.output_per_m, a.cached_input_per_m) == (
         input_per_m,

@@ -18,6 +18,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter
 from typing import Any
 
+from common.charts import chart_text
+
 SCHEMA = 2  # 2: quality_checks and quality_cost
 CURRENCY = "USD"
 MONEY_PLACES = Decimal("0.000001")
@@ -469,7 +471,7 @@ def figures(data: Json) -> dict[str, Json]:
 
     days = [d["day"] for d in data["daily"]]
     by_team = go.Figure(
-        [go.Bar(x=days, y=team["cost"], name=team["name"]) for team in data["daily_by_team"]],
+        [go.Bar(x=days, y=team["cost"], name=chart_text(team["name"])) for team in data["daily_by_team"]],
         layout=_layout("Spend by team per day", barmode="stack"),
     )
     baseline = _running_sum(d["baseline_cost"] for d in data["daily"])

@@ -6,7 +6,6 @@ The current month is computed live from the ledger; past months show their store
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from datetime import date
 
@@ -16,6 +15,7 @@ from django.shortcuts import render
 
 from billing.reports import compute as reports
 from billing.reports import pdf, selectors
+from common.spreadsheets import CsvWriter
 
 VIEW_FINANCE = "billing.view_finance"
 
@@ -65,7 +65,7 @@ def report_csv(request: HttpRequest, month: date) -> HttpResponse:
     data = _ready_data(month)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="cascadeops-finance-{data["month"]}.csv"'
-    csv.writer(response).writerows(reports.csv_rows(data))
+    CsvWriter(response).writerows(reports.csv_rows(data))  # names are escaped: common.spreadsheets
     return response
 
 

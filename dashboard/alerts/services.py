@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from common.outbound import OutboundRefused, outbound_check
 from dashboard.alerts import budget_events
 from dashboard.alerts import rules as alerts
 from dashboard.alerts.exceptions import DeliveryFailed
@@ -26,6 +27,7 @@ from dashboard.rollups.compute import minute_start
 
 WEBHOOK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 ERROR_CHARS = 2000
+STATUS_LINE_CHARS = 200
 # Twice the longest backoff: an unsent delivery untouched for this long has lost its task.
 LOST_AFTER = timedelta(seconds=2 * alerts.BACKOFF_CAP_S)
 LOST_BATCH = 100
@@ -187,12 +189,25 @@ def alert_delivery_send(*, delivery_id: int, final: bool) -> None:
 def _send(delivery: AlertDelivery) -> None:
     notice = _notice(delivery)
     if delivery.channel == DeliveryChannel.WEBHOOK:
-        response = httpx.post(delivery.target, json=alerts.slack_body(notice), timeout=WEBHOOK_TIMEOUT)
-        if response.is_error:
-            raise DeliveryFailed(f"HTTP {response.status_code}: {response.text[:200]}")
+        _webhook_post(delivery.target, alerts.slack_body(notice))
         return
     recipients = [address.strip() for address in delivery.target.split(",")]
     send_mail(alerts.email_subject(notice), alerts.email_body(notice), None, recipients, fail_silently=False)
+
+
+def _webhook_post(url: str, body: dict[str, Any]) -> None:
+    """POST the notice, if the outbound policy still allows the URL (its DNS may have changed).
+
+    A refusal keeps only the status line: operators read `last_error`, and a body would let
+    a webhook pointed at an internal service read that service's answers out through it.
+    """
+    try:
+        outbound_check(url)
+    except OutboundRefused as exc:
+        raise DeliveryFailed(f"refused by the outbound URL policy: {exc}") from exc
+    response = httpx.post(url, json=body, timeout=WEBHOOK_TIMEOUT)
+    if response.is_error:
+        raise DeliveryFailed(f"HTTP {response.status_code} {response.reason_phrase}"[:STATUS_LINE_CHARS])
 
 
 def _notice(delivery: AlertDelivery) -> alerts.Notice:

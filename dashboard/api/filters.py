@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import django_filters
 
+from common.filters import IsoDateTimeFilter
 from dashboard.choices import Resolution
 from dashboard.models import Rollup
 
@@ -19,13 +20,13 @@ class RollupFilterSet(django_filters.FilterSet):
 
     resolution = django_filters.ChoiceFilter(choices=Resolution.choices)
     policy = django_filters.CharFilter(field_name="policy_name", help_text="Policy name, as recorded.")
-    since = django_filters.IsoDateTimeFilter(
+    since = IsoDateTimeFilter(
         field_name="bucket",
         lookup_expr="gte",
         help_text="Buckets starting at or after (ISO 8601).",
         error_messages=ISO_DATETIME_ERROR,
     )
-    until = django_filters.IsoDateTimeFilter(
+    until = IsoDateTimeFilter(
         field_name="bucket",
         lookup_expr="lt",
         help_text="Buckets starting before (ISO 8601).",

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model
 from rest_framework import serializers
 
+from common.outbound import validate_outbound_url
 from dashboard.models import AlertDelivery, AlertEvent, AlertRule, Rollup, SlaTarget
 from dashboard.rollups.sketch import sketch_quantile
 
@@ -125,6 +126,10 @@ class AlertRuleSerializer(serializers.ModelSerializer[AlertRule]):
             "updated",
         ]
         read_only_fields = ["last_evaluated_at", "last_notified_at"]
+
+    def validate_webhook_url(self, url: str) -> str:
+        validate_outbound_url(url)  # the model's `clean`, which DRF does not call
+        return url
 
 
 class AlertDeliverySerializer(serializers.ModelSerializer[AlertDelivery]):

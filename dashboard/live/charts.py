@@ -17,6 +17,7 @@ from typing import Any
 import plotly.graph_objects as go
 from django.utils import timezone
 
+from common.charts import chart_text
 from dashboard.alerts.sla import Targets
 from dashboard.rollups.compute import Point, Window, bucket_start, local_day_start
 
@@ -193,7 +194,7 @@ def tiers_figure(values: Sequence[dict[str, Any]], frame: Frame) -> Figure:
         go.Bar(
             x=[v["x"] for v in values],
             y=[v.get(key) for v in values],
-            name=f"tier {key.split(':')[1]} · {key.split(':', 2)[2]}",
+            name=f"tier {key.split(':')[1]} · {chart_text(key.split(':', 2)[2])}",
             meta=key,
             width=frame.step_ms * BAR_FILL,
             marker={"color": TIER_COLOURS[i % len(TIER_COLOURS)]},

@@ -6,14 +6,13 @@ migration or the shell all reach every worker.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django.db.models.signals import post_delete, post_save
 
 from billing.models import Budget, PriceBookEntry
-from billing.pricing.services import price_book_record
 from routing.config import version as config_version
+from routing.config.prices import endpoint_prices_write_through
 from routing.models import ApiKey, ModelEndpoint, Policy, PolicyTier, ScorerVersion, TaskRule
 
 CONFIG_MODELS = (ModelEndpoint, Policy, PolicyTier, TaskRule, ApiKey, ScorerVersion)
@@ -29,16 +28,13 @@ for model in (*CONFIG_MODELS, Budget, PriceBookEntry):
 
 
 def endpoint_prices_recorded(sender: type, instance: ModelEndpoint, **kwargs: Any) -> None:
-    """An endpoint saved with new prices adds a price-book entry in force from now."""
-    cached = instance.cached_input_price_per_m
-    price_book_record(
-        endpoint_id=instance.id,
-        # Decimal(str()): a row built in code may still hold the string it was given.
-        input_per_m=Decimal(str(instance.input_price_per_m)),
-        output_per_m=Decimal(str(instance.output_price_per_m)),
-        cached_input_per_m=None if cached in (None, "") else Decimal(str(cached)),
-        note="saved with the endpoint",
-    )
+    """A new endpoint opens its price history; a change to its price columns adds an entry from now.
+
+    Saving other fields writes nothing: the columns are measured against the prices the
+    row was loaded (or shown) with, never written back as they are (they may be older
+    than a scheduled price that took effect since). See `routing.config.prices`.
+    """
+    endpoint_prices_write_through(instance)
 
 
 post_save.connect(endpoint_prices_recorded, sender=ModelEndpoint, dispatch_uid="endpoint_prices_recorded")

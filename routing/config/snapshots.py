@@ -47,6 +47,7 @@ from routing.engine.types import (
 )
 from routing.models import ApiKey, Policy, PolicyTier, ScorerVersion
 from routing.models import ModelEndpoint as EndpointRow
+from routing.models.validators import credentials_allow_list
 from routing.providers import build_provider
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def endpoint_snapshot(row: EndpointRow, at: datetime, *, with_fallback: bool = T
         temperature=row.temperature,
         base_url=row.base_url,
         credentials_env=row.credentials_env,
+        credentials_allowed=credentials_allow_list(),
         connect_timeout_s=row.connect_timeout_s,
         read_timeout_s=row.read_timeout_s,
         options=MappingProxyType(dict(row.options or {})),

@@ -41,6 +41,21 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialsAllowList:
+    """The environment variables a provider may read a secret from: the deployment's, not an operator's.
+
+    Built from the settings `CASCADEOPS_CREDENTIALS_ENV_PREFIX` and `_ALLOW` by
+    `routing.config.snapshots`; the default is the settings' default.
+    """
+
+    prefix: str = "CASCADEOPS_PROVIDER_"
+    names: frozenset[str] = frozenset()
+
+    def permits(self, name: str) -> bool:
+        return bool(name) and ((bool(self.prefix) and name.startswith(self.prefix)) or name in self.names)
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointSnapshot:
     """One callable model and what it costs."""
 
@@ -58,6 +73,8 @@ class EndpointSnapshot:
     base_url: str = ""
     # The *name* of an environment variable holding the secret, never the secret.
     credentials_env: str = ""
+    # Which variables `credentials_env` may name; a provider reads no other.
+    credentials_allowed: CredentialsAllowList = CredentialsAllowList()
     # USD per 1M cached input tokens; None bills them at the input price.
     cached_input_price_per_m: Decimal | None = None
     # The price-book entry these prices come from (0: not from the price book).

@@ -28,12 +28,15 @@ from billing.budgets.rules import (
     Hold,
     Usage,
     degrade_for,
+    limit_units,
+    to_units,
 )
 from billing.budgets.store import budget_store
 from billing.budgets.tasks import budget_alert_raise as budget_alert_raise_task
-from routing.engine.costing import worst_case_cost
+from routing import metrics
+from routing.engine.costing import resolve_max_tokens, start_tier, worst_case_cost
 from routing.engine.types import ChatRequest, PolicySnapshot
-from routing.exceptions import BudgetExceeded, BudgetUnavailable
+from routing.exceptions import BudgetExceeded, BudgetRequestTooLarge, BudgetUnavailable
 
 logger = logging.getLogger(__name__)
 NO_DEGRADE = Degrade()
@@ -81,7 +84,7 @@ async def budget_hold(
         plan = BudgetPlan(policy=degraded_policy(policy, degrade), degrade=degrade)
         hold = await store.reserve(rules, worst_case_cost(plan.policy, chat, first_tier), hold_id, now)
     except BudgetExhausted as exc:
-        raise budget_exceeded(exc.usage) from exc
+        raise budget_refused(exc, plan.policy, chat, first_tier) from exc
     except Exception as exc:
         # Failing closed: a budget nobody can check could be overspent without limit.
         logger.exception("The budget store cannot be reached; request %s is refused", hold_id)
@@ -159,12 +162,18 @@ def alerts_raise(usages: tuple[Usage, ...]) -> None:
     """Announce, once per budget period and level, a soft limit crossed or a limit reached."""
     for usage in usages:
         level = "hard" if usage.hard_reached else "soft" if usage.soft_reached else None
-        if level is None or (usage.rule.id, usage.period_start, level) in _announced:
-            continue
-        _announced.add((usage.rule.id, usage.period_start, level))
-        args = (usage.rule.id, usage.period_start.isoformat(), level, str(usage.committed))
-        # Publishing is blocking I/O; it happens once per budget period, off the loop.
-        asyncio.get_running_loop().run_in_executor(None, _enqueue_alert, args)
+        if level is not None:
+            alert_raise(usage, level)
+
+
+def alert_raise(usage: Usage, level: str) -> None:
+    """Announce a budget's level once per period (per process; the task itself is idempotent)."""
+    if (usage.rule.id, usage.period_start, level) in _announced:
+        return
+    _announced.add((usage.rule.id, usage.period_start, level))
+    args = (usage.rule.id, usage.period_start.isoformat(), level, str(usage.committed))
+    # Publishing is blocking I/O; it happens once per budget period, off the loop.
+    asyncio.get_running_loop().run_in_executor(None, _enqueue_alert, args)
 
 
 def _enqueue_alert(args: tuple[int, str, str, str]) -> None:
@@ -175,7 +184,25 @@ def _enqueue_alert(args: tuple[int, str, str, str]) -> None:
         logger.exception("Could not enqueue the budget alert %s", args)
 
 
+def budget_refused(
+    exc: BudgetExhausted, policy: PolicySnapshot, chat: ChatRequest, first_tier: int | None
+) -> BudgetExceeded:
+    """The 429 for a request a blocking budget refused; counted, and its hard alert raised.
+
+    A refusal raises the budget's hard alert (once per period) whether or not its
+    counter reached the limit: a reservation that would pass the limit is refused
+    before the counter can reach it, and a refusing budget is what the alert is for.
+    """
+    usage = exc.usage
+    metrics.budget_refused(usage.rule.id, "exhausted" if usage.hard_reached else "too_large")
+    alert_raise(usage, "hard")
+    if usage.hard_reached:
+        return budget_exceeded(usage)
+    return budget_too_small(usage, exc.amount, max_tokens_within(policy, chat, first_tier, room_left(usage)))
+
+
 def budget_exceeded(usage: Usage) -> BudgetExceeded:
+    """Spent and held reach the limit: nothing fits until the period resets."""
     rule = usage.rule
     reset = usage.period_end.isoformat()
     message = (
@@ -184,3 +211,43 @@ def budget_exceeded(usage: Usage) -> BudgetExceeded:
     )
     retry_after = int((usage.period_end - timezone.now()).total_seconds())
     return BudgetExceeded(message, retry_after_s=retry_after)
+
+
+def budget_too_small(usage: Usage, worst_case: Decimal, fits: int | None) -> BudgetRequestTooLarge:
+    """The budget has room, but not for this request's worst case: say what would fit."""
+    rule = usage.rule
+    advice = (
+        f"A max_tokens of {fits} or less would fit."
+        if fits is not None
+        else "No max_tokens would fit: the prompt alone, on the tiers it may run on, costs more than is left."
+    )
+    return BudgetRequestTooLarge(
+        f"This request's worst case, ${worst_case:.4f}, does not fit the {rule.describe()}: "
+        f"${max(rule.limit - usage.committed, Decimal(0)):.4f} of its ${rule.limit:.4f} limit is left "
+        f"(${usage.spent:.4f} spent, ${usage.held:.4f} held by requests in flight). {advice}"
+    )
+
+
+def room_left(usage: Usage) -> int:
+    """What the budget can still hold, in the store's micro-dollars (rounded as the store rounds)."""
+    return limit_units(usage.rule.limit) - to_units(usage.committed)
+
+
+def max_tokens_within(policy: PolicySnapshot, chat: ChatRequest, first_tier: int | None, room: int) -> int | None:
+    """The largest `max_tokens` whose worst case fits `room` micro-dollars; None if not even one token does.
+
+    The worst case grows with `max_tokens` (every tier's cap is the tightest of the
+    request's, the tier's and the endpoint's), so a binary search below the request's
+    own allowance finds it, with the very rule the reservation applies.
+    """
+    tiers = policy.tiers[start_tier(policy, chat, first_tier) :]
+    allowed = max((resolve_max_tokens(chat, tier) for tier in tiers), default=0)
+
+    def fits(max_tokens: int) -> bool:
+        return to_units(worst_case_cost(policy, dataclasses.replace(chat, max_tokens=max_tokens), first_tier)) <= room
+
+    low, high = 0, allowed  # fits(low) holds (or low is 0); fits(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low or None

@@ -11,7 +11,7 @@ from routing.models.quality import (
     SemanticCacheCheck,
     ShadowEvaluation,
 )
-from routing.models.records import RequestAttempt, RequestRecord
+from routing.models.records import RecordDeadLetter, RequestAttempt, RequestRecord
 from routing.models.registry import ModelEndpoint
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Policy",
     "PolicyTier",
     "QualityLabel",
+    "RecordDeadLetter",
     "RequestAttempt",
     "RequestRecord",
     "RequestSample",

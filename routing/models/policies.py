@@ -9,7 +9,7 @@ from django.db import models
 
 from routing.choices import Extractor, OptimisationGoal, ScorerKind, TaskCategory
 from routing.models.registry import ModelEndpoint
-from routing.models.validators import SLUG, UNIT_INTERVAL
+from routing.models.validators import FINITE_UNIT_INTERVAL, SLUG, TEMPERATURE
 
 # More cheap samples than this cost more than they tell.
 MAX_SAMPLES = 10
@@ -30,19 +30,19 @@ class Policy(models.Model):
     )
     sample_rate = models.FloatField(
         default=0.0,
-        validators=UNIT_INTERVAL,
+        validators=FINITE_UNIT_INTERVAL,
         help_text="Share of requests whose prompt and answer text are kept, to train and replay scorers (0: none).",
     )
     shadow_rate = models.FloatField(
         default=0.0,
-        validators=UNIT_INTERVAL,
+        validators=FINITE_UNIT_INTERVAL,
         help_text="Share of requests answered by a cheaper tier that the strongest tier re-checks off the answer "
         "path, at extra cost (0: off).",
     )
     router_threshold = models.FloatField(
         null=True,
         blank=True,
-        validators=UNIT_INTERVAL,
+        validators=FINITE_UNIT_INTERVAL,
         help_text="With an active prompt-only router: requests it rates at least this likely to need the "
         "strongest tier start there, the rest on the cheapest (empty: the task rules choose).",
     )
@@ -53,14 +53,14 @@ class Policy(models.Model):
         default=False, help_text="Also answer from the nearest earlier prompt by embedding similarity."
     )
     semantic_threshold = models.FloatField(
-        default=0.95, validators=UNIT_INTERVAL, help_text="Cosine similarity a semantic match needs."
+        default=0.95, validators=FINITE_UNIT_INTERVAL, help_text="Cosine similarity a semantic match needs."
     )
     semantic_multi_turn = models.BooleanField(
         default=False, help_text="Let conversations with earlier turns use the semantic cache."
     )
     semantic_verify_rate = models.FloatField(
         default=0.05,
-        validators=UNIT_INTERVAL,
+        validators=FINITE_UNIT_INTERVAL,
         help_text="Share of semantic hits re-asked to the model off the answer path, to measure false hits.",
     )
     enabled = models.BooleanField(default=True)
@@ -93,7 +93,7 @@ class PolicyTier(models.Model):
     endpoint = models.ForeignKey(ModelEndpoint, models.PROTECT, related_name="tiers")
     threshold = models.FloatField(
         default=0.7,
-        validators=UNIT_INTERVAL,
+        validators=FINITE_UNIT_INTERVAL,
         help_text="An answer scored below this escalates to the next tier (ignored on the last).",
     )
     max_tokens = models.PositiveIntegerField(
@@ -107,7 +107,7 @@ class PolicyTier(models.Model):
     )
     sample_temperature = models.FloatField(
         default=0.7,
-        validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+        validators=TEMPERATURE,
         help_text="Temperature of the extra samples (the first answer keeps the request's).",
     )
     extractor = models.CharField(

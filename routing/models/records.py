@@ -91,3 +91,25 @@ class RequestAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.record_id} #{self.position} {self.model} {self.outcome}"
+
+
+class RecordDeadLetter(models.Model):
+    """A request record the flusher could not store, kept with why, so it blocks no other.
+
+    Written by `routing.records.flush` in place of the record; the payload is kept as
+    ASCII JSON (lone surrogates and NUL escaped) so any database takes it. Reconciliation
+    reports the ones in its window. See docs/records.md.
+    """
+
+    entry = models.CharField(max_length=200, unique=True, help_text="The record's handle in its buffer.")
+    record_id = models.CharField(max_length=64, blank=True, db_index=True)
+    record_created = models.DateTimeField(null=True, blank=True, db_index=True)
+    dead_lettered = models.DateTimeField(auto_now_add=True)
+    error = models.TextField()
+    payload = models.TextField(help_text="The record as the hot path made it durable (JSON).")
+
+    class Meta:
+        ordering = ["-dead_lettered"]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.record_id or self.entry}"

@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
-from django.core.validators import MaxValueValidator, MinValueValidator
+from decimal import Decimal
+from typing import Any
+
+from django.core.validators import MinValueValidator
 from django.db import models
 
 from routing.choices import ProviderKind
-from routing.models.validators import ENV_VAR_NAME, NOT_NEGATIVE, SLUG, UNIT_INTERVAL
+from routing.models.validators import (
+    ENV_VAR_NAME,
+    FINITE_UNIT_INTERVAL,
+    NOT_NEGATIVE,
+    SLUG,
+    TEMPERATURE,
+    TIMEOUT_S,
+    validate_endpoint_connection,
+)
+
+# The price columns, in the order `price_values` gives them.
+PRICE_FIELDS = ("input_price_per_m", "output_price_per_m", "cached_input_price_per_m")
+PriceValues = tuple[Decimal | None, Decimal | None, Decimal | None]
 
 
 class ModelEndpoint(models.Model):
-    """One callable model: where it is, how to call it and what it costs."""
+    """One callable model: where it is, how to call it and what it costs.
+
+    The price book (`billing.PriceBookEntry`) is the one source of its prices. The price
+    columns here are write-through: a change to them, against the prices the editor was
+    shown (`price_baseline`), adds a price-book entry from now; nothing reads them for
+    costing. See docs/billing.md#price-book.
+    """
 
     name = models.CharField(max_length=100, unique=True, validators=[SLUG])
     display_name = models.CharField(max_length=200, blank=True)
@@ -42,16 +63,16 @@ class ModelEndpoint(models.Model):
     )
     context_window = models.PositiveIntegerField(default=8192)
     typical_latency_ms = models.PositiveIntegerField(default=1000)
-    quality_prior = models.FloatField(default=0.5, validators=UNIT_INTERVAL)
+    quality_prior = models.FloatField(default=0.5, validators=FINITE_UNIT_INTERVAL)
     max_tokens = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
-    temperature = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
-    connect_timeout_s = models.FloatField(default=3.0, validators=[MinValueValidator(0.01)])
-    read_timeout_s = models.FloatField(default=60.0, validators=[MinValueValidator(0.01)])
+    temperature = models.FloatField(default=0.0, validators=TEMPERATURE)
+    connect_timeout_s = models.FloatField(default=3.0, validators=TIMEOUT_S)
+    read_timeout_s = models.FloatField(default=60.0, validators=TIMEOUT_S)
     max_retries = models.PositiveSmallIntegerField(
         default=2, help_text="Retries of a retryable error (timeout, 429, 5xx), with exponential backoff and jitter."
     )
     breaker_failure_rate = models.FloatField(
-        default=0.5, validators=UNIT_INTERVAL, help_text="Failure share over the window that opens the breaker."
+        default=0.5, validators=FINITE_UNIT_INTERVAL, help_text="Failure share over the window that opens the breaker."
     )
     breaker_min_requests = models.PositiveIntegerField(
         default=10, help_text="Calls in the window before the failure share can open the breaker."
@@ -78,5 +99,42 @@ class ModelEndpoint(models.Model):
     class Meta:
         ordering = ["name"]
 
+    # The price columns as loaded (or as last shown from the price book): what an edit
+    # is measured against, so saving other fields never writes a price.
+    price_baseline: PriceValues | None = None
+
     def __str__(self) -> str:
         return self.display_name or self.name
+
+    def clean(self) -> None:
+        # Where the gateway sends requests, and which secret it sends: the deployment's rules
+        # (common/outbound.py, CASCADEOPS_CREDENTIALS_ENV_*), never wider than its settings.
+        validate_endpoint_connection(
+            provider_kind=self.provider_kind, base_url=self.base_url, credentials_env=self.credentials_env
+        )
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any, **kwargs: Any) -> ModelEndpoint:
+        instance = super().from_db(db, field_names, values, **kwargs)
+        if all(name in instance.__dict__ for name in PRICE_FIELDS):  # not deferred
+            instance.price_baseline = instance.price_values()
+        return instance
+
+    def price_values(self) -> PriceValues:
+        """The price columns as Decimals (a row built in code may still hold the strings it was given)."""
+        raw = (self.input_price_per_m, self.output_price_per_m, self.cached_input_price_per_m)
+        return tuple(None if v in (None, "") else Decimal(str(v)) for v in raw)  # type: ignore[return-value]
+
+    def prices_show(self, input_per_m: Decimal, output_per_m: Decimal, cached_input_per_m: Decimal | None) -> None:
+        """Show these prices (the price book's, in force) in the columns, as the baseline of an edit."""
+        self.input_price_per_m = input_per_m
+        self.output_price_per_m = output_per_m
+        self.cached_input_price_per_m = cached_input_per_m
+        self.price_baseline = self.price_values()
+
+    def price_edits(self) -> dict[str, Decimal | None]:
+        """The price columns changed since the baseline (all of them for a row never loaded)."""
+        now = self.price_values()
+        if self.price_baseline is None:
+            return dict(zip(PRICE_FIELDS, now, strict=True))
+        return {f: v for f, v, b in zip(PRICE_FIELDS, now, self.price_baseline, strict=True) if v != b}

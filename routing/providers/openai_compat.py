@@ -269,6 +269,13 @@ def credential(endpoint: EndpointSnapshot) -> str | None:
     """The secret in the variable `credentials_env` names; None for keyless servers."""
     if not endpoint.credentials_env:
         return None
+    # Checked again here, though the model refuses such names: a row written around the
+    # model (a migration, raw SQL, an older version) must not read DATABASE_URL out to a host.
+    if not endpoint.credentials_allowed.permits(endpoint.credentials_env):
+        raise ProviderMisconfigured(
+            f"{endpoint.name}: environment variable {endpoint.credentials_env} is not one this deployment "
+            "allows for credentials (CASCADEOPS_CREDENTIALS_ENV_PREFIX, CASCADEOPS_CREDENTIALS_ENV_ALLOW)"
+        )
     secret = os.environ.get(endpoint.credentials_env)
     if not secret:
         # Name the variable, never a value: this message ends up in request records.

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, cast
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 
 from billing.ledger.services import ledger_append
-from routing.models import ApiKey, ModelEndpoint, Policy, RequestAttempt, RequestRecord
+from routing import metrics
+from routing.models import ApiKey, ModelEndpoint, Policy, RecordDeadLetter, RequestAttempt, RequestRecord
 from routing.records.buffers import Claimed, RecordBuffer, drained_buffers
 from routing.records.ledger import ledger_lines
 from routing.records.payload import AttemptPayload
@@ -20,6 +23,14 @@ from routing.records.signals import records_stored
 logger = logging.getLogger(__name__)
 
 PERSIST_ATTEMPTS = 3
+
+
+# The database is down or unreachable: no record is to blame, so the batch stays claimed
+# (unacknowledged) and is tried again whole. Anything else a record can cause: a value out
+# of a column's range (DataError, or OverflowError on SQLite), a lone surrogate
+# (UnicodeEncodeError in the driver), a malformed payload (KeyError, ValueError), a
+# constraint checked on commit (IntegrityError).
+UNAVAILABLE = (OperationalError, InterfaceError)
 
 
 # Payload keys copied to columns as they are (money, times and foreign keys are converted).
@@ -47,9 +58,12 @@ def flush_buffer(buffer: RecordBuffer, limit: int) -> int:
         return 0
     try:
         records_persist(payloads=[c.payload for c in claimed])
-    except (DataError, IntegrityError):
-        # One record the database refuses (a NUL in its text, a value out of range) must
+    except UNAVAILABLE:
+        raise
+    except Exception:
+        # One record the database refuses, or one we cannot even turn into rows, must
         # not hold the whole batch back forever: store them one by one instead.
+        logger.warning("A batch of %d records failed; storing them one by one", len(claimed), exc_info=True)
         records_persist_one_by_one(buffer, claimed)
     # Acknowledge only after the commit: a crash before this line re-delivers the batch,
     # and the idempotent insert turns the second delivery into a no-op.
@@ -64,14 +78,58 @@ def records_persist_one_by_one(buffer: RecordBuffer, claimed: list[Claimed]) -> 
     counting every record exactly once. A refused record is logged and set aside with
     the error, to be fixed and replayed by hand; it no longer blocks the others.
     """
-    refused = []
     for item in claimed:
         try:
             records_persist(payloads=[item.payload])
-        except (DataError, IntegrityError) as exc:
+        except UNAVAILABLE:
+            raise
+        except Exception as exc:
             logger.error("The database refuses request record %s; moved to the dead letter: %s", item.handle, exc)
-            refused.append((item, f"{type(exc).__name__}: {exc}"))
-    buffer.dead_letter(refused)
+            record_dead_letter(buffer, item, exc)
+
+
+def record_dead_letter(buffer: RecordBuffer, item: Claimed, exc: Exception) -> None:
+    """Set a refused record aside: a `RecordDeadLetter` row (the admin and reconciliation see it),
+    the record itself in the buffer's dead letter (a file or a stream, for replay), and a count.
+
+    The row keeps the payload as escaped ASCII JSON, which no database refuses; it is
+    written first, so a database gone meanwhile leaves the record claimed, to come back.
+    """
+    error = printable(f"{type(exc).__name__}: {exc}")
+    try:
+        with transaction.atomic():
+            RecordDeadLetter.objects.update_or_create(
+                entry=printable(item.handle)[:200], defaults=_dead_letter(item, error)
+            )
+    except UNAVAILABLE:
+        raise
+    except Exception:
+        logger.exception("Could not store the dead letter of %s in the database", item.handle)
+    buffer.dead_letter([(item, error)])
+    metrics.dead_lettered(type(exc).__name__)
+
+
+def _dead_letter(item: Claimed, error: str) -> dict[str, object]:
+    payload = cast("dict[str, Any]", item.payload)
+    return {
+        "record_id": printable(str(payload.get("id", "")))[:64],
+        "record_created": _created(payload.get("created")),
+        "error": error,
+        "payload": json.dumps(payload, default=repr),
+    }
+
+
+def _created(value: object) -> datetime | None:
+    try:
+        created = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return created if created.tzinfo is not None else None
+
+
+def printable(text: str) -> str:
+    """`text` as any database stores it: lone surrogates and NUL escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def records_persist(*, payloads: list[Payload]) -> list[Payload]:

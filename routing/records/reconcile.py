@@ -3,7 +3,8 @@
 The flusher writes ledger rows in the same transaction as the records, and a quality
 check (a shadow evaluation, a semantic cache re-ask) in the transaction that stores it, so
 the two must agree to the last 1e-10 dollar; `manage.py ledger_reconcile` runs this and
-reports any difference (there should be none).
+reports any difference (there should be none), and every record the flusher could not
+store (`RecordDeadLetter`): its spend is in neither, so agreeing totals would hide it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from itertools import chain
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 
 from billing.ledger.services import SUMMED, LedgerLine
 from billing.models import LedgerEntry
-from routing.models import RequestAttempt, RequestRecord, SemanticCacheCheck, ShadowEvaluation
+from routing.models import RecordDeadLetter, RequestAttempt, RequestRecord, SemanticCacheCheck, ShadowEvaluation
 from routing.records.ledger import CheckCall, LedgerSource, check_lines, evaluation_spend, ledger_lines
 
 Totals = dict[tuple[object, ...], dict[str, Decimal]]
@@ -47,6 +48,14 @@ def ledger_reconcile(*, start: date, end: date) -> list[Difference]:
             if want.get(field, Decimal(0)) != have.get(field, Decimal(0)):
                 differences.append(Difference(dims, field, have.get(field, Decimal(0)), want.get(field, Decimal(0))))
     return differences
+
+
+def dead_letters(*, start: date, end: date) -> list[RecordDeadLetter]:
+    """Records created in [start, end) the flusher set aside (by when they were set aside, if undated)."""
+    since, until = _day_bounds(start, end)
+    in_window = Q(record_created__gte=since, record_created__lt=until)
+    undated = Q(record_created__isnull=True, dead_lettered__gte=since, dead_lettered__lt=until)
+    return list(RecordDeadLetter.objects.filter(in_window | undated).order_by("dead_lettered"))
 
 
 def _day_bounds(start: date, end: date) -> tuple[datetime, datetime]:

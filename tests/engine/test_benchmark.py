@@ -282,6 +282,30 @@ def test_the_combined_model_learns_from_agreement_and_round_trips() -> None:
     assert [loaded.predict(r) for r in rows[:5]] == pytest.approx(list(scores[:5]))
 
 
+def test_with_few_labels_the_combined_model_leans_on_its_strongest_signal() -> None:
+    rng = random.Random(2)
+    labels = [rng.random() < 0.6 for _ in range(40)]
+    # The learned score separates the classes; text features and a weak heuristic are noise.
+    rows = [
+        Signals(
+            heuristic=rng.random(),
+            learned=min(0.99, max(0.01, (0.7 if good else 0.3) + rng.gauss(0.0, 0.15))),
+            text={"log_words": rng.random(), "log_lines": rng.random()},
+        )
+        for good in labels
+    ]
+
+    model = train_signal_model(rows, labels, seed=0)
+    held_out = out_of_fold_scores(rows, labels, seed=0, whole=model)
+
+    assert model.metadata["anchor"] == "learned"
+    assert "learned_logit" in model.names
+    assert any(key.startswith("single:heuristic") for key in model.metadata["cv_log_loss"])
+    assert held_out.shape == (40,)
+    loaded = SignalModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert [loaded.predict(r) for r in rows[:3]] == pytest.approx(list(model.predict_many(rows[:3])))
+
+
 def test_out_of_fold_scores_never_come_from_a_model_that_saw_the_row() -> None:
     rng = random.Random(1)
     labels = [rng.random() < 0.5 for _ in range(40)]

@@ -161,9 +161,9 @@ async def test_it_estimates_tokens_when_the_upstream_reports_no_usage() -> None:
 async def test_it_sends_the_bearer_token_from_the_named_environment_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CASCADEOPS_TEST_UPSTREAM_KEY", "sk-test-123")
+    monkeypatch.setenv("CASCADEOPS_PROVIDER_TEST_UPSTREAM", "sk-test-123")
     with running_upstream() as upstream:
-        await ask(make_endpoint(upstream.base_url, credentials_env="CASCADEOPS_TEST_UPSTREAM_KEY"))
+        await ask(make_endpoint(upstream.base_url, credentials_env="CASCADEOPS_PROVIDER_TEST_UPSTREAM"))
 
     assert upstream.last_headers["authorization"] == "Bearer sk-test-123"
 
@@ -178,9 +178,9 @@ async def test_it_sends_no_authorization_header_to_a_keyless_endpoint() -> None:
 async def test_a_missing_credentials_variable_is_misconfigured_and_nothing_is_sent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("CASCADEOPS_TEST_MISSING_KEY", raising=False)
-    with running_upstream() as upstream, pytest.raises(ProviderMisconfigured, match="CASCADEOPS_TEST_MISSING_KEY"):
-        await ask(make_endpoint(upstream.base_url, credentials_env="CASCADEOPS_TEST_MISSING_KEY"))
+    monkeypatch.delenv("CASCADEOPS_PROVIDER_TEST_MISSING", raising=False)
+    with running_upstream() as upstream, pytest.raises(ProviderMisconfigured, match="CASCADEOPS_PROVIDER_TEST_MISSING"):
+        await ask(make_endpoint(upstream.base_url, credentials_env="CASCADEOPS_PROVIDER_TEST_MISSING"))
 
     assert upstream.calls.total() == 0
 
@@ -283,7 +283,7 @@ async def test_a_cancelled_call_gives_its_connection_back_for_the_next_one() -> 
 
 # The request on the wire
 
-KEY_VARIABLE = "CASCADEOPS_TEST_UPSTREAM_KEY"
+KEY_VARIABLE = "CASCADEOPS_PROVIDER_TEST_UPSTREAM"
 
 
 async def test_it_sends_the_endpoints_headers_and_a_body_of_known_length(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,7 +61,7 @@ def endpoint_payload(**fields: Any) -> dict[str, Any]:
         "provider_kind": "openai_compat",
         "model_id": "gpt-4o-mini",
         "base_url": "https://api.openai.com/v1",
-        "credentials_env": "OPENAI_API_KEY",
+        "credentials_env": "CASCADEOPS_PROVIDER_OPENAI",
         "input_price_per_m": "0.15",
         "output_price_per_m": "0.60",
     }
@@ -88,7 +88,7 @@ def test_endpoint_create_stores_the_env_var_name(api: APIClient) -> None:
 
     assert response.status_code == 201, response.data
     endpoint = ModelEndpoint.objects.get(name="openai-gpt-4o-mini")
-    assert endpoint.credentials_env == "OPENAI_API_KEY"
+    assert endpoint.credentials_env == "CASCADEOPS_PROVIDER_OPENAI"
     assert endpoint.input_price_per_m == Decimal("0.15")
     assert response.data["url"].endswith(f"{ENDPOINTS}{endpoint.id}/")
 
@@ -684,7 +684,7 @@ def test_it_documents_the_record_filters_with_their_types(api: APIClient) -> Non
 def test_endpoint_list_query_count_is_flat(api: APIClient, django_assert_num_queries: Any, rows: int) -> None:
     ModelEndpointFactory.create_batch(rows)
 
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):  # count, page, and the page's price-book entries
         response = api.get(ENDPOINTS)
 
     assert response.data["count"] == rows

@@ -105,7 +105,7 @@ def _value(data: dict[str, Any]) -> float:
     if (label is None) == (score is None):
         raise RequestInvalid("Send exactly one of 'label' (correct or incorrect) and 'score' (0 to 1).", param="label")
     if label is not None:
-        if label not in LABELS:
+        if not isinstance(label, str) or label not in LABELS:
             raise RequestInvalid(f"'label' must be 'correct' or 'incorrect'; got {label!r}.", param="label")
         return LABELS[label]
     if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:

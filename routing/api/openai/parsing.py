@@ -13,16 +13,64 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
+# The largest `max_tokens` (or `max_completion_tokens`) accepted: beyond any model's output,
+# and well inside the 32-bit columns a sampled request's limit is stored in.
+MAX_TOKENS = 1_000_000
+# Deeper than any request this API reads; what is deeper is refused, not walked.
+MAX_DEPTH = 64
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, every string in it encodable (no lone surrogates).
+
+    Refused with a 400: JSON that does not parse, integers over Python's 4,300 digits
+    (a ValueError), nesting past what the parser recurses into (a RecursionError) or
+    past `MAX_DEPTH`, and a lone surrogate (`"\\udfff"`) anywhere, which no database
+    or provider can take.
+    """
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestInvalid(f"We could not parse the JSON body of your request: {exc}.") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise RequestInvalid(f"We could not parse the JSON body of your request: {_reason(exc)}.") from exc
     if not isinstance(data, dict):
         raise RequestInvalid("The request body must be a JSON object.")
+    _check_strings(data)
     return data
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    return str(exc).encode("ascii", "backslashreplace").decode()
+
+
+def _check_strings(data: dict[str, Any]) -> None:
+    """Refuse nesting past `MAX_DEPTH` and lone surrogates, naming where they are (iteratively)."""
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack:
+        path, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise RequestInvalid(f"The request body is nested deeper than {MAX_DEPTH} levels.", param=path or None)
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, path or key)
+                stack.append((f"{path}.{key}" if path else key, item, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item, depth + 1) for i, item in enumerate(value))
+
+
+def _check_text(text: str, param: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RequestInvalid(
+            f"'{param}' contains a lone surrogate (\\u{ord(text[exc.start]):04x}), which is not valid Unicode text.",
+            param=param,
+        ) from exc
 
 
 def parse_chat_request(data: dict[str, Any]) -> tuple[ChatRequest, str]:
@@ -42,8 +90,8 @@ def parse_chat_request(data: dict[str, Any]) -> tuple[ChatRequest, str]:
 
 
 def _reject_unsupported(data: dict[str, Any]) -> None:
-    n = data.get("n", 1)
-    if n not in (1, None):
+    n = data.get("n")
+    if n is not None and (type(n) is not int or n != 1):
         raise RequestInvalid("Only n=1 is supported: a cascade returns one answer.", param="n")
 
 
@@ -60,7 +108,7 @@ def _message(item: Any, index: int) -> Message:
     if not isinstance(item, dict):
         raise RequestInvalid(f"'{param}' must be an object with 'role' and 'content'.", param=param)
     role = item.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:
         allowed = ", ".join(sorted(ROLES))
         raise RequestInvalid(f"'{param}.role' must be one of {allowed}; got {role!r}.", param=f"{param}.role")
     return Message(role=role, content=_content(item.get("content"), f"{param}.content"))
@@ -82,8 +130,8 @@ def _max_tokens(data: dict[str, Any]) -> int | None:
         value = data.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise RequestInvalid(f"'{name}' must be a positive integer; got {value!r}.", param=name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS:
+            raise RequestInvalid(f"'{name}' must be an integer from 1 to {MAX_TOKENS}; got {value!r}.", param=name)
         return value
     return None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from routing.engine import run_cascade
 from routing.engine.interrupted import CLIENT_GONE, interrupted_result, past_deadline
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, PolicySnapshot
 from routing.exceptions import ApiError, InternalError, KeyInvalid, MethodNotAllowed, PolicyNotFound, RequestTooLarge
-from routing.limits import ratelimit
+from routing.limits import failed_keys, ratelimit
 from routing.limits.breakers import breaker_board
 from routing.limits.budget_holds import CASCADE_DEADLINE_S, BudgetPlan, budget_hold
 from routing.models import hash_api_key
@@ -171,15 +172,23 @@ async def cascade_until_deadline(
 
 
 async def authenticate(request: HttpRequest) -> KeyInfo:
-    """The API key from `Authorization: Bearer …`, if it exists and may be used now."""
+    """The API key from `Authorization: Bearer …`, if it exists and may be used now.
+
+    A client address with too many failed keys gets a 429 instead (`routing.limits.failed_keys`).
+    """
     await config_cache.ensure_fresh()
-    header = request.headers.get("Authorization", "")
-    scheme, _, plaintext = header.partition(" ")
-    plaintext = plaintext.strip()
-    if scheme.lower() != "bearer" or not plaintext:
-        raise KeyInvalid(
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key"
-        )
+    address = request.META.get("REMOTE_ADDR", "")
+    failed_keys.refuse_if_over(address)
+    try:
+        return await key_from_header(request)
+    except KeyInvalid as exc:
+        if exc.code != "missing_api_key":  # no key sent guesses none
+            await failed_keys.failed_key(address)
+        raise
+
+
+async def key_from_header(request: HttpRequest) -> KeyInfo:
+    plaintext = bearer_key(request.headers.get("Authorization", ""))
     key = await config_cache.key(hash_api_key(plaintext))
     if key is None:
         raise KeyInvalid(f"Incorrect API key provided: {plaintext[:6]}…{plaintext[-4:]}.")
@@ -187,6 +196,23 @@ async def authenticate(request: HttpRequest) -> KeyInfo:
     if problem:
         raise KeyInvalid(problem, code="revoked_api_key" if key.revoked else "expired_api_key")
     return key
+
+
+# RFC 6750's token68 after exactly one space: no tab, no second header joined with a comma.
+BEARER = re.compile(r"bearer ([A-Za-z0-9._~+/-]+=*)", re.IGNORECASE)
+
+
+def bearer_key(header: str) -> str:
+    """The key of an `Authorization: Bearer <key>` header; anything looser is a 401."""
+    header = header.strip(" ")
+    match = BEARER.fullmatch(header)
+    if match is not None:
+        return match.group(1)
+    if header[:6].lower() == "bearer" and header[6:].strip():
+        raise KeyInvalid(
+            "The Authorization header must be exactly one 'Bearer <key>', with a single space and no other value."
+        )
+    raise KeyInvalid("You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.", code="missing_api_key")
 
 
 def read_body(request: HttpRequest) -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 import django_filters
 from django import forms
 
+from common.filters import IsoDateTimeFilter
 from routing.choices import RecordStatus
 from routing.models import RequestRecord
 
@@ -49,13 +50,13 @@ class RequestRecordFilterSet(django_filters.FilterSet):
     app = django_filters.CharFilter()
     status = django_filters.ChoiceFilter(choices=RecordStatus.choices)
     escalated = StrictBooleanFilter()
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = IsoDateTimeFilter(
         field_name="created",
         lookup_expr="gte",
         help_text="Created at or after (ISO 8601).",
         error_messages=ISO_DATETIME_ERROR,
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = IsoDateTimeFilter(
         field_name="created",
         lookup_expr="lt",
         help_text="Created before (ISO 8601).",

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from billing.pricing.book import Prices
+from routing.config.prices import endpoint_prices, endpoint_prices_show
 from routing.models import (
     ModelEndpoint,
     Policy,
@@ -21,6 +24,7 @@ from routing.models import (
     ShadowEvaluation,
     TaskRule,
 )
+from routing.models.validators import validate_endpoint_connection
 from routing.policies import services
 
 
@@ -28,9 +32,15 @@ class ModelEndpointSerializer(serializers.ModelSerializer[ModelEndpoint]):
     """A model in the registry; `credentials_env` names an environment variable, never a key.
 
     `fallback_endpoint` (an endpoint id) answers in this one's place while its breaker is open.
+    The price fields read the price book's price in force (`price_in_force`, with the
+    entry's id and start) and `next_price` shows the next scheduled one; writing a price
+    that differs from the one in force adds a price-book entry from now, and writing
+    other fields never touches prices (docs/billing.md#price-book).
     """
 
     url = serializers.HyperlinkedIdentityField(view_name="model-endpoint-detail")
+    price_in_force = serializers.SerializerMethodField()
+    next_price = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelEndpoint
@@ -45,6 +55,9 @@ class ModelEndpointSerializer(serializers.ModelSerializer[ModelEndpoint]):
             "credentials_env",
             "input_price_per_m",
             "output_price_per_m",
+            "cached_input_price_per_m",
+            "price_in_force",
+            "next_price",
             "context_window",
             "typical_latency_ms",
             "quality_prior",
@@ -68,6 +81,50 @@ class ModelEndpointSerializer(serializers.ModelSerializer[ModelEndpoint]):
         if fallback is not None and self.instance is not None and fallback.pk == self.instance.pk:
             raise serializers.ValidationError("An endpoint cannot be its own fallback.")
         return fallback
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The model's connection rules (`ModelEndpoint.clean`), which DRF does not call."""
+
+        def value(field: str) -> str:
+            return str(attrs[field] if field in attrs else getattr(self.instance, field, "") or "")
+
+        try:
+            validate_endpoint_connection(
+                provider_kind=value("provider_kind"),
+                base_url=value("base_url"),
+                credentials_env=value("credentials_env"),
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
+
+    def to_representation(self, instance: ModelEndpoint) -> dict[str, Any]:
+        endpoint_prices_show(instance)  # the columns may be older than a scheduled price
+        return super().to_representation(instance)
+
+    def update(self, instance: ModelEndpoint, validated_data: dict[str, Any]) -> ModelEndpoint:
+        endpoint_prices_show(instance)  # a price edit is measured against the price in force
+        return super().update(instance, validated_data)
+
+    def get_price_in_force(self, endpoint: ModelEndpoint) -> dict[str, Any] | None:
+        return _price_entry(endpoint_prices(endpoint).in_force)
+
+    def get_next_price(self, endpoint: ModelEndpoint) -> dict[str, Any] | None:
+        return _price_entry(endpoint_prices(endpoint).next)
+
+
+def _price_entry(prices: Prices | None) -> dict[str, Any] | None:
+    """A price-book entry as the API shows it: money as decimal strings, like the price fields."""
+    if prices is None:
+        return None
+    cached = prices.cached_input_per_m
+    return {
+        "version": prices.version,
+        "effective_from": serializers.DateTimeField().to_representation(prices.effective_from),
+        "input_price_per_m": f"{prices.input_per_m:.6f}",
+        "output_price_per_m": f"{prices.output_per_m:.6f}",
+        "cached_input_price_per_m": None if cached is None else f"{cached:.6f}",
+    }
 
 
 class PolicyTierSerializer(serializers.ModelSerializer[PolicyTier]):

@@ -22,9 +22,9 @@ from routing.models import ModelEndpoint, Policy, QualityLabel, RequestRecord, S
 
 
 class ModelEndpointViewSet(viewsets.ModelViewSet[ModelEndpoint]):
-    """The model registry."""
+    """The model registry, with each endpoint's price-book entries (prices in force, next scheduled)."""
 
-    queryset = ModelEndpoint.objects.all()
+    queryset = ModelEndpoint.objects.prefetch_related("prices")
     serializer_class = ModelEndpointSerializer
     permission_classes = [ViewModelPermissions]
 

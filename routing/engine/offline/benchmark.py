@@ -14,8 +14,8 @@ evaluations would give them in production, and every scorer is judged on the res
 - cross_model: the agreement of a panel of k cheap models (where the data has several):
   the preferred cheap model and the k-1 others that were most often right on the
   labelled prefix, among those costing at most `cheap_cost_ratio` of the strong model;
-- combined: `combined.py`'s logistic model over those signals, fitted on the labelled
-  prefix only;
+- combined: `combined.py`'s logistic model over those signals (the learned scorer's
+  score among them), fitted on the labelled prefix only;
 - prompt_router: `router.py` fitted on the training part, prompt only (no answer seen);
 - random and oracle rows for reference.
 
@@ -549,9 +549,15 @@ def combined_scores(
     """
     answered = next((scored[name][0] for name in ("cross_model", "consistency") if name in scored), stream.single)
     found = answered.agreements or (None,) * len(stream)
+    # The learned scorer's score of the cheap model's first answer (it was trained on those).
+    learned_scores: Sequence[float | None] = (
+        [float(v) if stream.records[i].cheap_text is not None else None for i, v in enumerate(scored["learned"][1])]
+        if "learned" in scored and scored["learned"][1] is not None
+        else [None] * len(stream)
+    )
     signals = [
-        Signals(agreement=a, heuristic=h, text=t)
-        for a, (h, t) in zip(found, returned_answer_signals(stream, answered), strict=True)
+        Signals(agreement=a, heuristic=h, text=t, learned=s)
+        for a, (h, t), s in zip(found, returned_answer_signals(stream, answered), learned_scores, strict=True)
     ]
     if not any(a is not None for a in found) and not any(stream.text_features):
         return None

@@ -6,11 +6,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from routing.records.reconcile import default_window, ledger_reconcile
+from routing.records.reconcile import dead_letters, default_window, ledger_reconcile
 
 
 class Command(BaseCommand):
-    help = "Recompute the spend ledger from the request records and report every difference (exit 1 if any)."
+    help = (
+        "Recompute the spend ledger from the request records and report every difference and every record "
+        "the flusher could not store (exit 1 if any)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -24,8 +27,14 @@ class Command(BaseCommand):
         differences = ledger_reconcile(start=start, end=end)
         for d in differences:
             self.stdout.write(f"{d.dimensions}: {d.field} ledger {d.ledger} records {d.records}")
+        refused = dead_letters(start=start, end=end)
+        for letter in refused:
+            self.stdout.write(f"dead letter {letter.record_id or letter.entry}: {letter.error}")
+        problems = []
         if differences:
-            raise CommandError(
-                f"{len(differences)} differences between the ledger and the records from {start} to {end}."
-            )
+            problems.append(f"{len(differences)} differences between the ledger and the records")
+        if refused:
+            problems.append(f"{len(refused)} records in the dead letter, in neither the ledger nor the records")
+        if problems:
+            raise CommandError(f"{'; '.join(problems)} from {start} to {end}.")
         self.stdout.write(self.style.SUCCESS(f"Ledger and records agree from {start} to {end}."))

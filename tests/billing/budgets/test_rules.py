@@ -66,6 +66,9 @@ def test_a_request_no_budget_applies_to_is_served_and_touches_no_counter(client,
 
 def test_a_hard_budget_rejects_with_a_429_that_names_it(client, demo):
     budget(limit=Decimal("0.0001"))
+    LedgerEntry.objects.create(
+        day=timezone.localdate(), team="growth", app="x", policy="demo", model="m", cost=Decimal("0.0001")
+    )  # spent to its limit: exhausted (a budget with room, but too little, says so: test_refusals.py)
 
     response = ask(client, demo)
 
@@ -73,7 +76,7 @@ def test_a_hard_budget_rejects_with_a_429_that_names_it(client, demo):
     error = response.json()["error"]
     assert (error["type"], error["code"]) == ("insufficient_quota", "budget_exceeded")
     assert "budget 'growth monthly' (team 'growth', per month)" in error["message"]
-    assert "$0.0000 spent" in error["message"] and "$0.0001 limit" in error["message"]
+    assert "$0.0001 spent" in error["message"] and "$0.0001 limit" in error["message"]
     assert "resets at" in error["message"]
     assert 0 < int(response["Retry-After"]) <= 31 * 86400
     assert flush_records() == 0  # a rejected request never reached a model

@@ -72,14 +72,27 @@ def browser(demo: DemoCredentials) -> Iterator[Any]:
         chromium.close()
 
 
+def wait_until(page: Any, expression: str, timeout: float = 30_000) -> None:
+    """Poll `expression` until it is true. Not `page.wait_for_function`: Playwright evaluates
+    its string with `eval` in the page, which the Content-Security-Policy rightly forbids."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still false after {timeout} ms: {expression}")
+        page.wait_for_timeout(25)
+
+
 def signed_in_page(browser: Any, url: str, credentials: DemoCredentials) -> Any:
     page = browser.new_page(viewport={"width": 1440, "height": 1800})
+    # Anything the Content-Security-Policy blocks is reported on the console: there must be none.
+    page.csp_violations = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))
     page.goto(f"{url}/admin/login/?next=/")
     page.fill("#id_username", credentials.username)
     page.fill("#id_password", credentials.password)
     page.click("input[type=submit]")
     page.wait_for_url(f"{url}/")
-    page.wait_for_function("document.getElementById('live-status').dataset.state === 'live'", timeout=10_000)
+    wait_until(page, "document.getElementById('live-status').dataset.state === 'live'", timeout=10_000)
     page.evaluate("window.notReloaded = true")
     return page
 
@@ -107,9 +120,9 @@ def test_the_charts_move_within_two_seconds_of_routed_requests(browser, demo, ca
 
         route(server.url, demo, count=8)
         answered = time.monotonic()
-        page.wait_for_function(f"{COST_SHOWN} > 0", timeout=LIVE_WITHIN_S * 1000)
+        wait_until(page, f"{COST_SHOWN} > 0", timeout=LIVE_WITHIN_S * 1000)
         took = time.monotonic() - answered
-        page.wait_for_function("document.querySelector('[data-tile=requests]').textContent === '8'", timeout=3000)
+        wait_until(page, "document.querySelector('[data-tile=requests]').textContent === '8'", timeout=3000)
 
         assert took < LIVE_WITHIN_S
         assert page.evaluate("window.notReloaded") is True
@@ -119,10 +132,11 @@ def test_the_charts_move_within_two_seconds_of_routed_requests(browser, demo, ca
         assert "demo-team/demo-app" in page.text_content("#top")
         assert "reader-7" in page.text_content("#top")
         # The compliance panel is over the page's window: re-read within 10 s of the traffic.
-        page.wait_for_function("!document.getElementById('compliance').textContent.includes('no data')", timeout=15_000)
+        wait_until(page, "!document.getElementById('compliance').textContent.includes('no data')", timeout=15_000)
         assert "✔ yes" in page.text_content("#compliance")
         page.wait_for_timeout(500)  # let Plotly finish drawing before the picture
         assert save_screenshot(page, "dashboard", capsys).stat().st_size > 10_000
+        assert page.csp_violations == []
 
 
 def test_the_page_reconnects_after_the_server_restarts(browser, demo, capsys):
@@ -133,12 +147,12 @@ def test_the_page_reconnects_after_the_server_restarts(browser, demo, capsys):
             page = signed_in_page(browser, first.url, demo)
         finally:
             first.__exit__(None, None, None)
-        page.wait_for_function("document.getElementById('live-status').dataset.state === 'reconnecting'")
+        wait_until(page, "document.getElementById('live-status').dataset.state === 'reconnecting'")
 
         with LiveDashboard(port=port) as second:
-            page.wait_for_function("window.cascadeops.connects >= 2", timeout=15_000)
+            wait_until(page, "window.cascadeops.connects >= 2", timeout=15_000)
             route(second.url, demo, count=3)
-            page.wait_for_function(f"{COST_SHOWN} > 0", timeout=LIVE_WITHIN_S * 1000)
+            wait_until(page, f"{COST_SHOWN} > 0", timeout=LIVE_WITHIN_S * 1000)
 
             assert page.evaluate("window.notReloaded") is True
             assert page.text_content("#live-status") == "live"
