@@ -12,7 +12,7 @@ router.register("sla-targets", views.SlaTargetViewSet, basename="sla-target")
 router.register("alert-rules", views.AlertRuleViewSet, basename="alert-rule")
 router.register("alert-events", views.AlertEventViewSet, basename="alert-event")
 router.register("alert-deliveries", views.AlertDeliveryViewSet, basename="alert-delivery")
-# Auto-tuning (issue 6).
+# Auto-tuning.
 router.register("tuning-configs", tuning.TuningConfigViewSet, basename="tuning-config")
 router.register("tuning-proposals", tuning.TuningProposalViewSet, basename="tuning-proposal")
 

@@ -267,7 +267,7 @@ class RequestRecordSerializer(serializers.ModelSerializer[RequestRecord]):
         read_only_fields = fields
 
 
-# --- Quality loop (issue 6): read-only, the gateway writes these ----------------------------
+# --- Quality loop: read-only, the gateway writes these ------------------------------------------
 
 
 class QualityLabelSerializer(serializers.ModelSerializer[QualityLabel]):

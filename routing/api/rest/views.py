@@ -52,7 +52,7 @@ class RequestRecordViewSet(viewsets.ReadOnlyModelViewSet[RequestRecord]):
     filterset_class = RequestRecordFilterSet
 
 
-# --- Quality loop (issue 6) -----------------------------------------------------------------
+# --- Quality loop -------------------------------------------------------------------------
 
 
 class QualityLabelViewSet(viewsets.ReadOnlyModelViewSet[QualityLabel]):
