@@ -31,20 +31,9 @@ from routing.models import (
     TaskRule,
 )
 from routing.policies import services
-from routing.policies.services import MIN_TIERS, RuleSpec, TierSpec
+from routing.policies.services import MIN_TIERS, TIER_FIELDS, RuleSpec, TierSpec
 from routing.quality import learning
 
-TIER_FIELDS = (
-    "position",
-    "endpoint",
-    "threshold",
-    "max_tokens",
-    "samples",
-    "sample_temperature",
-    "extractor",
-    "peers",
-    "judge",
-)
 RULE_FIELDS = ("position", "category", "pattern", "first_tier")
 
 if TYPE_CHECKING:

@@ -42,6 +42,10 @@ class TierSpec(TypedDict, total=False):
     judge: ModelEndpoint | None
 
 
+# A tier's fields, in the order forms and the REST API show them.
+TIER_FIELDS: tuple[str, ...] = tuple(TierSpec.__annotations__)
+
+
 class RuleSpec(TypedDict, total=False):
     """One task rule as sent; `first_tier` indexes the policy's tiers, cheapest first."""
 

@@ -135,17 +135,7 @@ class PolicyTierSerializer(serializers.ModelSerializer[PolicyTier]):
 
     class Meta:
         model = PolicyTier
-        fields = [
-            "position",
-            "endpoint",
-            "threshold",
-            "max_tokens",
-            "samples",
-            "sample_temperature",
-            "extractor",
-            "peers",
-            "judge",
-        ]
+        fields = list(services.TIER_FIELDS)
 
 
 class TaskRuleSerializer(serializers.ModelSerializer[TaskRule]):
