@@ -19,20 +19,12 @@ class OptimisationGoal(models.TextChoices):
     COST = "cost", "Lowest cost"
     BALANCED = "balanced", "Balanced"
     QUALITY = "quality", "Highest quality"
+    LATENCY = "latency", "Lowest latency"
 
 
-class TaskCategory(models.TextChoices):
-    GREETING = "greeting", "Greeting"
-    FAQ = "faq", "FAQ"
-    PRODUCT_SEARCH = "product_search", "Product search"
-    ORDER_STATUS = "order_status", "Order status"
-    RECOMMENDATION = "recommendation", "Recommendation"
-    COMPARISON = "comparison", "Comparison"
-    DISCUSSION = "discussion", "Discussion"
-    SUMMARIZATION = "summarization", "Summarization"
-    TRANSLATION = "translation", "Translation"
-    MATH = "math", "Math word problem"
-    UNKNOWN = "unknown", "Unknown"
+class ExperimentStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    ENDED = "ended", "Ended"
 
 
 class RecordStatus(models.TextChoices):

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from routing.choices import Extractor, OptimisationGoal, ScorerKind, TaskCategory
+from routing.choices import Extractor, OptimisationGoal, ScorerKind
 from routing.models.registry import ModelEndpoint
 from routing.models.validators import FINITE_UNIT_INTERVAL, SLUG, TEMPERATURE
 
@@ -26,7 +26,15 @@ class Policy(models.Model):
         default=0, help_text="Prompts under this many tokens start on the cheapest tier (0: off)."
     )
     optimisation_goal = models.CharField(
-        max_length=20, choices=OptimisationGoal.choices, default=OptimisationGoal.BALANCED
+        max_length=20,
+        choices=OptimisationGoal.choices,
+        default=OptimisationGoal.BALANCED,
+        help_text="Which weights rank the tiers a request may start on (see Goal weights).",
+    )
+    latency_budget_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Tiers whose measured p95 latency is over this are skipped (empty: no budget).",
     )
     sample_rate = models.FloatField(
         default=0.0,
@@ -146,7 +154,8 @@ class TaskRule(models.Model):
 
     policy = models.ForeignKey(Policy, models.CASCADE, related_name="task_rules")
     position = models.PositiveSmallIntegerField()
-    category = models.CharField(max_length=30, choices=TaskCategory.choices)
+    # A task category's name (routing.models.categories.TaskCategory): operators add their own.
+    category = models.CharField(max_length=50)
     pattern = models.CharField(max_length=500, help_text="Regular expression, case-insensitive.")
     first_tier = models.PositiveSmallIntegerField(default=0)
 

@@ -54,6 +54,12 @@ class RequestRecord(models.Model):
         help_text="A cache hit: what the cached answer cost when it was first routed.",
     )
     streamed = models.BooleanField(default=False)
+    selection = models.JSONField(
+        default=dict, blank=True, help_text="Why the request started where it did: constraints, weights, skips."
+    )
+    experiment_arm = models.ForeignKey(
+        "routing.ExperimentArm", models.SET_NULL, null=True, blank=True, related_name="records"
+    )
 
     class Meta:
         ordering = ["-created"]

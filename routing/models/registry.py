@@ -65,6 +65,10 @@ class ModelEndpoint(models.Model):
     typical_latency_ms = models.PositiveIntegerField(default=1000)
     quality_prior = models.FloatField(default=0.5, validators=FINITE_UNIT_INTERVAL)
     max_tokens = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    # What requests it can take: a request that needs what a tier lacks skips that tier.
+    supports_tools = models.BooleanField(default=True, help_text="Takes tool (function) definitions.")
+    supports_json = models.BooleanField(default=True, help_text="Can be asked for JSON output (response_format).")
+    supports_images = models.BooleanField(default=False, help_text="Reads images in the messages.")
     temperature = models.FloatField(default=0.0, validators=TEMPERATURE)
     connect_timeout_s = models.FloatField(default=3.0, validators=TIMEOUT_S)
     read_timeout_s = models.FloatField(default=60.0, validators=TIMEOUT_S)
