@@ -28,8 +28,7 @@ def metrics_dir() -> Path:
 
 def prepare() -> None:
     var_dir().mkdir(parents=True, exist_ok=True)
-    # The embedded Celery broker's folder, and the static root WhiteNoise warns without.
-    (var_dir() / "celery-broker").mkdir(exist_ok=True)
+    # The static root WhiteNoise warns without.
     Path(os.environ.get("STATIC_ROOT") or var_dir() / "static").mkdir(parents=True, exist_ok=True)
     if not os.environ.get("SECRET_KEY"):
         _make_secret_key(secret_key_file())

@@ -174,17 +174,14 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Celery: Redis (or any broker URL) in production; in embedded mode a directory that the
-# web server, worker and beat share, so no broker server is needed.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
-    _broker_dir = VAR_DIR / "celery-broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir),
-        "data_folder_out": str(_broker_dir),
-        "control_folder": str(_broker_dir),
-        "store_processed": False,
-    }
+# Celery: Redis (or any broker URL) in production; in embedded mode kombu's SQLAlchemy
+# transport on a SQLite file that the web server, worker and beat share: transactional, and no
+# broker server to run. (Not the filesystem transport: a reader can see a half-written message
+# file and the worker dies on it.) docs/embedded.md weighs it against an embedded Redis.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}")
+if CELERY_BROKER_URL.startswith("sqla+sqlite:"):
+    # SQLite's lock wait, so a publish that meets the worker's claim waits instead of failing.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"connect_args": {"timeout": 30}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -2,8 +2,9 @@
 
 On SIGTERM or SIGINT it stops them in the order that loses nothing: the web server first
 (requests in flight finish within `CASCADEOPS_SHUTDOWN_GRACE_SECONDS`), then a flush of
-every buffered record, then the worker and beat. It exits 0 when asked to stop, 1 when a
-child exited by itself. See docs/hotpath.md.
+every buffered record, then the worker and beat. It exits 0 when asked to stop. A child
+that dies by itself is started again after a backoff (1 s, doubling to 60 s; back to 1 s once
+it has run a minute), and the others keep running. See docs/hotpath.md and docs/embedded.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,48 @@ logger = logging.getLogger(__name__)
 
 # Beyond the grace period, how long a child may take to exit before it is killed.
 EXIT_MARGIN_S = 10.0
+# A child that dies is started again after a backoff that doubles with each quick death.
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+# A child that ran this long counts as healthy again: its next death restarts it after 1 s.
+HEALTHY_AFTER_S = 60.0
 Process = subprocess.Popen[bytes]
+
+
+@dataclass
+class Child:
+    """One supervised process: started, watched, and started again when it dies."""
+
+    name: str
+    command: list[str]
+    process: Process = field(init=False)
+    started_at: float = 0.0
+    quick_deaths: int = 0
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = start(self.command)
+        self.started_at, self.restart_at = time.monotonic(), None
+        logger.info("%s started (pid %d)", self.name, self.process.pid)
+
+    def watch(self, now: float) -> None:
+        """Schedule a restart when the process has died; start it when its time has come."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.start()
+            return
+        status = self.process.poll()
+        if status is None:
+            return
+        if now - self.started_at >= HEALTHY_AFTER_S:
+            self.quick_deaths = 0
+        delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2**self.quick_deaths)
+        self.quick_deaths += 1
+        self.restart_at = now + delay
+        logger.error(
+            "%s (pid %d) exited with status %s; starting it again in %.0f s",
+            self.name, self.process.pid, status, delay,
+        )  # fmt: skip
 
 
 class Command(BaseCommand):
@@ -47,16 +91,17 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
         metrics_dir_empty(settings.CASCADEOPS_METRICS_DIR)
-        web, worker, beat = (start(cmd) for cmd in self.commands(options))
+        children = [
+            Child(name, cmd) for name, cmd in zip(("web", "worker", "beat"), self.commands(options), strict=True)
+        ]
+        for child in children:
+            child.start()
         self.print_banner(options)
         while not stopping.wait(0.5):
-            if any(p.poll() is not None for p in (web, worker, beat)):
-                self.stderr.write("A process exited; stopping the others.")
-                break
-        asked = stopping.is_set()
+            for child in children:
+                child.watch(time.monotonic())
+        web, worker, beat = (child.process for child in children)
         stop_in_order(web, others=[worker, beat])
-        if not asked:
-            sys.exit(1)
 
     def commands(self, options: dict[str, Any]) -> list[list[str]]:
         python = sys.executable
@@ -68,7 +113,7 @@ class Command(BaseCommand):
             "--http", "httptools", "--loop", "uvloop",
             "--timeout-graceful-shutdown", str(grace),
         ]  # fmt: skip
-        # gossip/mingle/heartbeat need broadcast messaging, which the embedded file broker lacks.
+        # gossip/mingle/heartbeat need broadcast messaging, which the embedded SQLite broker lacks.
         worker = [
             python, "-m", "celery", "-A", "cascadeops", "worker", "--loglevel", "INFO",
             "--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat",
