@@ -7,3 +7,8 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from billing import permissions  # noqa: F401  (post_migrate: the finance and operator groups)
+        from billing.models import Budget, PriceBookEntry
+        from common.audit.services import track
+
+        track(Budget)
+        track(PriceBookEntry)

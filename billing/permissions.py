@@ -33,6 +33,7 @@ READ_SPEND = [
     ("routing", "requestattempt", VIEW),
     ("dashboard", "rollup", VIEW),
     ("dashboard", "spendrollup", VIEW),
+    ("audit", "auditentry", VIEW),
 ]
 EDIT_CONFIG = [
     ("routing", "modelendpoint", CRUD),
@@ -70,7 +71,7 @@ def groups_sync(*, apps: Apps, using: str = DEFAULT_DB_ALIAS) -> None:
     Permissions are created first: `post_migrate` reaches billing before routing (settings
     order), so on a fresh database routing's permissions would not exist yet.
     """
-    for label in ("billing", "routing", "dashboard"):
+    for label in ("audit", "billing", "routing", "dashboard"):
         # The real app config: the migration state's stub has no models module to read.
         create_permissions(global_apps.get_app_config(label), verbosity=0, using=using, apps=apps)
     group_model = apps.get_model("auth", "Group")

@@ -1,0 +1,89 @@
+"""The audit trail in the management API: a filtered list, one entry, and the same list as CSV."""
+
+from __future__ import annotations
+
+import django_filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
+
+from common.audit.choices import AuditSource
+from common.audit.export import audit_csv_response
+from common.audit.models import AuditEntry
+from common.drf import ViewModelPermissions
+from common.filters import IsoDateTimeFilter
+
+DATETIME_ERROR = {"invalid": "Must be an ISO 8601 date-time, e.g. 2025-01-31T00:00:00Z."}
+
+
+class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
+    """One configuration change; `changes` maps each changed field to its value before and after."""
+
+    changes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id",
+            "created",
+            "actor",
+            "source",
+            "address",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "changes",
+            "before",
+            "after",
+        ]
+        read_only_fields = fields
+
+    def get_changes(self, entry: AuditEntry) -> dict[str, dict[str, object]]:
+        return {field: {"before": a, "after": b} for field, (a, b) in entry.changes().items()}
+
+
+class AuditEntryFilterSet(django_filters.FilterSet):
+    """Entries by who, from where, what and when."""
+
+    actor = django_filters.CharFilter()
+    source = django_filters.ChoiceFilter(choices=AuditSource.choices)
+    action = django_filters.CharFilter()
+    object_type = django_filters.CharFilter(help_text="app_label.model, e.g. routing.policy or billing.budget.")
+    object_id = django_filters.CharFilter()
+    created_after = IsoDateTimeFilter(
+        field_name="created", lookup_expr="gte", help_text="At or after (ISO 8601).", error_messages=DATETIME_ERROR
+    )
+    created_before = IsoDateTimeFilter(
+        field_name="created", lookup_expr="lt", help_text="Before (ISO 8601).", error_messages=DATETIME_ERROR
+    )
+
+    class Meta:
+        model = AuditEntry
+        fields = ["actor", "source", "action", "object_type", "object_id"]
+
+
+class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet[AuditEntry]):
+    """The audit trail, newest first: read-only, for whoever may view it (operators and finance)."""
+
+    queryset = AuditEntry.objects.all()
+    serializer_class = AuditEntrySerializer
+    permission_classes = [ViewModelPermissions]
+    filterset_class = AuditEntryFilterSet
+
+    @extend_schema(
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="Oldest first.")},
+        description="The entries the same filters select, as CSV, oldest first (not paginated).",
+    )
+    @action(detail=False, methods=["get"], url_path="export")
+    def export(self, request: Request) -> Response:
+        entries = self.filter_queryset(self.get_queryset())
+        return audit_csv_response(entries)  # type: ignore[return-value]
+
+
+router = DefaultRouter()
+router.register("entries", AuditEntryViewSet, basename="audit-entry")
