@@ -87,7 +87,9 @@ def seed(env: dict[str, str], upstream: str) -> tuple[str, str]:
     """Migrate the bench database and create the policies; returns (plain key, caching key)."""
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     script = SEED_SCRIPT.format(upstream=upstream)
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"seeding the bench database failed:\n{out.stderr}")
     plain, cached = out.stdout.strip().splitlines()[-2:]
     return plain, cached
 

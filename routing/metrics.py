@@ -8,7 +8,11 @@ exact integers and turned into dollars only in the exposition. See docs/hotpath.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import bisect
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from decimal import Decimal
@@ -78,6 +82,82 @@ if not multiprocess_mode():  # pragma: no cover - only if prometheus_client was 
     logger.warning("prometheus_client is not in multiprocess mode; /metrics shows only the worker that answers it")
 
 
+# How long counts may wait in a worker's memory before they reach the shared files.
+FLUSH_INTERVAL_S = 1.0
+
+
+class _Batch:
+    """Increments summed in this process and written to the shared files at most every interval.
+
+    Each write to a multiprocess value is a locked `mmap` write, about a dozen per request;
+    summed per value, a second's worth of requests costs one write per labelled series.
+    Flushed by a timer on the event loop, before each exposition, and at exit; without a
+    running loop (a Celery task, a script) each increment is written at once.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[Any, float] = {}
+        self.lock = threading.Lock()
+        self.flushed_at = time.monotonic()
+        self.timer_loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, increments: Iterable[tuple[Any, float]]) -> None:
+        """Add each (value, amount); one call per request keeps the lock and the clock to one each."""
+        with self.lock:
+            pending = self.pending
+            for value, amount in increments:
+                pending[value] = pending.get(value, 0.0) + amount
+        self._flush_soon()
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, {}
+            self.flushed_at = time.monotonic()
+            self.timer_loop = None
+        for value, amount in pending.items():
+            value.inc(amount)
+
+    def _flush_soon(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if time.monotonic() - self.flushed_at >= FLUSH_INTERVAL_S:
+            self.flush()
+        elif self.timer_loop is not loop:
+            # Per loop: a timer on a loop that has since closed never fires.
+            self.timer_loop = loop
+            loop.call_later(FLUSH_INTERVAL_S, self.flush)
+
+
+_batch = _Batch()
+atexit.register(_batch.flush)
+
+
+def flush() -> None:
+    """Write the counts this process holds to the shared files (an exposition does it first)."""
+    _batch.flush()
+
+
+Increments = list[tuple[Any, float]]
+
+
+def _inc(into: Increments, child: Any, amount: float = 1.0) -> None:
+    """`child.inc(amount)` for a counter's child, added to `into` for `_batch`."""
+    into.append((child._value, amount))
+
+
+def _observe(into: Increments, child: Any, amount: float) -> None:
+    """`child.observe(amount)` for a histogram's child: its sum and its one bucket.
+
+    prometheus_client's histogram keeps one value per bucket (not cumulative) and adds them
+    up when collected; an observation lands in the first bucket whose bound is not below it.
+    """
+    into.append((child._sum, amount))
+    into.append((child._buckets[bisect.bisect_left(child._upper_bounds, amount)], 1.0))
+
+
 class _Children:
     """A metric's children by label values: a dict lookup instead of `labels()`'s lock and checks."""
 
@@ -107,13 +187,13 @@ def cost_units(amount: Decimal) -> tuple[int, int]:
     return divmod(int(amount.scaleb(10).to_integral_value()), SUB_MICRO_UNITS)
 
 
-def _add_money(name: str, policy: str, amount: Decimal) -> None:
+def _add_money(into: Increments, name: str, policy: str, amount: Decimal) -> None:
     micro, sub = cost_units(amount)
     micro_by, sub_by = money_by[name]
     if micro:
-        micro_by(policy).inc(micro)
+        _inc(into, micro_by(policy), micro)
     if sub:
-        sub_by(policy).inc(sub)
+        _inc(into, sub_by(policy), sub)
 
 
 def record_observed(payload: MutableMapping[str, Any]) -> None:
@@ -127,17 +207,19 @@ def record_observed(payload: MutableMapping[str, Any]) -> None:
 def _count_record(payload: MutableMapping[str, Any]) -> None:
     policy = str(payload["policy_name"])
     cache = payload.get("cache") or ""
-    requests_by(policy, str(payload["status"]), cache or "none").inc()
-    _add_money("cascadeops_cost_usd", policy, Decimal(payload["cost"]))
+    into: Increments = []
+    _inc(into, requests_by(policy, str(payload["status"]), cache or "none"))
+    _add_money(into, "cascadeops_cost_usd", policy, Decimal(payload["cost"]))
     if cache:
-        cache_hits_by(policy, cache).inc()
-        _add_money("cascadeops_cost_avoided_usd", policy, Decimal(payload.get("cost_avoided") or 0))
+        _inc(into, cache_hits_by(policy, cache))
+        _add_money(into, "cascadeops_cost_avoided_usd", policy, Decimal(payload.get("cost_avoided") or 0))
     if payload["escalations"]:
-        escalations_by(policy).inc(payload["escalations"])
-    tokens_by(policy, "input").inc(payload["input_tokens"])
-    tokens_by(policy, "output").inc(payload["output_tokens"])
-    for attempt in payload["attempts"]:
-        tier_latency_by(policy, str(attempt["tier"]), str(attempt["model"])).observe(attempt["latency_ms"] / 1000)
+        _inc(into, escalations_by(policy), payload["escalations"])
+    _inc(into, tokens_by(policy, "input"), payload["input_tokens"])
+    _inc(into, tokens_by(policy, "output"), payload["output_tokens"])
+    for a in payload["attempts"]:
+        _observe(into, tier_latency_by(policy, str(a["tier"]), str(a["model"])), a["latency_ms"] / 1000)
+    _batch.add(into)
 
 
 def rate_limited(limit_type: str) -> None:
@@ -156,8 +238,10 @@ def dead_lettered(error: str) -> None:
 
 def http_observed(path: str, status: int, seconds: float) -> None:
     route = path if path in ROUTES else "other"
-    responses_by(route, str(status)).inc()
-    gateway_latency_by(route).observe(seconds)
+    into: Increments = []
+    _inc(into, responses_by(route, str(status)))
+    _observe(into, gateway_latency_by(route), seconds)
+    _batch.add(into)
 
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
@@ -192,6 +276,7 @@ def exposition(extra: Iterable[Metric] = ()) -> bytes:
 
     Reads the multiprocess files: call it off the event loop.
     """
+    flush()
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return generate_latest(_Exposed(registry, list(extra)))
