@@ -285,6 +285,8 @@ CASCADEOPS_SEMANTIC_INDEX_SIZE = env.int("CASCADEOPS_SEMANTIC_INDEX_SIZE", defau
 CASCADEOPS_IMPLEMENTATION_COST_USD = env("CASCADEOPS_IMPLEMENTATION_COST_USD", cast=Decimal, default=None)
 # Dashboard: how often open pages get new rollup values (one message per group per tick).
 CASCADEOPS_DASHBOARD_TICK_SECONDS = env.float("CASCADEOPS_DASHBOARD_TICK_SECONDS", default=1.0)
+# How often an open dashboard websocket asks again whether its user may still watch.
+CASCADEOPS_DASHBOARD_RECHECK_SECONDS = env.float("CASCADEOPS_DASHBOARD_RECHECK_SECONDS", default=5.0)
 # How long rollups are kept: minute rows feed the live charts and alert rules, hour rows
 # the longer windows.
 CASCADEOPS_ROLLUP_MINUTE_RETENTION_DAYS = env.int("CASCADEOPS_ROLLUP_MINUTE_RETENTION_DAYS", default=14)

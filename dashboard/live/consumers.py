@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from dashboard.live import broadcast, groups
 
@@ -23,6 +25,7 @@ class LiveChartsConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         broadcast.ticker().attach()
         self.attached = True
+        self.watchman = asyncio.create_task(self.close_once_not_allowed())
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         group = groups.for_subscription(content)
@@ -33,6 +36,8 @@ class LiveChartsConsumer(AsyncJsonWebsocketConsumer):
         self.joined.add(group)
 
     async def disconnect(self, code: int) -> None:
+        if hasattr(self, "watchman"):
+            self.watchman.cancel()
         for group in self.joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         if getattr(self, "attached", False):
@@ -40,3 +45,13 @@ class LiveChartsConsumer(AsyncJsonWebsocketConsumer):
 
     async def live_update(self, event: dict[str, Any]) -> None:
         await self.send_json(event["payload"])
+
+    async def close_once_not_allowed(self) -> None:
+        """Ask the database every `CASCADEOPS_DASHBOARD_RECHECK_SECONDS` whether the user may
+        still watch; close the socket once not (deactivated, or the right taken away)."""
+        user = self.scope.get("user")
+        while True:
+            await asyncio.sleep(settings.CASCADEOPS_DASHBOARD_RECHECK_SECONDS)
+            if not await database_sync_to_async(groups.may_still_watch)(user):
+                await self.close(code=FORBIDDEN)
+                return

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
+
 ALL = "dashboard.all"
 ALERTS = "dashboard.alerts"
 VIEW_PERMISSION = "dashboard.view_rollup"
@@ -21,6 +23,14 @@ def for_scope(policy_id: int | None) -> str:
 def may_watch(user: Any) -> bool:
     """Whether a user may open the dashboard (and so its websocket)."""
     return bool(user is not None and user.is_authenticated and user.is_active and user.has_perm(VIEW_PERMISSION))
+
+
+def may_still_watch(user: Any) -> bool:
+    """`may_watch` for the user as the database has it now (deactivated, rights taken away)."""
+    if user is None or not user.is_authenticated:
+        return False
+    fresh = get_user_model().objects.filter(pk=user.pk).first()
+    return may_watch(fresh)
 
 
 def for_subscription(content: Any) -> str | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.auth.models import Group
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from billing.permissions import FINANCE, OPERATOR
 from dashboard.models import AlertEvent, AlertRule, SlaTarget
 
 T0 = datetime(2025, 3, 4, 10, 15, tzinfo=UTC)
@@ -122,6 +124,22 @@ def test_an_event_is_acknowledged_through_the_api(api, operator, db):
 
     assert response.status_code == 200
     assert response.json()["acknowledged_by"] == operator.id
+
+
+@pytest.mark.parametrize(("group", "status"), [(OPERATOR, 200), (FINANCE, 403)])
+def test_a_member_of_the_operator_group_acknowledges_an_event_and_finance_may_not(django_user_model, db, group, status):
+    rule = AlertRule.objects.create(name="costly", metric="hourly_cost", threshold=1)
+    event = AlertEvent.objects.create(rule=rule, value=2, threshold=1, started_at=timezone.now())
+    member = django_user_model.objects.create_user("member", password="x", is_staff=True)
+    member.groups.add(Group.objects.get(name=group))
+    client = APIClient()
+    client.force_authenticate(member)
+
+    response = client.post(f"/api/dashboard/alert-events/{event.id}/acknowledge/")
+
+    assert response.status_code == status
+    event.refresh_from_db()
+    assert (event.acknowledged_by_id == member.id) is (status == 200)
 
 
 def test_reading_needs_the_view_permission(django_user_model, db):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import websockets.exceptions
+import websockets.sync.client
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -117,3 +121,23 @@ def test_group_names_come_from_one_place():
     assert groups.for_subscription({"subscribe": "alerts"}) == groups.ALERTS
     assert groups.for_subscription({"subscribe": "policy", "policy": True}) is None
     assert groups.for_subscription(["all"]) is None
+
+
+def test_the_websocket_of_a_user_deactivated_mid_stream_is_closed(live_gateway, operator, settings):
+    """A real websocket to a real server: the stream stops once the user is deactivated."""
+    settings.CASCADEOPS_DASHBOARD_TICK_SECONDS = 0.1
+    settings.CASCADEOPS_DASHBOARD_RECHECK_SECONDS = 0.2
+    cookie = headers_for(operator)[-1][1].decode()
+    url = live_gateway.url.replace("http://", "ws://") + "/ws/dashboard/"
+    with websockets.sync.client.connect(url, additional_headers={"Cookie": cookie, "Origin": live_gateway.url}) as ws:
+        ws.send(json.dumps({"subscribe": "all"}))
+        Traffic.for_new_policy().send(2)
+        assert json.loads(ws.recv(timeout=10))["type"] == "tick"  # it streams
+
+        operator.is_active = False
+        operator.save(update_fields=["is_active"])
+
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
