@@ -65,7 +65,10 @@ class AlertRuleAdmin(AlertRuleAdminBase):
     readonly_fields = ["last_evaluated_at", "last_notified_at", "created", "updated"]
     fieldsets = [
         (None, {"fields": ["name", "enabled", "policy"]}),
-        ("Condition", {"fields": ["metric", "comparator", "threshold", "window_minutes", "trailing_windows"]}),
+        (
+            "Condition",
+            {"fields": ["metric", "comparator", "threshold", "window_minutes", "trailing_windows", "reason"]},
+        ),
         ("Notifications", {"fields": ["webhook_url", "email_to", "cooldown_minutes"]}),
         ("History", {"fields": ["last_evaluated_at", "last_notified_at", "created", "updated"]}),
     ]

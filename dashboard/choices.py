@@ -21,6 +21,8 @@ class Metric(models.TextChoices):
     CHEAP_TIER_ACCEPTANCE = "cheap_tier_acceptance", "Cheap-tier acceptance rate (%)"
     P95_LATENCY = "p95_latency", "p95 latency (ms)"
     ERROR_RATE = "error_rate", "Error rate (%)"
+    REFUSAL_RATE = "refusal_rate", "Refused requests (% of requests received)"
+    REFUSALS = "refusals", "Refused requests (count over the window)"
     COST_ANOMALY = "cost_anomaly", "Cost anomaly (standard deviations from the trailing mean)"
     # Not measured every minute: raised by billing when a budget crosses its soft limit or
     # reaches its limit (dashboard.alerts.budget_events); the value is the % of the limit used.

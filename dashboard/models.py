@@ -55,7 +55,8 @@ def money_field(**kwargs: object) -> models.DecimalField[Decimal, Decimal]:
 class Rollup(models.Model):
     """Counters for one minute or hour of one policy's requests answered by one tier and model.
 
-    Failed requests (every tier failed) have tier -1 and no model. Written only by
+    Failed requests (every tier failed) have tier -1 and no model; refused requests (a budget,
+    a rate limit, bad input) tier -2 and their reason as the model. Written only by
     `dashboard.rollups.services.rollups_record`, inside the flusher's transaction.
     """
 
@@ -64,12 +65,19 @@ class Rollup(models.Model):
     # No database constraint: the history of a deleted policy stays on the charts.
     policy = models.ForeignKey(Policy, models.DO_NOTHING, db_constraint=False, related_name="+")
     policy_name = models.CharField(max_length=100)
-    tier = models.SmallIntegerField(help_text="The tier that answered; -1 when every tier failed.")
-    model = models.CharField(max_length=100, blank=True, help_text="The endpoint that answered.")
+    tier = models.SmallIntegerField(
+        help_text="The tier that answered; -1 when every tier failed, -2 for refused requests."
+    )
+    model = models.CharField(
+        max_length=100, blank=True, help_text="The endpoint that answered; for refused requests, the reason."
+    )
     requests = models.PositiveIntegerField(default=0)
     escalated = models.PositiveIntegerField(default=0, help_text="Requests answered above their first tier.")
     escalations = models.PositiveIntegerField(default=0, help_text="Answers judged too weak, summed.")
     errors = models.PositiveIntegerField(default=0, help_text="Requests every tier failed.")
+    refused = models.PositiveIntegerField(
+        default=0, help_text="Requests turned away before routing (tier -2; `model` holds the reason)."
+    )
     cache_hits = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
@@ -179,6 +187,12 @@ class AlertRule(models.Model):
         default=24,
         validators=[MinValueValidator(2), MaxValueValidator(168)],
         help_text="Cost anomaly: how many windows before this one make the trailing mean.",
+    )
+    reason = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="Refusal metrics: only refusals whose reason contains this (429, budget_exceeded, "
+        "rate_limit_exceeded, 400); empty: every refusal.",
     )
     cooldown_minutes = models.PositiveIntegerField(
         default=60, help_text="No notification for this rule is re-sent sooner than this."

@@ -31,6 +31,8 @@ class RecordStatus(models.TextChoices):
     ANSWERED = "answered", "Answered"
     FAILED = "failed", "Every tier failed"
     CANCELLED = "cancelled", "Client went away"
+    # Turned away before any model was called: a budget, a rate limit, bad input.
+    REFUSED = "refused", "Refused"
 
 
 class CacheKind(models.TextChoices):

@@ -35,8 +35,11 @@ def breaches(value: float | None, comparator: str, threshold: float) -> bool:
     return value is not None and COMPARE[comparator](value, threshold)
 
 
-def window_metric(metric: str, totals: Totals, window_minutes: int) -> float | None:
-    """The value of a metric measured over one window of rollups; None without data."""
+def window_metric(metric: str, totals: Totals, window_minutes: int, reason: str = "") -> float | None:
+    """The value of a metric measured over one window of rollups; None without data.
+
+    `reason` narrows the refusal metrics to refusals whose reason contains it.
+    """
     if metric == Metric.HOURLY_COST:
         return float(totals.cost) * 60 / window_minutes
     if metric == Metric.MEAN_QUALITY:
@@ -49,6 +52,10 @@ def window_metric(metric: str, totals: Totals, window_minutes: int) -> float | N
         return totals.quantile(0.95)
     if metric == Metric.ERROR_RATE:
         return totals.error_rate
+    if metric == Metric.REFUSAL_RATE:
+        return totals.refusal_rate(reason)
+    if metric == Metric.REFUSALS:
+        return float(totals.refusals_of(reason)) if totals.received else None
     raise ValueError(f"{metric} is not measured over one window")
 
 

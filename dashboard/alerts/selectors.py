@@ -22,7 +22,7 @@ def alert_metric_value(*, rule: AlertRule, now: datetime) -> float | None:
         return _cost_anomaly(rule, now)
     since = minute_start(now) - timedelta(minutes=rule.window_minutes - 1)
     rows = rollup_rows(resolution=Resolution.MINUTE, since=since, policy_id=rule.policy_id)
-    return alerts.window_metric(rule.metric, totals_of(points_from_rows(rows)), rule.window_minutes)
+    return alerts.window_metric(rule.metric, totals_of(points_from_rows(rows)), rule.window_minutes, rule.reason)
 
 
 def _budget_pct(policy_id: int | None, now: datetime) -> float | None:

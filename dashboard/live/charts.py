@@ -23,6 +23,7 @@ from dashboard.rollups.compute import Point, Window, bucket_start, local_day_sta
 
 Figure = dict[str, Any]
 TIER_PREFIX = "tier:"
+REFUSED_PREFIX = "refused:"
 COLOURS = {
     "cost": "#2e90fa",
     "baseline": "#98a2b3",
@@ -32,7 +33,10 @@ COLOURS = {
     "p99": "#d92d20",
     "target": "#667085",
 }
+# By tier number, so a tier keeps its colour whichever tiers answered in the window
+# (static/dashboard/live.js picks the same way).
 TIER_COLOURS = ["#53b1fd", "#7a5af8", "#ee46bc", "#f79009", "#15b79e", "#667085"]
+REFUSED_COLOURS = ["#f79009", "#dc6803", "#b54708", "#93370d", "#7a2e0e"]
 HEIGHT = 260
 BAR_FILL = 0.8  # of a bucket's width
 
@@ -83,6 +87,8 @@ def point_values(point: Point) -> dict[str, Any]:
         "escalation_rate": _round(t.escalation_rate, 2),
         "cache_hit_rate": _round(t.cache_hit_rate, 2),
         "error_rate": _round(t.error_rate, 2),
+        "failed_rate": _round(t.failed_rate, 2),
+        "refused": t.refused,
         "p50": _round(t.quantile(0.50), 1),
         "p95": _round(t.quantile(0.95), 1),
         "p99": _round(t.quantile(0.99), 1),
@@ -91,7 +97,13 @@ def point_values(point: Point) -> dict[str, Any]:
     }
     for (tier, model), requests in point.tiers.items():
         values[tier_key(tier, model)] = round(100.0 * requests / answered, 2) if answered else None
+    for reason in t.refusals:
+        values[REFUSED_PREFIX + reason] = _round(t.refusal_rate(reason), 2)
     return values
+
+
+def tier_colour(tier: int) -> str:
+    return TIER_COLOURS[tier % len(TIER_COLOURS)]
 
 
 def cumulative(points: Sequence[Point]) -> dict[str, list[Any]]:
@@ -197,9 +209,9 @@ def tiers_figure(values: Sequence[dict[str, Any]], frame: Frame) -> Figure:
             name=f"tier {key.split(':')[1]} · {chart_text(key.split(':', 2)[2])}",
             meta=key,
             width=frame.step_ms * BAR_FILL,
-            marker={"color": TIER_COLOURS[i % len(TIER_COLOURS)]},
+            marker={"color": tier_colour(int(key.split(":")[1]))},
         )
-        for i, key in enumerate(keys)
+        for key in keys
     ]
     return _figure(data, _layout("Tier mix (who answered)", "% of answers", frame.x_range, barmode="stack"))
 
@@ -231,10 +243,20 @@ def quality_figure(values: Sequence[dict[str, Any]], targets: Targets, frame: Fr
 
 
 def errors_figure(values: Sequence[dict[str, Any]], targets: Targets, frame: Frame) -> Figure:
-    trace = _line(values, "error_rate", "every tier failed", "#d92d20")
+    """Routed requests every tier failed, and refused ones by reason (a budget, a rate limit, bad input)."""
+    reasons = sorted({k for v in values for k in v if k.startswith(REFUSED_PREFIX)})
+    data = [_line(values, "error_rate", "every tier failed", "#d92d20")]
+    data += [
+        _line(values, key, f"refused: {chart_text(key.removeprefix(REFUSED_PREFIX))}", colour)
+        for key, colour in zip(reasons, _cycle(REFUSED_COLOURS, len(reasons)), strict=True)
+    ]
     budget = round(100.0 - targets.min_availability_pct, 4)
     shapes = [_target(budget, f"SLA availability {targets.min_availability_pct:g} %")]
-    return _figure([trace], _layout("Error rate", "% of requests", frame.x_range, shapes=shapes))
+    return _figure(data, _layout("Failed and refused requests", "% of requests", frame.x_range, shapes=shapes))
+
+
+def _cycle(colours: Sequence[str], n: int) -> list[str]:
+    return [colours[i % len(colours)] for i in range(n)]
 
 
 def figures(

@@ -19,6 +19,7 @@ from django.utils import timezone
 from dashboard.choices import Resolution, SpendKind
 from dashboard.rollups.sketch import Sketch, sketch_add, sketch_count, sketch_merge, sketch_quantile
 from routing.records.payload import RecordPayload as Payload
+from routing.records.refusals import refusal_of
 
 # (resolution, bucket, policy id, tier, model): the unique key of a `Rollup` row.
 RollupKey = tuple[str, datetime, int, int, str]
@@ -26,12 +27,15 @@ RollupKey = tuple[str, datetime, int, int, str]
 SpendKey = tuple[date, int, str, str]
 ALL_POLICIES = 0  # SpendRollup.scope for spend across every policy
 FAILED_TIER = -1
+# Refused requests' rows: no tier answered, and `model` holds the reason (`429 budget_exceeded`).
+REFUSED_TIER = -2
 
 COUNTERS = (
     "requests",
     "escalated",
     "escalations",
     "errors",
+    "refused",
     "cache_hits",
     "input_tokens",
     "output_tokens",
@@ -48,7 +52,9 @@ class RowLike(Protocol):
     """A `Rollup` row, or anything with its counters, tier and sketch."""
 
     requests: int
+    refused: int
     tier: int
+    model: str
     latency: Sketch
 
 
@@ -64,6 +70,7 @@ class Totals:
     escalated: int = 0
     escalations: int = 0
     errors: int = 0
+    refused: int = 0  # turned away before routing; not in `requests`
     cache_hits: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -75,9 +82,15 @@ class Totals:
     quality_count: int = 0
     latency: Sketch = field(default_factory=dict)
     cheap_accepted: int = 0  # answered by tier 0; derived from the rows' tier, not stored
+    refusals: dict[str, int] = field(default_factory=dict)  # reason → refused requests
 
     def add_payload(self, p: Payload) -> None:
         """Count one request record payload (`routing.records.recorder.record_payload`)."""
+        reason = refusal_of(p)
+        if reason is not None:
+            self.refused += 1
+            self.refusals[reason] = self.refusals.get(reason, 0) + 1
+            return
         self.requests += 1
         self.escalated += bool(p["escalated"])
         self.escalations += p["escalations"]
@@ -101,11 +114,19 @@ class Totals:
         """Count a stored rollup row."""
         self._add_counters(row)
         self.cheap_accepted += row.requests if row.tier == 0 else 0
+        if row.tier == REFUSED_TIER:
+            self._add_refusals({row.model: row.refused})
 
     def merge(self, other: Totals) -> None:
         """Count another bag of totals."""
         self._add_counters(other)
         self.cheap_accepted += other.cheap_accepted
+        self._add_refusals(other.refusals)
+
+    def _add_refusals(self, refusals: dict[str, int]) -> None:
+        for reason, count in refusals.items():
+            if count:
+                self.refusals[reason] = self.refusals.get(reason, 0) + count
 
     def _add_counters(self, source: Any) -> None:
         for name in COUNTERS:
@@ -117,8 +138,29 @@ class Totals:
         return _pct(self.escalated, self.requests)
 
     @property
+    def received(self) -> int:
+        """Every request with a valid key: routed ones and refused ones."""
+        return self.requests + self.refused
+
+    @property
     def error_rate(self) -> float | None:
+        """Routed requests every tier failed, in % of the routed ones (availability)."""
         return _pct(self.errors, self.requests)
+
+    @property
+    def failed_rate(self) -> float | None:
+        """Requests not answered, refused or failed, in % of every request received."""
+        return _pct(self.errors + self.refused, self.received)
+
+    def refusal_rate(self, reason: str = "") -> float | None:
+        """Refused requests (of one reason, or any), in % of every request received."""
+        return _pct(self.refusals_of(reason), self.received)
+
+    def refusals_of(self, reason: str = "") -> int:
+        """Refused requests whose reason contains `reason` (`429`, `budget_exceeded`); all for ""."""
+        if not reason:
+            return self.refused
+        return sum(count for name, count in self.refusals.items() if reason in name)
 
     @property
     def availability(self) -> float | None:
@@ -181,7 +223,17 @@ def local_day_start(moment: datetime) -> datetime:
 
 
 def tier_of(p: Payload) -> int:
+    if refusal_of(p) is not None:
+        return REFUSED_TIER
     return FAILED_TIER if p["final_tier"] is None or p["status"] == "failed" else int(p["final_tier"])
+
+
+def model_of(p: Payload) -> str:
+    """The row's `model`: the endpoint that answered, nothing for a failure, a refusal's reason."""
+    tier = tier_of(p)
+    if tier == REFUSED_TIER:
+        return refusal_of(p) or ""
+    return "" if tier == FAILED_TIER else p["final_model"]
 
 
 def rollup_deltas(payloads: Iterable[Payload]) -> dict[RollupKey, tuple[str, Totals]]:
@@ -189,7 +241,7 @@ def rollup_deltas(payloads: Iterable[Payload]) -> dict[RollupKey, tuple[str, Tot
     deltas: dict[RollupKey, tuple[str, Totals]] = {}
     for p in payloads:
         created = datetime.fromisoformat(p["created"])
-        model = "" if tier_of(p) == FAILED_TIER else p["final_model"]
+        model = model_of(p)
         for resolution in (Resolution.MINUTE, Resolution.HOUR):
             key = (str(resolution), bucket_start(created, resolution), p["policy_id"], tier_of(p), model)
             _, totals = deltas.setdefault(key, (p["policy_name"], Totals()))
@@ -201,6 +253,8 @@ def spend_deltas(payloads: Iterable[Payload]) -> dict[SpendKey, tuple[int, Decim
     """What each day's spender row gains: key → (requests, cost), per policy and across all."""
     deltas: dict[SpendKey, tuple[int, Decimal]] = {}
     for p in payloads:
+        if refusal_of(p) is not None:  # nothing spent
+            continue
         day = timezone.localdate(datetime.fromisoformat(p["created"]))
         names = [(SpendKind.APP, f"{p['team']}/{p['app']}")]
         if p.get("end_user"):
@@ -219,7 +273,7 @@ def points_from_rows(rows: Iterable[Any]) -> list[Point]:
     for row in rows:
         point = points.setdefault(row.bucket, Point(row.bucket))
         point.totals.add_row(row)
-        if row.tier != FAILED_TIER:
+        if row.tier >= 0:
             point.tiers[(row.tier, row.model)] += row.requests
     return [points[bucket] for bucket in sorted(points)]
 

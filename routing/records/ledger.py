@@ -46,6 +46,7 @@ class LedgerSource(TypedDict):
     """
 
     created: ReadOnly[str]
+    status: ReadOnly[str]
     team: ReadOnly[str]
     app: ReadOnly[str]
     api_key_prefix: ReadOnly[str]
@@ -70,6 +71,8 @@ def ledger_lines(payloads: Sequence[LedgerSource]) -> list[LedgerLine]:
 
 
 def _lines(p: LedgerSource) -> list[LedgerLine]:
+    if p["status"] == "refused":  # turned away before any model was called: nothing spent
+        return []
     day = billing_day(p["created"])
     attempts = p["attempts"]
     lines = [_attempt_line(p, day, a) for a in attempts]

@@ -35,6 +35,13 @@ class SamplePayload(TypedDict):
     shadow: bool
 
 
+class RefusalPayload(TypedDict):
+    """Why a request was turned away: the HTTP status and error code it was answered with."""
+
+    status: int
+    code: str
+
+
 class RecordPayload(TypedDict):
     """Everything a request record and its attempts need (`recorder.record_payload` builds it)."""
 
@@ -71,3 +78,5 @@ class RecordPayload(TypedDict):
     attempts: list[AttemptPayload]
     # A semantic hit drawn for verification: what re-asking it needs.
     semantic_check: NotRequired[dict[str, Any]]
+    # A refused request: the HTTP status and error code it was answered with.
+    refusal: NotRequired[RefusalPayload]

@@ -94,6 +94,7 @@ def _payload(record: RequestRecord) -> LedgerSource:
     """The parts of the flusher's payload the ledger reads, rebuilt from the stored rows."""
     return {
         "created": record.created.isoformat(),
+        "status": record.status,
         "team": record.team,
         "app": record.app,
         "api_key_prefix": record.api_key_prefix,

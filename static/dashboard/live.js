@@ -78,7 +78,8 @@
       for (const key of Object.keys(point)) {
         if (!key.startsWith("tier:") || known.has(key)) continue;
         const [, tier, model] = key.split(":");
-        const colour = TIER_COLOURS[element.data.length % TIER_COLOURS.length];
+        // By tier number, as the server colours them: a tier keeps its colour.
+        const colour = TIER_COLOURS[Number(tier) % TIER_COLOURS.length];
         const width = config.stepMinutes * 60000 * 0.8;
         element.data.push({ type: "bar", name: `tier ${tier} · ${model}`, meta: key, x: [], y: [], width, marker: { color: colour } });
         known.add(key);

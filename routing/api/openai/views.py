@@ -46,6 +46,7 @@ from routing.limits.budget_holds import CASCADE_DEADLINE_S, BudgetPlan, budget_h
 from routing.models import hash_api_key
 from routing.records import recorder
 from routing.records.payload import RecordPayload
+from routing.records.refusals import refusal_record
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ logger = logging.getLogger(__name__)
 @csrf_exempt
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/chat/completions: answer from the cheapest tier that answers well."""
+    started = time.perf_counter()
+    key: KeyInfo | None = None
+    chat: ChatRequest | None = None
+    policy: PolicySnapshot | None = None
     try:
         if request.method != "POST":
             raise MethodNotAllowed("Use POST for /v1/chat/completions.")
@@ -63,6 +68,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         serve = streaming.stream_route if chat.stream else route
         return ratelimit.with_headers(await serve(key, policy, chat, cache_control(request.headers)), admission)
     except ApiError as exc:
+        if key is not None:  # a refusal is counted against its key's team, app and policy
+            await refusal_record(key=key, policy=policy, error=exc, chat=chat, started=started)
         return error_response(exc)
     except Exception:
         logger.exception("Unhandled error in chat_completions")

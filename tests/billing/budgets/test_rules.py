@@ -79,7 +79,10 @@ def test_a_hard_budget_rejects_with_a_429_that_names_it(client, demo):
     assert "$0.0001 spent" in error["message"] and "$0.0001 limit" in error["message"]
     assert "resets at" in error["message"]
     assert 0 < int(response["Retry-After"]) <= 31 * 86400
-    assert flush_records() == 0  # a rejected request never reached a model
+    assert flush_records() == 1  # on record as refused, for the dashboard; it never reached a model
+    refused = RequestRecord.objects.get()
+    assert (refused.status, refused.cost, refused.attempts.count()) == ("refused", 0, 0)
+    assert LedgerEntry.objects.count() == 1  # the spend above: a refusal costs nothing
 
 
 def test_spend_settles_to_the_actual_cost_and_then_blocks(client, demo):
