@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/routing/", include("routing.api.rest.urls")),
     path("api/dashboard/", include("dashboard.api.urls")),
+    path("api/billing/", include("billing.api.urls")),
     path("api/audit/", include("common.audit.urls")),
     path("admin/", admin.site.urls),
     path("finance/", include("billing.reports.urls")),
