@@ -135,10 +135,11 @@ class UpstreamApp:
             await self._stream(send, model, plan, request)
             return
         script = self._scripts.get(model)
-        if script is not None and plan.status == 200:
-            scripted = replace(self.behaviour, answer=next(script))
-            body = json.dumps(chat_completion(scripted, model, plan, created=self._created)).encode()
-            await respond(send, 200, body)
+        choices = requested_choices(request)
+        if (script is not None or choices > 1) and plan.status == 200 and not plan.malformed:
+            answers = [next(script) if script is not None else self.behaviour.answer for _ in range(choices)]
+            body = json.dumps(chat_completion(self.behaviour, model, plan, created=self._created, answers=answers))
+            await respond(send, 200, body.encode())
             return
         await respond(send, plan.status, self._body(model, plan, bool(request.get("logprobs"))))
 
@@ -223,7 +224,14 @@ def plan_for_model(model: str) -> Plan | None:
     }.get(model)
 
 
-def chat_completion(behaviour: UpstreamBehaviour, model: str, plan: Plan, *, created: int) -> dict[str, Any]:
+def chat_completion(
+    behaviour: UpstreamBehaviour, model: str, plan: Plan, *, created: int, answers: list[str] | None = None
+) -> dict[str, Any]:
+    """A chat completion with one choice per answer (`behaviour.answer` alone by default).
+
+    Like OpenAI's, the usage of several choices counts the prompt once and every choice's tokens.
+    """
+    texts = answers or [behaviour.answer]
     body: dict[str, Any] = {
         "id": "chatcmpl-upstream",
         "object": "chat.completion",
@@ -231,16 +239,24 @@ def chat_completion(behaviour: UpstreamBehaviour, model: str, plan: Plan, *, cre
         "model": model,
         "choices": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": behaviour.answer},
+                "index": index,
+                "message": {"role": "assistant", "content": text},
                 "logprobs": None,
                 "finish_reason": plan.finish_reason,
             }
+            for index, text in enumerate(texts)
         ],
     }
     if plan.usage:
-        body["usage"] = usage_object(behaviour)
+        body["usage"] = usage_object(replace(behaviour, completion_tokens=behaviour.completion_tokens * len(texts)))
     return body
+
+
+def requested_choices(request: dict[str, Any]) -> int:
+    """How many answers the request asked for (`n`, default 1)."""
+    n = request.get("n", 1)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+
 
 
 def sse_events(

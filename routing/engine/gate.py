@@ -18,7 +18,7 @@ from typing import Any
 from routing.engine import embeddings
 from routing.engine.agreement import Agreement, Embedder, agreement, by_embedding
 from routing.engine.costing import JUDGE_MAX_TOKENS
-from routing.engine.tiers import TierAnswer, TierCaller, answered_attempt
+from routing.engine.tiers import TierAnswer, TierCaller, answered_attempt, samples_in_one_call
 from routing.engine.types import Attempt, ChatRequest, Completion, GateSnapshot, Message, Outcome, Tier
 
 # Texts → one row per text (MiniLM sentence embeddings); run off the event loop.
@@ -52,7 +52,8 @@ class GateVerdict:
 async def gate_check(caller: TierCaller, tier: Tier, answer: TierAnswer, *, embed: Embed | None = None) -> GateVerdict:
     """Ask the tier's extra samples and peers in parallel, pick a majority answer, then judge it."""
     gate = tier.gate
-    extra = await asyncio.gather(*_sample_calls(caller, tier), *_peer_calls(caller, tier, gate))
+    samples, peers = await asyncio.gather(_samples(caller, tier), asyncio.gather(*_peer_calls(caller, tier, gate)))
+    extra = [*samples, *peers]
     attempts = [_as_attempt(called, Outcome.SAMPLE) for called in extra]
     answers = [answer.completion] + [c.completion if isinstance(c, TierAnswer) else None for c in extra]
     answered = [i for i, c in enumerate(answers) if c is not None]
@@ -75,11 +76,21 @@ async def gate_check(caller: TierCaller, tier: Tier, answer: TierAnswer, *, embe
     return GateVerdict(completion, tuple(attempts), agreed, judged)
 
 
-def _sample_calls(caller: TierCaller, tier: Tier) -> list[Any]:
+async def _samples(caller: TierCaller, tier: Tier) -> list[TierAnswer | Attempt]:
+    """The tier's extra samples: one call with `n` where the endpoint takes it, else parallel calls
+    (also for whatever a one-call answer fell short of: a fallback endpoint may not take `n`)."""
     sampler = dataclasses.replace(
         caller, chat=dataclasses.replace(caller.chat, temperature=tier.gate.sample_temperature)
     )
-    return [sampler.call(tier) for _ in range(tier.gate.samples - 1)]
+    wanted = tier.gate.samples - 1
+    found: list[TierAnswer | Attempt] = []
+    if wanted > 1 and samples_in_one_call(tier.endpoint):
+        called = await sampler.call(tier, n=wanted)
+        if not isinstance(called, TierAnswer):
+            return [called]  # retried already: asking again in parallel would not help
+        found = list[TierAnswer | Attempt](called.each())
+    rest = await asyncio.gather(*(sampler.call(tier) for _ in range(wanted - len(found))))
+    return [*found, *rest][: max(wanted, 0)]
 
 
 def _peer_calls(caller: TierCaller, tier: Tier, gate: GateSnapshot) -> list[Any]:

@@ -19,6 +19,13 @@ class Provider(Protocol):
 
 
 @runtime_checkable
+class SamplingProvider(Provider, Protocol):
+    """A provider that can return several answers from one call (OpenAI's `n`)."""
+
+    async def complete_many(self, chat: ChatRequest, *, max_tokens: int, n: int) -> tuple[Completion, ...]: ...
+
+
+@runtime_checkable
 class Scorer(Protocol):
     """Turns (request, answer, provider metadata) into a confidence in [0, 1]."""
 

@@ -9,8 +9,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from routing.engine.costing import attempt_cost, resolve_max_tokens
-from routing.engine.errors import BreakerOpen, ProviderError, ProviderMisconfigured, ProviderTimeout
-from routing.engine.ports import Breakers, Provider
+from routing.engine.errors import (
+    BreakerOpen,
+    ProviderError,
+    ProviderMisconfigured,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from routing.engine.ports import Breakers, Provider, SamplingProvider
 from routing.engine.tokens import max_prompt_tokens
 from routing.engine.types import Attempt, ChatRequest, Completion, EndpointSnapshot, Outcome, Tier
 
@@ -82,6 +88,19 @@ class TierAnswer:
     completion: Completion
     latency_ms: float
     billed: BilledUsage = NO_USAGE
+    # The other answers of a call that asked for several (`n`); `completion` is the first.
+    more: tuple[Completion, ...] = ()
+
+    def each(self) -> list[TierAnswer]:
+        """One answer per completion: a call that returned several is recorded as several."""
+        return (
+            [self]
+            if not self.more
+            else [
+                dataclasses.replace(self, more=()),
+                *(TierAnswer(self.tier, completion, self.latency_ms) for completion in self.more),
+            ]
+        )
 
 
 def answered_attempt(answer: TierAnswer, score: float | None, outcome: Outcome) -> Attempt:
@@ -137,16 +156,21 @@ class TierCaller:
     # caller reports the success once the stream has ended well.
     record_success: bool = True
 
-    async def call(self, tier: Tier) -> TierAnswer | Attempt:
-        """The tier's answer, or the FAILED attempt that replaces it."""
+    async def call(self, tier: Tier, *, n: int = 1) -> TierAnswer | Attempt:
+        """The tier's answer, or the FAILED attempt that replaces it.
+
+        `n` > 1 asks for that many answers in one call where the endpoint takes `n`
+        (`samples_in_one_call`); the answer then holds the others in `more`. Elsewhere
+        it is one answer: the caller asks for the rest.
+        """
         provider = self.providers.get(tier.endpoint.id)
         if provider is None:
             return failed_attempt(tier, 0.0, _no_provider(tier.endpoint), ProviderMisconfigured.kind)
         if await self._allowed(tier.endpoint):
-            return await self._tries(tier, provider)
-        return await self._call_fallback(tier)
+            return await self._tries(tier, provider, n)
+        return await self._call_fallback(tier, n)
 
-    async def _call_fallback(self, tier: Tier) -> TierAnswer | Attempt:
+    async def _call_fallback(self, tier: Tier, n: int) -> TierAnswer | Attempt:
         """The tier's breaker is open: its fallback endpoint answers, if it has one that may be called."""
         fallback = tier.endpoint.fallback
         provider = self.providers.get(fallback.id) if fallback is not None else None
@@ -157,14 +181,14 @@ class TierCaller:
         if not await self._allowed(fallback):
             message = f"circuit breaker open for {tier.endpoint.name} and its fallback {fallback.name}"
             return failed_attempt(tier, 0.0, BreakerOpen(message), BreakerOpen.kind)
-        return await self._tries(dataclasses.replace(tier, endpoint=fallback), provider)
+        return await self._tries(dataclasses.replace(tier, endpoint=fallback), provider, n)
 
-    async def _tries(self, tier: Tier, provider: Provider) -> TierAnswer | Attempt:
+    async def _tries(self, tier: Tier, provider: Provider, n: int = 1) -> TierAnswer | Attempt:
         """Call until an answer, an error not worth retrying, or the retries run out."""
         started, billed, retry = self.clock(), NO_USAGE, 0
         while True:
             try:
-                completion = await self._try(tier, provider)
+                completions = await self._try(tier, provider, n)
             except ProviderError as exc:
                 billed = billed.plus(billable(exc, self.chat, tier))
                 more = await self._record(tier.endpoint, ok=not exc.breaker_failure)
@@ -180,16 +204,23 @@ class TierCaller:
             else:
                 if self.record_success:
                     await self._record(tier.endpoint, ok=True)
-                return TierAnswer(tier, completion, elapsed_ms(started, self.clock), billed)
+                first, *others = completions
+                return TierAnswer(tier, first, elapsed_ms(started, self.clock), billed, tuple(others))
             await self.backoff.sleep(wait_s)
             retry += 1
 
-    async def _try(self, tier: Tier, provider: Provider) -> Completion:
+    async def _try(self, tier: Tier, provider: Provider, n: int) -> tuple[Completion, ...]:
         """One provider call, cut off at the endpoint's timeouts even if the provider ignores them."""
         deadline_s = tier.endpoint.connect_timeout_s + tier.endpoint.read_timeout_s
+        max_tokens = resolve_max_tokens(self.chat, tier)
         try:
             async with asyncio.timeout(deadline_s if deadline_s > 0 else None):
-                return await provider.complete(self.chat, max_tokens=resolve_max_tokens(self.chat, tier))
+                if n > 1 and samples_in_one_call(tier.endpoint) and isinstance(provider, SamplingProvider):
+                    found = await provider.complete_many(self.chat, max_tokens=max_tokens, n=n)
+                    if found:
+                        return found[:n]
+                    raise ProviderUnavailable(f"{tier.endpoint.name}: no choices in the answer")
+                return (await provider.complete(self.chat, max_tokens=max_tokens),)
         except TimeoutError as exc:
             raise ProviderTimeout(f"{tier.endpoint.name}: no answer within {deadline_s:g}s") from exc
 
@@ -204,6 +235,11 @@ class TierCaller:
     async def _record(self, endpoint: EndpointSnapshot, *, ok: bool) -> bool:
         """Count the outcome; whether the endpoint may still be called."""
         return self.breakers is None or await self.breakers.record(endpoint, ok)
+
+
+def samples_in_one_call(endpoint: EndpointSnapshot) -> bool:
+    """Whether the endpoint returns several answers to one call (registry option `n: true`)."""
+    return endpoint.options.get("n") is True
 
 
 def _no_provider(endpoint: EndpointSnapshot) -> ProviderMisconfigured:

@@ -80,13 +80,23 @@ class OpenAICompatProvider:
 
     async def complete(self, chat: ChatRequest, *, max_tokens: int) -> Completion:
         """Ask the endpoint for one answer; raise a `ProviderError` when there is none."""
-        body = encode_json(request_body(self.endpoint, chat, max_tokens=max_tokens))
+        data, latency_ms = await self._whole(request_body(self.endpoint, chat, max_tokens=max_tokens))
+        return parse_completion(self.endpoint, chat, data, latency_ms=latency_ms)
+
+    async def complete_many(self, chat: ChatRequest, *, max_tokens: int, n: int) -> tuple[Completion, ...]:
+        """Ask for `n` answers in one call (`n` in the body): the prompt is sent and billed once."""
+        body = {**request_body(self.endpoint, chat, max_tokens=max_tokens), "n": n}
+        data, latency_ms = await self._whole(body)
+        return parse_completions(self.endpoint, chat, data, latency_ms=latency_ms)
+
+    async def _whole(self, body: dict[str, Any]) -> tuple[Mapping[str, Any], float]:
+        """POST a non-streamed request: the decoded answer and how long it took (ms)."""
         started = time.perf_counter()
-        response = await self._post(body, streaming=False)
+        response = await self._post(encode_json(body), streaming=False)
         content = await read_whole(self.endpoint, response)
         latency_ms = (time.perf_counter() - started) * 1000
         raise_for_status(self.endpoint, response, content)
-        return parse_completion(self.endpoint, chat, decode_json(content), latency_ms=latency_ms)
+        return decode_json(content), latency_ms
 
     async def stream(self, chat: ChatRequest, *, max_tokens: int) -> AsyncGenerator[StreamEvent, None]:
         """Ask for the answer as server-sent events: its deltas as they come, then all of it."""
@@ -367,15 +377,7 @@ def parse_completion(
 ) -> Completion:
     """Turn a chat-completions response body into a `Completion`."""
     choice = first_choice(data)
-    message = choice.get("message")
-    if not isinstance(message, Mapping):
-        raise ProviderUnavailable("malformed response: choices[0].message is missing")
-    finish_reason = str(choice.get("finish_reason") or "stop")
-    if finish_reason == "content_filter" or message.get("refusal"):
-        raise refused(endpoint, finish_reason, data.get("usage"))
-    text = message.get("content") or ""
-    if not isinstance(text, str):
-        raise ProviderUnavailable("malformed response: choices[0].message.content is not text")
+    text, finish_reason = choice_text(endpoint, choice, data.get("usage"))
     input_tokens, output_tokens, cached = usage_counts(data.get("usage"), chat, text)
     return Completion(
         text=text,
@@ -387,6 +389,57 @@ def parse_completion(
         logprobs=token_logprobs(choice.get("logprobs")),
         model=str(data.get("model") or endpoint.model_id),
     )
+
+
+def parse_completions(
+    endpoint: EndpointSnapshot, chat: ChatRequest, data: Mapping[str, Any], *, latency_ms: float
+) -> tuple[Completion, ...]:
+    """Every choice of a response asked with `n`, each with its share of the usage.
+
+    The usage covers the whole call: the first answer carries the prompt's tokens (billed
+    once), and the output tokens are shared out by each answer's estimated length, so the
+    answers' costs add up to the call's. A refused choice refuses the call (it was billed).
+    """
+    first_choice(data)  # at least one well-formed choice
+    choices = [choice for choice in data["choices"] if isinstance(choice, Mapping)]
+    texts = [choice_text(endpoint, choice, data.get("usage")) for choice in choices]
+    input_tokens, output_tokens, cached = usage_counts(data.get("usage"), chat, "".join(t for t, _ in texts))
+    shares = shared_out(output_tokens, [estimate_tokens(text) for text, _ in texts])
+    model = str(data.get("model") or endpoint.model_id)
+    return tuple(
+        Completion(
+            text=text,
+            finish_reason=finish_reason,
+            input_tokens=input_tokens if i == 0 else 0,
+            output_tokens=share,
+            latency_ms=latency_ms,
+            cached_input_tokens=cached if i == 0 else 0,
+            logprobs=token_logprobs(choice.get("logprobs")),
+            model=model,
+        )
+        for i, (choice, (text, finish_reason), share) in enumerate(zip(choices, texts, shares, strict=True))
+    )
+
+
+def shared_out(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights` (each at least 1), summing exactly to `total`."""
+    weights = [max(weight, 1) for weight in weights]
+    bounds = [total * sum(weights[: i + 1]) // sum(weights) for i in range(len(weights))]
+    return [high - low for low, high in zip([0, *bounds[:-1]], bounds, strict=True)]
+
+
+def choice_text(endpoint: EndpointSnapshot, choice: Mapping[str, Any], usage: Any) -> tuple[str, str]:
+    """(text, finish reason) of one choice; a refusal raises `ProviderRefused`."""
+    message = choice.get("message")
+    if not isinstance(message, Mapping):
+        raise ProviderUnavailable("malformed response: a choice's message is missing")
+    finish_reason = str(choice.get("finish_reason") or "stop")
+    if finish_reason == "content_filter" or message.get("refusal"):
+        raise refused(endpoint, finish_reason, usage)
+    text = message.get("content") or ""
+    if not isinstance(text, str):
+        raise ProviderUnavailable("malformed response: a choice's message.content is not text")
+    return text, finish_reason
 
 
 def refused(endpoint: EndpointSnapshot, finish_reason: str, usage: Any) -> ProviderRefused:

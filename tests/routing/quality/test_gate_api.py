@@ -11,7 +11,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from routing.models import PolicyTier, RequestRecord
+from routing.models import ModelEndpoint, PolicyTier, RequestRecord
 from testing.factories import make_key, make_policy, openai_endpoint
 from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
@@ -86,6 +86,38 @@ def test_samples_that_disagree_escalate_and_every_sample_is_recorded(live_gatewa
         ("cheap", "sample"),
         ("strong", "accepted"),
     ]
+    assert every_attempt_is_paid_for(record)
+
+
+def test_an_endpoint_that_takes_n_draws_the_samples_in_one_call(live_gateway):
+    agreeing = ("7 times 6 is 42. The answer is 42.",) * 3
+    with running_upstream(scripts(cheap_model=agreeing)) as upstream:
+        key = gated_policy(upstream.base_url, samples=3)
+        ModelEndpoint.objects.filter(name="cheap").update(options={"n": True})
+        answer, record = ask(live_gateway.url, key)
+        sampled = upstream.last_request
+
+    assert answer == agreeing[0]
+    assert upstream.calls["cheap-model"] == 2  # the answer, then both extra samples at once
+    assert sampled["n"] == 2 and sampled["temperature"] == 0.7
+    assert attempts_of(record) == [("cheap", "accepted"), ("cheap", "sample"), ("cheap", "sample")]
+    assert every_attempt_is_paid_for(record)
+    # The prompt of the one call is billed once, with its first sample.
+    samples = record.attempts.filter(outcome="sample").order_by("position")
+    assert [a.input_tokens for a in samples] == [20, 0]
+    assert sum(a.output_tokens for a in samples) == 12
+
+
+def test_samples_in_one_call_that_disagree_escalate(live_gateway):
+    disagreeing = ("The answer is 42.", "The answer is 13.", "The answer is 48.")
+    with running_upstream(scripts(cheap_model=disagreeing)) as upstream:
+        key = gated_policy(upstream.base_url, samples=3)
+        ModelEndpoint.objects.filter(name="cheap").update(options={"n": True})
+        answer, record = ask(live_gateway.url, key)
+
+    assert answer == STRONG_ANSWER
+    assert upstream.calls["cheap-model"] == 2
+    assert attempts_of(record)[-1] == ("strong", "accepted")
     assert every_attempt_is_paid_for(record)
 
 
