@@ -2,8 +2,11 @@
 
 `make bench` runs this: it starts the local upstream and one gateway worker in embedded
 mode, then measures the overhead against the upstream alone at each concurrency, the load
-generator's own cost, cache-hit latency, and the worker's memory over a soak. CPU per
-request is the figure to compare across runs on the same machine. See docs/testing.md.
+generator's own cost, cache-hit latency, streaming time to first token, and the worker's
+memory over a soak; then the same worker in production mode (PostgreSQL, Redis, a team
+budget and a rate limit on the key, the recorder running), with the recorder's throughput
+and backlog. CPU per request is the figure to compare across runs on the same machine.
+See docs/testing.md.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from bench.loadgen import (
     wrk_available,
     wrk_load,
 )
-from bench.procstats import CpuMeter, peak_rss_mb, rss_mb, slope_mb_per_min
+from bench.procstats import CpuMeter, cpu_seconds, peak_rss_mb, rss_mb, slope_mb_per_min
+from bench.streaming import first_token_ms
+from bench.streaming import summary as first_token_summary
 from testing.net import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +48,12 @@ CACHE_HEADER = "x-cascadeops-cache"
 CACHE_HIT = "hit-exact"
 SOAK_CONCURRENCY = 10
 SOAK_CACHED_PROMPTS = 500
+STREAMED_REQUESTS = 300
+# How long the recorder may take to empty the record stream after the c=50 load.
+DRAIN_LIMIT_S = 60.0
+# Production mode's default servers: a database and a Redis database the bench may empty.
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cascadeops_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 SEED_SCRIPT = """
 import django; django.setup()
 from decimal import Decimal
@@ -55,7 +66,17 @@ strong = ModelEndpoint.objects.create(name="bench-strong", provider_kind="openai
     model_id="strong", input_price_per_m=Decimal("2.50"), output_price_per_m=Decimal("10.00"))
 plain = services.policy_create(name="bench", tiers=[(cheap, 0.0), (strong, 1.0)], cache_ttl_s=0)
 cached = services.policy_create(name="bench-cached", tiers=[(cheap, 0.0), (strong, 1.0)], cache_ttl_s=3600)
-print(services.api_key_create(name="bench", policy=plain, team="bench", app="bench")[1])
+if {production!r}:
+    # Production mode's request path: the key's team has a blocking budget and the key a
+    # rate limit, both far above what the bench spends, so every request reserves, is
+    # charged and settles.
+    from billing.models import Budget
+    Budget.objects.create(name="bench-team", scope="team", scope_value="bench", period="month",
+        limit=Decimal("1000000"), hard_action="reject")
+    limits = dict(requests_per_minute=100_000_000, tokens_per_minute=1_000_000_000)
+else:
+    limits = {{}}
+print(services.api_key_create(name="bench", policy=plain, team="bench", app="bench", **limits)[1])
 print(services.api_key_create(name="bench-cached", policy=cached, team="bench", app="bench-cached")[1])
 """
 
@@ -74,19 +95,47 @@ def process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[by
         proc.wait(timeout=30)
 
 
-def gateway_env(var_dir: str, use_redis: bool) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """Where the gateway keeps its shared state: SQLite and the spool (no URLs), or servers."""
+
+    name: str
+    redis_url: str = ""
+    database_url: str = ""
+
+    @property
+    def production(self) -> bool:
+        return bool(self.redis_url and self.database_url)
+
+
+EMBEDDED = Mode("embedded")
+
+
+def gateway_env(var_dir: str, mode: Mode) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update({"DJANGO_SETTINGS_MODULE": "cascadeops.settings", "CASCADEOPS_VAR_DIR": var_dir, "LOG_LEVEL": "WARNING"})
-    if use_redis:
-        env["REDIS_URL"] = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    if mode.redis_url:
+        env["REDIS_URL"] = mode.redis_url
         env["CASCADEOPS_RECORD_STREAM"] = f"cascadeops:bench:{os.getpid()}"
+    if mode.database_url:
+        env["DATABASE_URL"] = mode.database_url
     return env
 
 
-def seed(env: dict[str, str], upstream: str) -> tuple[str, str]:
+def emptied(env: dict[str, str], mode: Mode) -> None:
+    """Production mode's database and Redis database as a fresh install has them: empty."""
+    import redis
+
+    subprocess.run([sys.executable, "manage.py", "flush", "--noinput"], cwd=ROOT, env=env, check=True)
+    redis.Redis.from_url(mode.redis_url).flushdb()
+
+
+def seed(env: dict[str, str], upstream: str, mode: Mode) -> tuple[str, str]:
     """Migrate the bench database and create the policies; returns (plain key, caching key)."""
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    script = SEED_SCRIPT.format(upstream=upstream)
+    if mode.production:
+        emptied(env, mode)
+    script = SEED_SCRIPT.format(upstream=upstream, production=mode.production)
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"seeding the bench database failed:\n{out.stderr}")
@@ -127,7 +176,7 @@ class Servers:
 
 
 @contextmanager
-def bench_servers(use_redis: bool, app: str = "cascadeops.asgi:application", **extra_env: str) -> Iterator[Servers]:
+def bench_servers(mode: Mode, app: str = "cascadeops.asgi:application", **extra_env: str) -> Iterator[Servers]:
     """The upstream and one gateway worker serving `app`, seeded, until the block ends."""
     up_port, gw_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
@@ -136,7 +185,7 @@ def bench_servers(use_redis: bool, app: str = "cascadeops.asgi:application", **e
     # what that costs depends on the file system (see `gateway_sys_ms_per_request`).
     (ROOT / "var").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / "var") as var_dir:
-        env = {**gateway_env(var_dir, use_redis), **extra_env}
+        env = {**gateway_env(var_dir, mode), **extra_env}
         up_cmd = [sys.executable, "-m", "testing.upstream", "--port", str(up_port)]
         # httptools and uvloop named, not "auto": without them uvicorn falls back to h11 and
         # asyncio, measured at a quarter to a half more CPU per request: better to fail than to measure that.
@@ -144,7 +193,7 @@ def bench_servers(use_redis: bool, app: str = "cascadeops.asgi:application", **e
                   "--loop", "uvloop", "--no-access-log", "--lifespan", "off", "--log-level", "warning"]  # fmt: skip
         with process(up_cmd, env) as up:
             wait_until_up(f"{upstream}/models")
-            plain, cached = seed(env, upstream)
+            plain, cached = seed(env, upstream, mode)
             with process(gw_cmd, env) as gw:
                 wait_until_up(f"http://127.0.0.1:{gw_port}/v1/models")
                 yield Servers(up_port, up.pid, gw_port, gw.pid, plain, cached, env)
@@ -253,16 +302,20 @@ def soak_target(servers: Servers) -> Target:
 
 
 async def soak(servers: Servers, seconds: float) -> dict[str, Any]:
-    """Load at concurrency 10 for `seconds`, the flusher running, sampling the worker's memory."""
+    """Load at concurrency 10 for `seconds`, the flusher running, sampling its and the worker's memory."""
     samples: list[tuple[float, float]] = []
-    with process([sys.executable, "manage.py", "run_recorder"], servers.env):
+    recorder_samples: list[tuple[float, float]] = []
+    with process([sys.executable, "manage.py", "run_recorder"], servers.env) as recorder:
         started = time.monotonic()
         sampler = asyncio.create_task(sample_rss(servers.gateway_pid, samples, started))
+        recorder_sampler = asyncio.create_task(sample_rss(recorder.pid, recorder_samples, started))
         meter = CpuMeter(servers.gateway_pid)
         run = await python_load(soak_target(servers), SOAK_CONCURRENCY, seconds=seconds)
         cpu_ms = meter.ms_per_request(len(run.latencies_ms))
         sampler.cancel()
+        recorder_sampler.cancel()
     summary = summarise(run)
+    recorder_second_half = [s for s in recorder_samples if s[0] >= seconds / 2]
     second_half = [s for s in samples if s[0] >= seconds / 2]
     return {
         "seconds": seconds,
@@ -280,12 +333,26 @@ async def soak(servers: Servers, seconds: float) -> dict[str, Any]:
         # + 0.0: a flat line reads 0.0, not -0.0.
         "rss_slope_mb_per_min": round(slope_mb_per_min(samples), 3) + 0.0,
         "rss_slope_second_half_mb_per_min": round(slope_mb_per_min(second_half), 3) + 0.0,
+        "recorder_rss_start_mb": round(recorder_samples[0][1], 1),
+        "recorder_rss_end_mb": round(recorder_samples[-1][1], 1),
+        "recorder_rss_slope_second_half_mb_per_min": round(slope_mb_per_min(recorder_second_half), 3) + 0.0,
         # At most ~120 points, for a chart.
         "rss_samples": [[round(t, 1), round(m, 1)] for t, m in samples[:: max(1, len(samples) // 120)]],
     }
 
 
-async def measure(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> dict[str, Any]:
+async def first_tokens(servers: Servers, total: int) -> dict[str, Any]:
+    """Time to the first streamed event, through the gateway and from the upstream directly, at c=1."""
+    body = {**chat_body("bench"), "stream": True}
+    direct = servers.direct(body).requests[0]
+    through = servers.through(servers.plain_key, [body]).requests[0]
+    await first_token_ms("127.0.0.1", servers.gateway_port, through, 20)  # warm-up
+    direct_ms = await first_token_ms("127.0.0.1", servers.upstream_port, direct, total)
+    through_ms = await first_token_ms("127.0.0.1", servers.gateway_port, through, total)
+    return {"requests": total, **first_token_summary(through_ms, direct_ms)}
+
+
+async def levels_measured(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> dict[str, Any]:
     warm = servers.through(servers.plain_key, [chat_body("bench")])
     await python_load(warm, 4, total=300)  # config cache, connection pools
     await python_load(servers.direct(chat_body("bench")), 4, total=300)
@@ -293,9 +360,62 @@ async def measure(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> 
     for c in args.levels:
         levels[f"c{c}"] = await overhead_level(servers, c, args.seconds, use_wrk)
         print(f"c={c}: {json.dumps(levels[f'c{c}'])}", flush=True)
+    return levels
+
+
+async def measure(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> dict[str, Any]:
+    levels = await levels_measured(servers, args, use_wrk)
     results: dict[str, Any] = {**levels, "generator": generator_figures(levels)}
     results["cache"] = await cache_hits(servers, args.cache_requests)
     print(f"cache: {json.dumps(results['cache'])}", flush=True)
+    results["streaming"] = await first_tokens(servers, args.streamed_requests)
+    print(f"streaming: {json.dumps(results['streaming'])}", flush=True)
+    if args.soak_seconds > 0:
+        results["soak"] = await soak(servers, args.soak_seconds)
+        print(f"soak: {json.dumps({k: v for k, v in results['soak'].items() if k != 'rss_samples'})}", flush=True)
+    return results
+
+
+def record_backlog(servers: Servers) -> int:
+    """Records in the production record stream not yet stored (the recorder deletes what it stored)."""
+    import redis
+
+    client = redis.Redis.from_url(servers.env["REDIS_URL"])
+    return int(client.xlen(servers.env["CASCADEOPS_RECORD_STREAM"]))
+
+
+async def drained_after(servers: Servers, limit_s: float) -> float | None:
+    """Seconds until the record stream is empty; None if it is not within `limit_s`."""
+    started = time.monotonic()
+    while record_backlog(servers) > 0:
+        if time.monotonic() - started > limit_s:
+            return None
+        await asyncio.sleep(0.05)
+    return round(time.monotonic() - started, 2)
+
+
+async def measure_production(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> dict[str, Any]:
+    """The levels with the recorder running beside the worker, its throughput and backlog, streaming."""
+    with process([sys.executable, "manage.py", "run_recorder"], servers.env) as recorder:
+        cpu_before = cpu_seconds(recorder.pid)
+        stored_before = record_backlog(servers)
+        levels = await levels_measured(servers, args, use_wrk)
+        backlog = record_backlog(servers)
+        drained_s = await drained_after(servers, DRAIN_LIMIT_S)
+        recorder_cpu_s = cpu_seconds(recorder.pid) - cpu_before
+        # Every gateway request of the levels was recorded, and the warm-up's 300 too.
+        stored = sum(level["requests"] for level in levels.values()) + 300 + stored_before
+        results: dict[str, Any] = {**levels}
+        results["recorder"] = {
+            "records_stored": stored,
+            "cpu_s": round(recorder_cpu_s, 3),
+            "records_per_cpu_second": round(stored / recorder_cpu_s, 1) if recorder_cpu_s else None,
+            f"backlog_after_c{args.levels[-1]}": backlog,
+            "drained_after_s": drained_s,
+        }
+        print(f"recorder: {json.dumps(results['recorder'])}", flush=True)
+        results["streaming"] = await first_tokens(servers, args.streamed_requests)
+        print(f"streaming: {json.dumps(results['streaming'])}", flush=True)
     if args.soak_seconds > 0:
         results["soak"] = await soak(servers, args.soak_seconds)
         print(f"soak: {json.dumps({k: v for k, v in results['soak'].items() if k != 'rss_samples'})}", flush=True)
@@ -305,21 +425,54 @@ async def measure(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> 
 def human_summary(results: dict[str, Any]) -> str:
     meta, g = results["meta"], results["generator"]
     lines = [f"{meta['gateway']}; {meta['machine']}; generator {g['generator']}"]
-    lines.append("  c  overhead p50/p99 ms  gateway RPS (direct)  CPU ms/req: gateway (of it system), upstream")
+    lines += levels_table(results)
+    lines.append(
+        f"generator: {g['client_cpu_us_per_request']:.0f} µs CPU/request (≈{g['max_rps_per_core']} RPS per core); "
+        f"{g['rps_against_upstream']:.0f} RPS against the bare upstream at c={g['concurrency']}"
+    )
+    lines.append(cache_line(results["cache"]))
+    lines.append(streaming_line(results["streaming"]))
+    if "soak" in results:
+        lines.append(soak_line(results["soak"]))
+    production = results.get("production")
+    if production is None:
+        lines.append(f"production mode: not measured ({results.get('production_note', '')})")
+        return "\n".join(lines)
+    lines.append(f"production mode: {meta['production']}")
+    lines += levels_table(production)
+    lines.append(recorder_line(production["recorder"]))
+    lines.append(streaming_line(production["streaming"]))
+    if "soak" in production:
+        lines.append(soak_line(production["soak"]))
+    return "\n".join(lines)
+
+
+def levels_table(results: dict[str, Any]) -> list[str]:
+    lines = ["  c  overhead p50/p99 ms  gateway RPS (direct)  CPU ms/req: gateway (of it system), upstream"]
     for name in (k for k in results if k.startswith("c") and k[1:].isdigit()):
         r = results[name]
         overhead = f"{r['overhead_p50_ms']:7.2f} / {r['overhead_p99_ms']:<8.2f}"
         rates = f"{r['rps']:9.0f} ({r['direct_rps']:6.0f})"
         cpu = f"{r['gateway_cpu_ms_per_request']:.2f} ({r['gateway_sys_ms_per_request']:.2f})"
         lines.append(f"{name[1:]:>3}  {overhead}  {rates}  {cpu:>14}, {r['upstream_cpu_ms_per_request']:.2f}")
-    lines.append(
-        f"generator: {g['client_cpu_us_per_request']:.0f} µs CPU/request (≈{g['max_rps_per_core']} RPS per core); "
-        f"{g['rps_against_upstream']:.0f} RPS against the bare upstream at c={g['concurrency']}"
+    return lines
+
+
+def streaming_line(streaming: dict[str, Any]) -> str:
+    return (
+        f"streaming, time to first event: p50 {streaming['gateway_p50_ms']} ms (direct {streaming['direct_p50_ms']}), "
+        f"overhead p50 {streaming['overhead_p50_ms']} ms, p99 {streaming['overhead_p99_ms']} ms"
     )
-    lines.append(cache_line(results["cache"]))
-    if "soak" in results:
-        lines.append(soak_line(results["soak"]))
-    return "\n".join(lines)
+
+
+def recorder_line(recorder: dict[str, Any]) -> str:
+    backlog = next(v for k, v in recorder.items() if k.startswith("backlog_after"))
+    drained = recorder["drained_after_s"]
+    return (
+        f"recorder: {recorder['records_stored']} records in {recorder['cpu_s']} s CPU "
+        f"({recorder['records_per_cpu_second']} records per CPU second); backlog {backlog} after the last level, "
+        + (f"empty {drained} s later" if drained is not None else f"not empty within {DRAIN_LIMIT_S:.0f} s")
+    )
 
 
 def cache_line(cache: dict[str, Any]) -> str:
@@ -346,25 +499,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load per measurement")
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--cache-requests", type=int, default=2000, help="repeats of the cached request")
+    parser.add_argument("--streamed-requests", type=int, default=STREAMED_REQUESTS, help="for time to first token")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="0: no soak")
     parser.add_argument("--loadgen", choices=["auto", "python", "wrk"], default="auto",
                         help="auto: wrk when it is on the PATH, else the Python client")  # fmt: skip
-    parser.add_argument("--redis", action="store_true", help="record to a Redis stream instead of the spool")
+    parser.add_argument("--production", choices=["auto", "on", "off"], default="auto",
+                        help="auto: when the database and Redis below answer")  # fmt: skip
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL),
+                        help="production mode's PostgreSQL database; emptied, created if missing")  # fmt: skip
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+                        help="production mode's Redis database; emptied")  # fmt: skip
     args = parser.parse_args(argv)
     args.levels = [int(c) for c in args.concurrency.split(",")]
     return args
 
 
+def production_mode(args: argparse.Namespace) -> tuple[Mode | None, str]:
+    """Production mode's servers, or None and why not."""
+    if args.production == "off":
+        return None, "--production off"
+    try:
+        servers_answer(args.database_url, args.redis_url)
+    except Exception as exc:
+        if args.production == "on":
+            raise
+        return None, f"{type(exc).__name__}: {exc}".strip()
+    return Mode("production", redis_url=args.redis_url, database_url=args.database_url), ""
+
+
+def servers_answer(database_url: str, redis_url: str) -> None:
+    """Raise unless Redis answers and the database exists (created when the server lacks it)."""
+    import psycopg
+    import redis
+    from psycopg import sql
+
+    redis.Redis.from_url(redis_url).ping()
+    server, _, name = database_url.rpartition("/")
+    with psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=5) as connection:
+        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and wrk_available())
-    with bench_servers(args.redis) as servers:
+    production, why_not = production_mode(args)
+    with bench_servers(EMBEDDED) as servers:
         results = asyncio.run(measure(servers, args, use_wrk))
+    if production is not None:
+        print("production mode:", flush=True)
+        with bench_servers(production) as servers:
+            results["production"] = asyncio.run(measure_production(servers, args, use_wrk))
+    else:
+        results["production_note"] = why_not
     results["meta"] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "gateway": "1 uvicorn worker, embedded mode" + (" + Redis stream" if args.redis else " (record spool)"),
+        "gateway": "1 uvicorn worker, embedded mode (SQLite, record spool)",
+        "production": "1 uvicorn worker, PostgreSQL + Redis, a team budget and a rate limit on the key, "
+        "run_recorder running",
         "seconds_per_measurement": args.seconds,
     }
     out = ROOT / args.out

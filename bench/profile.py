@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.gateway import bench_servers, chat_body
+from bench.gateway import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EMBEDDED, Mode, bench_servers, chat_body
 from bench.loadgen import python_load, summarise
 from bench.procstats import CpuMeter
 
@@ -80,7 +80,7 @@ async def load(target: object, concurrency: int, seconds: float) -> int:
 
 
 def pyspy_profile(args: argparse.Namespace) -> None:
-    with bench_servers(use_redis=args.redis) as servers, tempfile.TemporaryDirectory() as tmp:
+    with bench_servers(profiled_mode(args)) as servers, tempfile.TemporaryDirectory() as tmp:
         target = servers.through(servers.plain_key, [chat_body("bench")])
         asyncio.run(load(target, 4, 3.0))  # warm-up
         raw = Path(tmp) / "profile.txt"
@@ -101,7 +101,7 @@ def cprofile_profile(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "gateway.prof"
         app = "bench.profiled_asgi:application"
-        with bench_servers(args.redis, app=app, CASCADEOPS_PROFILE_OUT=str(out)) as servers:
+        with bench_servers(profiled_mode(args), app=app, CASCADEOPS_PROFILE_OUT=str(out)) as servers:
             target = servers.through(servers.plain_key, [chat_body("bench")])
             asyncio.run(load(target, 4, 3.0))  # warm-up
             os.kill(servers.gateway_pid, signal.SIGUSR1)
@@ -130,6 +130,12 @@ def pstats_counts(path: Path) -> tuple[Counter[str], Counter[str], int]:
     return own, inclusive, sum(own.values())
 
 
+def profiled_mode(args: argparse.Namespace) -> Mode:
+    if not args.production:
+        return EMBEDDED
+    return Mode("production", redis_url=args.redis_url, database_url=args.database_url)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -137,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--cprofile", action="store_true", help="cProfile with a CPU clock instead of py-spy")
-    parser.add_argument("--redis", action="store_true", help="records, breakers, cache in Redis (REDIS_URL)")
+    parser.add_argument("--production", action="store_true", help="PostgreSQL and Redis, a budget and a rate limit")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     args = parser.parse_args(argv)
     if args.cprofile:
         cprofile_profile(args)

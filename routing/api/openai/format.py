@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 
 from billing.budgets.rules import Degrade
 from routing.engine.types import CascadeResult, Outcome, PolicySnapshot
 from routing.exceptions import ApiError, TiersFailed
 
 logger = logging.getLogger(__name__)
+
+# One encoder for every answer: `json.dumps` with options, or `JsonResponse` with Django's
+# encoder, builds a new one per call, about a third of an answer's construction. ASCII, so
+# a lone surrogate from an upstream is escaped rather than failing the encoding.
+ANSWER_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def tiers_failed(result: CascadeResult, request_id: str) -> TiersFailed:
@@ -82,6 +88,14 @@ def degrade_headers(degrade: Degrade) -> dict[str, str]:
     if not degrade.any:
         return {}
     return {"x-cascadeops-budget-degraded": "cheap-only" if degrade.cheap_only else "lower-threshold"}
+
+
+def json_answer(data: dict[str, Any], headers: dict[str, str]) -> HttpResponse:
+    """An answer's JSON body and headers, as `JsonResponse` would make them, in less time."""
+    response = HttpResponse(ANSWER_ENCODER.encode(data).encode(), content_type="application/json")
+    for name, value in headers.items():
+        response[name] = value
+    return response
 
 
 def error_response(exc: ApiError) -> JsonResponse:

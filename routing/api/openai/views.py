@@ -25,6 +25,7 @@ from routing.api.openai import sse as streaming
 from routing.api.openai.format import (
     degrade_headers,
     error_response,
+    json_answer,
     model_object,
     openai_response,
     routing_headers,
@@ -118,7 +119,7 @@ async def route(
     headers = routing_headers(request_id, policy, result)
     headers[CACHE_HEADER] = lookup.status
     headers |= degrade_headers(plan.degrade)
-    return JsonResponse(openai_response(request_id, created, result), headers=headers)
+    return json_answer(openai_response(request_id, created, result), headers)
 
 
 async def answer_from_cache(
@@ -133,7 +134,7 @@ async def answer_from_cache(
     result = hit.result()
     await recorder.enqueue(hit_payload(record(result=result), hit, chat))
     headers = routing_headers(request_id, policy, result) | hit.headers()
-    return JsonResponse(openai_response(request_id, created, result), headers=headers)
+    return json_answer(openai_response(request_id, created, result), headers)
 
 
 async def cascade_until_deadline(
