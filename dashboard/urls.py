@@ -1,5 +1,6 @@
 from django.urls import path
 
+from dashboard.experiments import views as views_experiments
 from dashboard.live import views
 from dashboard.tuning import views as views_tuning
 
@@ -10,6 +11,9 @@ urlpatterns = [
     path("policies/<int:policy_id>/", views.policy_board, name="policy"),
     path("policies/<int:policy_id>/data/", views.board_data, name="policy-data"),
     path("alerts/<int:event_id>/acknowledge/", views.alert_acknowledge, name="alert-acknowledge"),
+    # A/B experiments: the comparison of the arms, and ending one with its winner promoted.
+    path("experiments/<int:pk>/", views_experiments.experiment_page, name="experiment"),
+    path("experiments/<int:pk>/end/", views_experiments.experiment_end_view, name="experiment-end"),
     # Auto-tuning and what-if replay.
     path("tuning/", views_tuning.tuning, name="tuning"),
     path("tuning/proposals/<int:pk>/apply/", views_tuning.proposal_decide, {"action": "apply"}, name="tuning-apply"),

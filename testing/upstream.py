@@ -258,7 +258,6 @@ def requested_choices(request: dict[str, Any]) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
-
 def sse_events(
     behaviour: UpstreamBehaviour, model: str, plan: Plan, created: int, include_usage: bool
 ) -> Iterator[bytes]:

@@ -30,6 +30,8 @@ SWEEP_DAYS = 32
 def budget_alert_event_raise(*, alert: BudgetAlert, now: datetime | None = None) -> AlertEvent | None:
     """Raise the alert event of a budget alert and queue its notifications; None if it exists."""
     now = now or timezone.now()
+    if not alert.budget.enabled:  # switched off after the crossing was announced
+        return None
     with transaction.atomic():
         if AlertEvent.objects.filter(budget_alert=alert).exists():
             return None
@@ -103,8 +105,10 @@ def _enqueue_delivery(delivery_id: int) -> None:
 
 
 def budget_events_sweep(*, now: datetime) -> None:
-    """Raise the events lost signals missed; resolve the events whose budget period is over."""
-    recent = BudgetAlert.objects.filter(event__isnull=True, created__gte=now - timedelta(days=SWEEP_DAYS))
+    """Raise the events lost signals missed; resolve those whose period is over or budget disabled."""
+    recent = BudgetAlert.objects.filter(
+        event__isnull=True, budget__enabled=True, created__gte=now - timedelta(days=SWEEP_DAYS)
+    )
     for alert in recent.select_related("budget"):
         if period_end(alert) > now:
             budget_alert_event_raise(alert=alert, now=now)
@@ -113,6 +117,9 @@ def budget_events_sweep(*, now: datetime) -> None:
         assert event.budget_alert is not None  # filtered above
         if period_end(event.budget_alert) <= now:
             _resolve(event, period_end(event.budget_alert))
+        elif not event.budget_alert.budget.enabled:
+            # A disabled budget limits nothing: its alert ends now, and says so to whoever heard it.
+            _resolve(event, now)
 
 
 def period_end(alert: BudgetAlert) -> datetime:

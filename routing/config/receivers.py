@@ -13,9 +13,37 @@ from django.db.models.signals import post_delete, post_save
 from billing.models import Budget, PriceBookEntry
 from routing.config import version as config_version
 from routing.config.prices import endpoint_prices_write_through
-from routing.models import ApiKey, ModelEndpoint, Policy, PolicyTier, ScorerVersion, TaskRule
+from routing.models import (
+    ApiKey,
+    CategoryLadder,
+    EndpointMeasure,
+    Experiment,
+    ExperimentArm,
+    GoalWeights,
+    LadderTier,
+    ModelEndpoint,
+    Policy,
+    PolicyTier,
+    ScorerVersion,
+    TaskCategory,
+    TaskRule,
+)
 
-CONFIG_MODELS = (ModelEndpoint, Policy, PolicyTier, TaskRule, ApiKey, ScorerVersion)
+CONFIG_MODELS = (
+    ModelEndpoint,
+    Policy,
+    PolicyTier,
+    TaskRule,
+    ApiKey,
+    ScorerVersion,
+    TaskCategory,
+    CategoryLadder,
+    LadderTier,
+    GoalWeights,
+    EndpointMeasure,
+    Experiment,
+    ExperimentArm,
+)
 
 
 def config_changed(sender: type, **kwargs: Any) -> None:

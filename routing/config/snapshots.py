@@ -29,6 +29,7 @@ from billing.pricing.book import Prices, price_in_force
 from billing.pricing.services import prices_of
 from routing.choices import ScorerKind, ScorerVersionKind
 from routing.config import version as config_version
+from routing.config.selection import LADDER_PREFETCH, selection_inputs_load, with_selection
 from routing.config.version import discard_stale_connections
 from routing.engine.learned import LearnedModel, LearnedScorer
 from routing.engine.ports import Provider, Scorer
@@ -122,6 +123,9 @@ def endpoint_snapshot(row: EndpointRow, at: datetime, *, with_fallback: bool = T
         breaker_window_s=row.breaker_window_s,
         breaker_open_s=row.breaker_open_s,
         fallback=fallback,
+        supports_tools=row.supports_tools,
+        supports_json=row.supports_json,
+        supports_images=row.supports_images,
     )
 
 
@@ -196,9 +200,11 @@ def load_policies(at: datetime | None = None) -> list[PolicySnapshot]:
         "tiers__judge__prices",
         "tiers__judge__fallback_endpoint__prices",
         "task_rules",
+        *LADDER_PREFETCH,
     )
     at = at or timezone.now()
-    snapshots = [policy_snapshot(p, at) for p in rows]
+    inputs = selection_inputs_load()
+    snapshots = [with_selection(policy_snapshot(p, at), p, inputs, at, endpoint_snapshot) for p in rows]
     return [s for s in snapshots if s.tiers]
 
 

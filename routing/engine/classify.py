@@ -1,17 +1,26 @@
 """Task classification: which category a prompt belongs to and which tier it starts on.
 
 A policy's task rules are regular expressions tried in `position` order against the
-last user message; the first that matches names the task. The task picks the first
-tier and tells the scorer what a good answer looks like (a greeting may be two words,
-an arithmetic answer needs a number at the end).
+last user message; the first that matches names the task. When none does, the operators'
+task categories are tried: their keywords and patterns in `position` order, then, by
+meaning, their example prompts (the most similar above its threshold, as semantic routers
+do). The task picks the first tier and the ladder (docs/selection.md) and tells the
+scorer what a good answer looks like (a greeting may be two words, an arithmetic answer
+needs a number at the end).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
+from routing.engine import embeddings
+from routing.engine.selection_data import CategorySnapshot
 from routing.engine.tokens import estimate_prompt_tokens
 from routing.engine.types import ChatRequest, PolicySnapshot
 
@@ -86,6 +95,8 @@ def classify(chat: ChatRequest, policy: PolicySnapshot) -> TaskMatch:
     a valid index into `policy.tiers` (0 when there are none).
     """
     category, first_tier = match_rule(chat.prompt, policy)
+    if category == UNKNOWN:
+        category = match_category(chat.prompt, policy.categories)
     if is_short(chat, policy):
         first_tier = 0
     return TaskMatch(category, clamp_tier(first_tier, len(policy.tiers)))
@@ -98,6 +109,41 @@ def match_rule(prompt: str, policy: PolicySnapshot) -> tuple[str, int]:
         if pattern is not None and pattern.search(prompt):
             return rule.category, rule.first_tier
     return UNKNOWN, 0
+
+
+def match_category(prompt: str, categories: Sequence[CategorySnapshot]) -> str:
+    """The first category whose keyword or pattern is in `prompt`, else the nearest by its examples."""
+    ordered = sorted(categories, key=lambda c: c.position)
+    for category in ordered:
+        if any(p is not None and p.search(prompt) for p in category_patterns(category)):
+            return category.name
+    return nearest_by_examples(prompt, ordered)
+
+
+def category_patterns(category: CategorySnapshot) -> tuple[re.Pattern[str] | None, ...]:
+    words = tuple(compiled(r"\b" + re.escape(word) + r"\b") for word in category.keywords)
+    return words + tuple(compiled(pattern) for pattern in category.patterns)
+
+
+def nearest_by_examples(prompt: str, categories: Sequence[CategorySnapshot]) -> str:
+    """The category with the example most similar to `prompt`, when that is above its threshold."""
+    with_examples = [c for c in categories if c.example_vectors is not None]
+    vector = prompt_vector(prompt) if with_examples and prompt.strip() else None
+    if vector is None:
+        return UNKNOWN
+    best, best_similarity = UNKNOWN, -1.0
+    for category in with_examples:
+        similarity = float(np.max(category.example_vectors @ vector))
+        if similarity >= category.similarity_threshold and similarity > best_similarity:
+            best, best_similarity = category.name, similarity
+    return best
+
+
+@functools.lru_cache(maxsize=256)
+def prompt_vector(prompt: str) -> NDArray[np.float32] | None:
+    # Cached: the budget hold and the cascade classify the same prompt one after the other.
+    vectors = embeddings.embed([prompt])
+    return None if vectors is None else vectors[0]
 
 
 def is_short(chat: ChatRequest, policy: PolicySnapshot) -> bool:

@@ -15,6 +15,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from routing.engine.selection_data import BALANCED, CategorySnapshot, GoalWeights, Measure
+
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -91,6 +93,10 @@ class EndpointSnapshot:
     breaker_open_s: int = 30
     # Called in this endpoint's place while its breaker is open (None: skip the tier).
     fallback: EndpointSnapshot | None = None
+    # What requests it takes: a request needing what it lacks skips its tier.
+    supports_tools: bool = True
+    supports_json: bool = True
+    supports_images: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,17 @@ class PolicySnapshot:
     semantic_threshold: float = 0.95
     semantic_multi_turn: bool = False
     semantic_verify_rate: float = 0.0
+    # Selection (routing.engine.selection): the goal's weights, the latency budget, the
+    # measured figures by (endpoint id, category), the task categories and their ladders.
+    weights: GoalWeights = BALANCED
+    latency_budget_ms: int | None = None
+    measures: Mapping[tuple[int, str], Measure] = field(default_factory=_empty)  # type: ignore[arg-type]
+    categories: tuple[CategorySnapshot, ...] = ()
+    ladders: Mapping[str, tuple[Tier, ...]] = field(default_factory=_empty)
+    # Set on the copy one request is routed with (routing.engine.selection.routed_policy):
+    # why it starts where it does, and the experiment arm that chose the policy.
+    selection: Mapping[str, Any] = field(default_factory=_empty)
+    experiment_arm: int | None = None
 
     @property
     def strongest(self) -> Tier:

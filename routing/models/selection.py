@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -9,7 +12,7 @@ from routing.choices import OptimisationGoal
 from routing.models.registry import ModelEndpoint
 from routing.models.validators import FINITE_UNIT_INTERVAL, finite
 
-NOT_NEGATIVE_FLOAT = [finite, MinValueValidator(0.0)]
+NOT_NEGATIVE_FLOAT: list[Callable[[Any], None]] = [finite, MinValueValidator(0.0)]
 
 
 class GoalWeights(models.Model):

@@ -37,7 +37,8 @@ UNAVAILABLE = (OperationalError, InterfaceError)
 RECORD_FIELDS = frozenset(
     {"id", "api_key_prefix", "team", "app", "end_user", "policy_name", "policy_version", "task_category",
      "status", "final_tier", "final_model", "escalations", "escalated", "input_tokens", "output_tokens",
-     "latency_ms", "score", "quality_label", "error", "metadata", "cache", "streamed"}
+     "latency_ms", "score", "quality_label", "error", "metadata", "cache", "streamed", "selection",
+     "experiment_arm_id"}
 )  # fmt: skip
 
 

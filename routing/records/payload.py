@@ -76,6 +76,9 @@ class RecordPayload(TypedDict):
     cost_avoided: str
     sample: SamplePayload | None
     attempts: list[AttemptPayload]
+    # Selection's decision (routing.engine.selection) and the experiment arm, when there was one.
+    selection: NotRequired[dict[str, Any]]
+    experiment_arm_id: NotRequired[int | None]
     # A semantic hit drawn for verification: what re-asking it needs.
     semantic_check: NotRequired[dict[str, Any]]
     # A refused request: the HTTP status and error code it was answered with.

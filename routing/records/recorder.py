@@ -69,6 +69,9 @@ def record_payload(
         "quality_label": final.quality_label if final else None,
         "error": "" if result.answered else "; ".join(f"tier {a.tier}: {a.error}" for a in result.attempts),
         "metadata": dict(chat.metadata),
+        # Why it started where it did, and the experiment arm whose policy routed it.
+        "selection": dict(policy.selection),
+        "experiment_arm_id": policy.experiment_arm,
         "streamed": streamed,
         # A cache hit: "exact" or "semantic", and what the cached answer cost (routing.cache.exact).
         "cache": "",

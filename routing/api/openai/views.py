@@ -32,6 +32,7 @@ from routing.api.openai.format import (
     tiers_failed,
 )
 from routing.api.openai.parsing import parse_body, parse_chat_request
+from routing.api.openai.planning import plan_request
 from routing.cache.exact import HEADER as CACHE_HEADER
 from routing.cache.exact import CacheHit
 from routing.cache.lookup import DEFAULT_CONTROL, CacheControl, cache_control, cache_lookup, cache_store, hit_payload
@@ -64,7 +65,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
             raise MethodNotAllowed("Use POST for /v1/chat/completions.")
         key = await authenticate(request)
         chat, model = parse_chat_request(parse_body(read_body(request)))
-        policy = policy_for(key, model)
+        policy = await plan_request(key, policy_for(key, model), chat)
         admission = await ratelimit.admit(key, policy, chat)
         serve = streaming.stream_route if chat.stream else route
         return ratelimit.with_headers(await serve(key, policy, chat, cache_control(request.headers)), admission)

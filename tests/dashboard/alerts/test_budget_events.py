@@ -156,3 +156,32 @@ def test_the_event_resolves_when_the_budget_period_ends(budget, webhook_receiver
         NoticeKind.RESOLVED,
     ]
     assert webhook_receiver.received[-1]["json"]["text"].startswith("[RESOLVED] Budget 'growth monthly'")
+
+
+def test_a_disabled_budgets_alert_stops_firing(budget, webhook_receiver, django_capture_on_commit_callbacks):
+    budget_rule(webhook_url=webhook_receiver.url)
+    with django_capture_on_commit_callbacks(execute=True):
+        crossed(budget, "soft", "8")
+    budget.enabled = False
+    budget.save()
+    now = timezone.now()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.alert_rules_evaluate(now=now)
+
+    event = AlertEvent.objects.get()
+    assert (event.state, event.resolved_at) == (EventState.RESOLVED, now)
+    assert webhook_receiver.received[-1]["json"]["text"].startswith("[RESOLVED] Budget 'growth monthly'")
+
+
+def test_a_disabled_budget_raises_no_new_alert(budget, webhook_receiver, django_capture_on_commit_callbacks):
+    budget_rule(webhook_url=webhook_receiver.url)
+    budget.enabled = False
+    budget.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        crossed(budget, "limit", "10")  # queued by a worker before it saw the budget switched off
+        services.alert_rules_evaluate()
+
+    assert not AlertEvent.objects.exists()
+    assert webhook_receiver.received == []
