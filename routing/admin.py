@@ -33,6 +33,7 @@ from routing.models import (
 from routing.policies import services
 from routing.policies.services import MIN_TIERS, TIER_FIELDS, RuleSpec, TierSpec
 from routing.quality import learning
+from routing.selection_admin import ExperimentAdmin, TaskCategoryAdmin  # noqa: F401  (registers them)
 
 RULE_FIELDS = ("position", "category", "pattern", "first_tier")
 
