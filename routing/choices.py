@@ -85,3 +85,15 @@ class JudgeMethod(models.TextChoices):
 class ScorerVersionKind(models.TextChoices):
     LEARNED = "learned", "Learned scorer (prompt and answer)"
     ROUTER = "router", "Prompt-only router"
+
+
+class UnknownFields(models.TextChoices):
+    """What a policy does with chat-request fields the API does not know."""
+
+    REFUSE = "refuse", "Refuse them (400 unsupported_parameter)"
+    PASS = "pass", "Pass them to OpenAI-compatible providers"
+
+
+class EndpointKind(models.TextChoices):
+    CHAT = "chat", "Chat completions"
+    EMBEDDINGS = "embeddings", "Embeddings"

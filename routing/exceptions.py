@@ -31,6 +31,12 @@ class RequestInvalid(ApiError):
     code = "invalid_request"
 
 
+class ParameterUnsupported(RequestInvalid):
+    """A request parameter this gateway (or this policy) does not take: refused, never dropped."""
+
+    code = "unsupported_parameter"
+
+
 class RequestTooLarge(ApiError):
     status = 413
     code = "request_too_large"

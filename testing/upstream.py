@@ -40,6 +40,7 @@ SLOW_MODEL = re.compile(r"slow-(\d+)")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 DEFAULT_ANSWER = "The answer is 42."
+SYSTEM_FINGERPRINT = "fp_upstream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,9 @@ class UpstreamBehaviour:
     # Scripted answers: (model, answers) pairs; each request to the model gets the next
     # answer, round and round, so tests can make samples agree or disagree.
     scripts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Scripted tool calls: (model, ((name, arguments JSON), ...)) pairs; a request to the
+    # model that carries `tools` is answered with these calls (finish_reason "tool_calls").
+    tool_calls: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,8 @@ class UpstreamApp:
         self.last_headers: dict[str, str] = {}
         self.last_request: dict[str, Any] = {}
         self.last_client: tuple[str, int] | None = None
+        # Every chat-completions body received, in order: what the gateway sent, as sent.
+        self.requests: list[dict[str, Any]] = []
         self.faults: Counter[tuple[str, str]] = Counter()  # (model, fault) → requests
         self._outages: dict[str, tuple[float, int]] = {}  # model → (until, status)
         self._rng = random.Random(self.behaviour.seed)
@@ -101,6 +107,7 @@ class UpstreamApp:
         self._bodies: dict[tuple[str, Plan, bool], bytes] = {}
         self._models_body = json.dumps(models_list(self.behaviour, self._created)).encode()
         self._scripts = {model: itertools.cycle(answers) for model, answers in self.behaviour.scripts}
+        self._tool_calls = dict(self.behaviour.tool_calls)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,8 +138,13 @@ class UpstreamApp:
             return
         if plan.delay_s > 0:
             await asyncio.sleep(plan.delay_s)
+        calls = self._tool_calls.get(model) if request.get("tools") else None
         if request.get("stream") and plan.status == 200 and not plan.malformed:
-            await self._stream(send, model, plan, request)
+            await self._stream(send, model, plan, request, calls)
+            return
+        if calls is not None and plan.status == 200:
+            answer = tool_call_completion(self.behaviour, model, calls, created=self._created)
+            await respond(send, 200, json.dumps(answer).encode())
             return
         script = self._scripts.get(model)
         choices = requested_choices(request)
@@ -143,10 +155,19 @@ class UpstreamApp:
             return
         await respond(send, plan.status, self._body(model, plan, bool(request.get("logprobs"))))
 
-    async def _stream(self, send: Send, model: str, plan: Plan, request: dict[str, Any]) -> None:
+    async def _stream(
+        self, send: Send, model: str, plan: Plan, request: dict[str, Any], calls: tuple[tuple[str, str], ...] | None
+    ) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         options = request.get("stream_options") or {}
-        for event in sse_events(self.behaviour, model, plan, self._created, bool(options.get("include_usage"))):
+        include_usage = bool(options.get("include_usage"))
+        logprobs = self.behaviour.logprobs if request.get("logprobs") else None
+        events = (
+            sse_events(self.behaviour, model, plan, self._created, include_usage, logprobs)
+            if calls is None
+            else tool_call_events(self.behaviour, model, calls, self._created, include_usage)
+        )
+        for event in events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
@@ -166,6 +187,7 @@ class UpstreamApp:
     def _record(self, scope: Scope, request: dict[str, Any], model: str) -> None:
         self.calls[model] += 1
         self.last_request = request
+        self.requests.append(request)
         self.last_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client")
         self.last_client = (str(client[0]), int(client[1])) if client else None
@@ -237,6 +259,7 @@ def chat_completion(
         "object": "chat.completion",
         "created": created,
         "model": model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [
             {
                 "index": index,
@@ -258,25 +281,84 @@ def requested_choices(request: dict[str, Any]) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
-def sse_events(
-    behaviour: UpstreamBehaviour, model: str, plan: Plan, created: int, include_usage: bool
-) -> Iterator[bytes]:
-    """The answer as OpenAI chat.completion.chunk events, a word at a time."""
+def chunk_event(
+    model: str,
+    created: int,
+    include_usage: bool,
+    delta: dict[str, Any],
+    finish_reason: str | None,
+    logprobs: Any = None,
+) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+    chunk = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": created, "model": model,
+             "system_fingerprint": SYSTEM_FINGERPRINT, "choices": [choice]}  # fmt: skip
+    if include_usage:
+        chunk["usage"] = None
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
-    def event(delta: dict[str, Any], finish_reason: str | None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        chunk = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": created, "model": model,
-                 "choices": [choice]}  # fmt: skip
-        if include_usage:
-            chunk["usage"] = None
-        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+def sse_events(
+    behaviour: UpstreamBehaviour,
+    model: str,
+    plan: Plan,
+    created: int,
+    include_usage: bool,
+    logprobs: tuple[float, ...] | None = None,
+) -> Iterator[bytes]:
+    """The answer as OpenAI chat.completion.chunk events, a word at a time (each with a logprob when asked)."""
+
+    def event(delta: dict[str, Any], finish_reason: str | None, logprob: Any = None) -> bytes:
+        return chunk_event(model, created, include_usage, delta, finish_reason, logprob)
 
     yield event({"role": "assistant", "content": ""}, None)
     words = behaviour.answer.split(" ")
     for i, word in enumerate(words):
-        yield event({"content": word if i == 0 else f" {word}"}, None)
+        logprob = logprobs_object(logprobs[i : i + 1]) if logprobs and i < len(logprobs) else None
+        yield event({"content": word if i == 0 else f" {word}"}, None, logprob)
     yield event({}, plan.finish_reason)
     if include_usage and plan.usage:
+        usage = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [], "usage": usage_object(behaviour)}  # fmt: skip
+        yield b"data: " + json.dumps(usage).encode() + b"\n\n"
+
+
+def tool_call_completion(
+    behaviour: UpstreamBehaviour, model: str, calls: tuple[tuple[str, str], ...], *, created: int
+) -> dict[str, Any]:
+    """A whole answer that calls tools, as OpenAI sends it: null content, finish_reason "tool_calls"."""
+    message = {"role": "assistant", "content": None, "tool_calls": tool_call_objects(calls)}
+    return {
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}],
+        "usage": usage_object(behaviour),
+    }
+
+
+def tool_call_objects(calls: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    return [
+        {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+        for i, (name, arguments) in enumerate(calls)
+    ]
+
+
+def tool_call_events(
+    behaviour: UpstreamBehaviour, model: str, calls: tuple[tuple[str, str], ...], created: int, include_usage: bool
+) -> Iterator[bytes]:
+    """Tool calls streamed as OpenAI does: id and name first, then the arguments in two pieces."""
+    yield chunk_event(model, created, include_usage, {"role": "assistant", "content": None}, None)
+    for i, (name, arguments) in enumerate(calls):
+        head = {"index": i, "id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": ""}}
+        yield chunk_event(model, created, include_usage, {"tool_calls": [head]}, None)
+        half = len(arguments) // 2
+        for piece in (arguments[:half], arguments[half:]):
+            delta = {"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+            yield chunk_event(model, created, include_usage, delta, None)
+    yield chunk_event(model, created, include_usage, {}, "tool_calls")
+    if include_usage:
         usage = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": created, "model": model,
                  "choices": [], "usage": usage_object(behaviour)}  # fmt: skip
         yield b"data: " + json.dumps(usage).encode() + b"\n\n"

@@ -32,6 +32,7 @@ from routing.engine.types import (
     Completion,
     Outcome,
     PolicySnapshot,
+    ToolCall,
 )
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Status:
     MISS = "miss"
     BYPASS = "bypass"  # the request said no-cache or no-store
     OFF = "off"  # the policy's cache TTL is 0
+    SKIP = "skip"  # the request asks for what a cached answer lacks (logprobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,8 @@ class CachedAnswer:
     output_tokens: int
     cost: Decimal
     score: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    upstream_model: str = ""  # the provider's model id, the answer's `model`
 
     @classmethod
     def of(cls, result: CascadeResult) -> CachedAnswer | None:
@@ -96,6 +100,8 @@ class CachedAnswer:
             output_tokens=final.output_tokens,
             cost=result.cost,
             score=final.score,
+            tool_calls=completion.tool_calls,
+            upstream_model=completion.model,
         )
 
     def dumps(self) -> bytes:
@@ -111,6 +117,8 @@ class CachedAnswer:
                 "out": self.output_tokens,
                 "cost": str(self.cost),
                 "score": self.score,
+                "calls": [[c.id, c.name, c.arguments] for c in self.tool_calls],
+                "upstream": self.upstream_model,
             },
             separators=(",", ":"),
         ).encode()
@@ -129,6 +137,9 @@ class CachedAnswer:
             output_tokens=data["out"],
             cost=Decimal(data["cost"]),
             score=data["score"],
+            # Entries stored before tool calls were cached have neither.
+            tool_calls=tuple(ToolCall(*call) for call in data.get("calls", ())),
+            upstream_model=data.get("upstream", ""),
         )
 
 
@@ -160,7 +171,8 @@ class CacheHit:
             input_tokens=answer.input_tokens,
             output_tokens=answer.output_tokens,
             latency_ms=0.0,
-            model=answer.model,
+            model=answer.upstream_model or answer.model,
+            tool_calls=answer.tool_calls,
         )
         return CascadeResult(task=answer.task, attempts=(attempt,), completion=completion, latency_ms=self.lookup_ms)
 

@@ -92,6 +92,9 @@ async def cache_lookup(policy: PolicySnapshot, chat: ChatRequest, control: Cache
         return Lookup(status=Status.OFF, control=control)
     if not control.read and not control.write:
         return Lookup(status=Status.BYPASS, control=control)
+    if chat.logprobs:
+        # A cached answer keeps no log-probabilities: such requests always go to a model.
+        return Lookup(status=Status.SKIP, control=control)
     started = time.perf_counter()
     key = exact_key(policy, chat)
     if control.read:

@@ -121,6 +121,10 @@ async def probe(policy: PolicySnapshot, chat: ChatRequest) -> Probe | None:
     """The request's probe, or None when the policy or the request takes no part."""
     if not policy.semantic_cache or not conversation_allowed(policy, chat):
         return None
+    if chat.structured or chat.options:
+        # A nearby prompt's answer is no answer to other tools, another schema or other sampling
+        # parameters: such requests are matched exactly or not at all.
+        return None
     prompt = chat.messages[-1].content
     if not prompt.strip():
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -171,7 +172,16 @@ def policy_snapshot(policy: Policy, at: datetime | None = None) -> PolicySnapsho
         semantic_threshold=policy.semantic_threshold,
         semantic_multi_turn=policy.semantic_multi_turn,
         semantic_verify_rate=policy.semantic_verify_rate,
+        unknown_fields=policy.unknown_fields,
+        tools_first_tier=policy.tools_first_tier,
+        embeddings=embeddings_snapshot(policy, at),
     )
+
+
+def embeddings_snapshot(policy: Policy, at: datetime) -> EndpointSnapshot | None:
+    """The policy's embeddings endpoint, when it has an enabled one."""
+    row = policy.embeddings_endpoint
+    return endpoint_snapshot(row, at, with_fallback=False) if row is not None and row.enabled else None
 
 
 def gate_snapshot(tier: PolicyTier, at: datetime) -> GateSnapshot:
@@ -201,6 +211,7 @@ def load_policies(at: datetime | None = None) -> list[PolicySnapshot]:
         "tiers__judge__fallback_endpoint__prices",
         "task_rules",
         *LADDER_PREFETCH,
+        "embeddings_endpoint__prices",
     )
     at = at or timezone.now()
     inputs = selection_inputs_load()
@@ -244,6 +255,13 @@ class PolicyQuality:
     router_version: int | None = None  # the active prompt-only router's ScorerVersion id
     router: PromptRouter | None = None
     router_threshold: float | None = None
+    # Set when the policy keeps prompts and answers for the request log: the compiled redactions.
+    keep_text: tuple[re.Pattern[str], ...] | None = None
+
+
+def text_redactions(patterns: str) -> tuple[re.Pattern[str], ...]:
+    """A policy's redaction patterns, one per line, compiled (validated when saved)."""
+    return tuple(re.compile(line) for line in patterns.splitlines() if line.strip())
 
 
 def load_quality(current: Mapping[int, PolicyQuality]) -> dict[int, PolicyQuality]:
@@ -264,14 +282,17 @@ def load_quality(current: Mapping[int, PolicyQuality]) -> dict[int, PolicyQualit
     for version, model in ScorerVersion.objects.filter(id__in=missing).values_list("id", "model"):
         loaded[version] = _learned_scorer(version, model)
     routers = _active_routers(current)
-    rows = Policy.objects.filter(enabled=True).values_list("id", "sample_rate", "shadow_rate", "router_threshold")
+    rows = Policy.objects.filter(enabled=True).values_list(
+        "id", "sample_rate", "shadow_rate", "router_threshold", "store_text", "text_redact_patterns"
+    )
     quality = {}
-    for policy_id, sample_rate, shadow_rate, router_threshold in rows:
+    for policy_id, sample_rate, shadow_rate, router_threshold, store_text, redact in rows:
         active_version = active.get(policy_id)
         scorer = loaded.get(active_version) if active_version is not None else None
         router_version, router = routers.get(policy_id, (None, None))
+        keep_text = text_redactions(redact) if store_text else None
         quality[policy_id] = PolicyQuality(
-            sample_rate, shadow_rate, active_version, scorer, router_version, router, router_threshold
+            sample_rate, shadow_rate, active_version, scorer, router_version, router, router_threshold, keep_text
         )
     return quality
 
@@ -373,7 +394,8 @@ class ConfigCache:
     def _refresh_providers(self, policies: list[PolicySnapshot]) -> None:
         wanted = {e.id: e for p in policies for tier in p.tiers for e in tier_endpoints(tier)}
         fallbacks = {e.fallback.id: e.fallback for e in list(wanted.values()) if e.fallback is not None}
-        wanted = fallbacks | wanted
+        embedders = {p.embeddings.id: p.embeddings for p in policies if p.embeddings is not None}
+        wanted = embedders | fallbacks | wanted
         for endpoint_id, endpoint in wanted.items():
             current = self.providers.get(endpoint_id)
             if current is None or current.endpoint != endpoint:

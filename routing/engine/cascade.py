@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 
 from routing.engine.classify import classify
 from routing.engine.costing import start_tier
-from routing.engine.gate import Embed, gate_check
+from routing.engine.gate import Embed, GateVerdict, answer_signals, gate_check
 from routing.engine.ports import Breakers, OpinionScorer, Provider, Scorer
+from routing.engine.structured import StructuredScore, StructureProblem, check_structure, structured_score
 from routing.engine.tiers import BACKOFF, Backoff, Clock, TierAnswer, TierCaller, answered_attempt, elapsed_ms
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Outcome, PolicySnapshot
 
@@ -136,14 +137,27 @@ async def settle_answer(
         verdict = await gate_check(judge.caller, policy.tiers[index], called, embed=judge.embed)
         called = dataclasses.replace(called, completion=verdict.completion)
     if verdict is None:
-        score = judge.scorer.score(chat, called.completion, task=judge.task)
+        scored = structured_score(judge.scorer, chat, called.completion, judge.task)
     else:
-        score = verdict.score(scorer_opinion(judge.scorer, chat, called.completion, judge.task))
-    accept = accepts(policy, index, run.escalations, score, judge.allow_escalation)
-    run.record(answered_attempt(called, score, Outcome.ACCEPTED if accept else Outcome.ESCALATED), called.completion)
+        scored = gated_score(verdict, judge, called.completion)
+    accept = accepts(policy, index, run.escalations, scored.score, judge.allow_escalation)
+    attempt = answered_attempt(called, scored.score, Outcome.ACCEPTED if accept else Outcome.ESCALATED)
+    attempt = dataclasses.replace(attempt, signals=answer_signals(verdict, called.completion))
+    if scored.problem is not None:
+        # The record says why a broken tool call or JSON answer was escalated (or, on the last tier, kept).
+        attempt = dataclasses.replace(attempt, error=scored.problem.reason, error_kind=scored.problem.kind)
+    run.record(attempt, called.completion)
     for extra in verdict.attempts if verdict is not None else ():
         run.record(extra)
     return accept
+
+
+def gated_score(verdict: GateVerdict, judge: AnswerJudge, completion: Completion) -> StructuredScore:
+    """The gate's score, unless the answer's structure is broken: that scores 0 whatever the gate says."""
+    checked = check_structure(judge.caller.chat, completion)
+    if isinstance(checked, StructureProblem):
+        return StructuredScore(0.0, checked)
+    return StructuredScore(verdict.score(scorer_opinion(judge.scorer, judge.caller.chat, completion, judge.task)))
 
 
 def scorer_opinion(scorer: Scorer, chat: ChatRequest, completion: Completion, task: str) -> float | None:

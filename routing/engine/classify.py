@@ -99,7 +99,14 @@ def classify(chat: ChatRequest, policy: PolicySnapshot) -> TaskMatch:
         category = match_category(chat.prompt, policy.categories)
     if is_short(chat, policy):
         first_tier = 0
-    return TaskMatch(category, clamp_tier(first_tier, len(policy.tiers)))
+    return TaskMatch(category, clamp_tier(tools_floor(chat, policy, first_tier), len(policy.tiers)))
+
+
+def tools_floor(chat: ChatRequest, policy: PolicySnapshot, first_tier: int) -> int:
+    """A request with tools starts no lower than the policy's tools tier (some cheap models are poor at tools)."""
+    if chat.tools and policy.tools_first_tier is not None:
+        return max(first_tier, policy.tools_first_tier)
+    return first_tier
 
 
 def match_rule(prompt: str, policy: PolicySnapshot) -> tuple[str, int]:

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from routing.engine.classify import classify
+from routing.engine.classify import classify, tools_floor
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens, max_prompt_tokens
 from routing.engine.types import NO_GATE, CascadeResult, ChatRequest, EndpointSnapshot, PolicySnapshot, Tier
 
@@ -67,7 +67,7 @@ def start_tier(policy: PolicySnapshot, chat: ChatRequest, first_tier: int | None
     """The tier a cascade starts on: `first_tier` (a prompt router's pick) or the task rules'."""
     if first_tier is None:
         return classify(chat, policy).first_tier
-    return min(max(first_tier, 0), len(policy.tiers) - 1)
+    return min(max(tools_floor(chat, policy, first_tier), 0), len(policy.tiers) - 1)
 
 
 def worst_case_cost(policy: PolicySnapshot, chat: ChatRequest, first_tier: int | None = None) -> Decimal:

@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from routing.engine.cascade import AnswerJudge, CascadeRun, accepts, fall_back_to_best_answer, settle_answer
 from routing.engine.classify import classify
@@ -39,6 +39,7 @@ from routing.engine.errors import ProviderError, ProviderTimeout
 from routing.engine.gate import Embed
 from routing.engine.interrupted import call_in_flight
 from routing.engine.ports import Breakers, Provider, Scorer
+from routing.engine.structured import structured_score
 from routing.engine.tiers import (
     BACKOFF,
     NO_USAGE,
@@ -62,9 +63,20 @@ _WORDS = re.compile(r"\S+\s*|\s+")
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """The next piece of the answer's text."""
+    """The next piece of the answer's text, with its tokens' `logprobs.content` entries when sent."""
 
     text: str
+    logprobs: tuple[Mapping[str, Any], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """The next piece of a tool call: its id and name come first, its arguments in pieces."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +86,7 @@ class StreamDone:
     completion: Completion
 
 
-StreamEvent = TextDelta | StreamDone
+StreamEvent = TextDelta | ToolCallDelta | StreamDone
 
 
 @runtime_checkable
@@ -95,9 +107,11 @@ class Answering:
     tier: int
     model: str
     live: bool  # streamed from the provider as it generates, rather than sent after scoring
+    # The provider's model id, the answer's `model`; what it is called, not which answer it is.
+    upstream_model: str = field(default="", compare=False)
 
 
-CascadeEvent = Answering | TextDelta
+CascadeEvent = Answering | TextDelta | ToolCallDelta
 
 
 class StreamInterrupted(Exception):
@@ -119,9 +133,21 @@ async def _completed_stream(
     provider: Provider, chat: ChatRequest, max_tokens: int
 ) -> AsyncGenerator[StreamEvent, None]:
     completion = await provider.complete(chat, max_tokens=max_tokens)
-    for piece in text_chunks(completion.text):
-        yield TextDelta(piece)
+    for event in answer_events(completion):
+        yield event
     yield StreamDone(completion)
+
+
+def answer_events(completion: Completion) -> Iterator[TextDelta | ToolCallDelta]:
+    """A finished answer as deltas: its text in pieces (the logprobs with the first), then each tool call whole."""
+    logprobs = completion.logprobs_content
+    for piece in text_chunks(completion.text):
+        yield TextDelta(piece, logprobs)
+        logprobs = None
+    if logprobs:
+        yield TextDelta("", logprobs)
+    for index, call in enumerate(completion.tool_calls):
+        yield ToolCallDelta(index, call.id, call.name, call.arguments)
 
 
 def text_chunks(text: str, size: int = CHUNK_CHARS) -> Iterator[str]:
@@ -211,9 +237,10 @@ class CascadeStream:
         accepted = self._run.accepted
         if accepted is not None:
             attempt = self._run.attempts[accepted]
-            yield Answering(attempt.tier, attempt.model, live=False)
-            for piece in text_chunks(self._run.answers[accepted].text):
-                yield TextDelta(piece)
+            answer = self._run.answers[accepted]
+            yield Answering(attempt.tier, attempt.model, live=False, upstream_model=answer.model)
+            for event in answer_events(answer):
+                yield event
 
     def result(self) -> CascadeResult:
         """Every attempt and the accepted answer (None when every tier failed)."""
@@ -275,9 +302,11 @@ class CascadeStream:
         live = self._live
         assert live is not None and live.stream is not None
         try:
-            yield Answering(live.tier.position, live.tier.endpoint.name, live=True)
-            while isinstance(event, TextDelta):
-                live.pieces.append(event.text)
+            endpoint = live.tier.endpoint
+            yield Answering(live.tier.position, endpoint.name, live=True, upstream_model=endpoint.model_id)
+            while not isinstance(event, StreamDone):
+                if isinstance(event, TextDelta):
+                    live.pieces.append(event.text)
                 yield event
                 event = await self._next_live(live)
             await self._accept_live(live, event.completion)
@@ -312,7 +341,7 @@ class CascadeStream:
 
     async def _accept_live(self, live: _Live, completion: Completion) -> None:
         await self._live_caller._record(live.tier.endpoint, ok=True)
-        score = self._scorer.score(self._chat, completion, task=self.task)
+        score = structured_score(self._scorer, self._chat, completion, self.task).score
         answer = TierAnswer(live.tier, completion, elapsed_ms(live.started, self._clock), live.billed)
         self._live = None
         self._run.record(answered_attempt(answer, score, Outcome.ACCEPTED), completion)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 
-from routing.engine.types import ChatRequest
+from routing.engine.types import ChatRequest, Message
 
 # About four characters a token for English text with the common BPE vocabularies; the
 # RouteLLM GSM8K answers average 301 and 419 characters, which this puts at 75 and 105.
@@ -20,7 +21,20 @@ def estimate_tokens(text: str) -> int:
 
 def estimate_prompt_tokens(chat: ChatRequest) -> int:
     """Tokens the whole conversation costs as input."""
-    return sum(estimate_tokens(m.content) + TOKENS_PER_MESSAGE for m in chat.messages)
+    tokens = sum(estimate_tokens(m.content) + TOKENS_PER_MESSAGE for m in chat.messages)
+    return tokens + estimate_tokens(structure_text(chat))
+
+
+def structure_text(chat: ChatRequest) -> str:
+    """The input besides message texts that a model reads: tool definitions, the schema, earlier tool calls."""
+    if not chat.structured and not any(m.tool_calls for m in chat.messages):
+        return ""
+    calls = [c.arguments for m in chat.messages for c in m.tool_calls]
+    return json.dumps([[dict(t) for t in chat.tools], chat.response_format and dict(chat.response_format), calls])
+
+
+def _message_bytes(message: Message) -> int:
+    return len(message.content.encode()) + TOKENS_PER_MESSAGE
 
 
 def max_prompt_tokens(chat: ChatRequest) -> int:
@@ -31,4 +45,4 @@ def max_prompt_tokens(chat: ChatRequest) -> int:
     and far too low for CJK text (three bytes a character, often a token each) or code;
     a budget reservation must not be too low for any of them.
     """
-    return sum(len(m.content.encode()) + TOKENS_PER_MESSAGE for m in chat.messages)
+    return sum(_message_bytes(m) for m in chat.messages) + len(structure_text(chat).encode())

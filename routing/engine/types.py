@@ -174,6 +174,13 @@ class PolicySnapshot:
     # why it starts where it does, and the experiment arm that chose the policy.
     selection: Mapping[str, Any] = field(default_factory=_empty)
     experiment_arm: int | None = None
+    # Request fields the API does not know: "refuse" them (400) or "pass" them to
+    # OpenAI-compatible providers as sent.
+    unknown_fields: str = "refuse"
+    # Requests with tools start on at least this tier (None: wherever the rest says).
+    tools_first_tier: int | None = None
+    # Where /v1/embeddings requests go (None: the policy serves none).
+    embeddings: EndpointSnapshot | None = None
 
     @property
     def strongest(self) -> Tier:
@@ -181,14 +188,34 @@ class PolicySnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call a model asked for: `arguments` is the JSON text it wrote, unparsed."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """One conversation turn; `content` is its text (text parts joined).
+
+    `parts` keeps an array content as sent when it has more than text (`image_url` parts);
+    `tool_calls` are an assistant turn's calls, `tool_call_id` names the call a `tool`
+    turn answers.
+    """
+
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    name: str = ""
+    parts: tuple[Mapping[str, Any], ...] = ()
 
 
 # ChatRequest fields that change how the answer is delivered, not the answer: a cache
 # key leaves them out, so a streamed and a plain request for the same prompt share one entry.
-DELIVERY_FIELDS = frozenset({"stream", "include_usage"})
+DELIVERY_FIELDS = frozenset({"stream", "include_usage", "max_tokens_param"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +228,27 @@ class ChatRequest:
     user: str = ""
     metadata: Mapping[str, str] = field(default_factory=_empty)
     logprobs: bool = False
+    # Function tools (`{"type": "function", "function": {...}}`) and the caller's choice among them.
+    tools: tuple[Mapping[str, Any], ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    # `{"type": "json_object"}` or `{"type": "json_schema", "json_schema": {...}}`; None: text.
+    response_format: Mapping[str, Any] | None = None
+    # Every other parameter the providers get as sent (stop, seed, top_p, the penalties,
+    # logit_bias, top_logprobs, parallel_tool_calls, reasoning_effort, passed-through fields).
+    options: Mapping[str, Any] = field(default_factory=_empty)
+    # Fields `options` holds that the API does not know (a policy may refuse them).
+    unknown: tuple[str, ...] = ()
     # How the answer is delivered, not what it is: never part of a cache key
     # (see DELIVERY_FIELDS).
     stream: bool = False
     include_usage: bool = False
+    # The name the caller gave the token limit: newer OpenAI models take only `max_completion_tokens`.
+    max_tokens_param: str = "max_tokens"
+
+    @property
+    def structured(self) -> bool:
+        """Whether the answer must be a tool call or JSON: what the structure checks judge."""
+        return bool(self.tools) or self.response_format is not None
 
     @property
     def prompt(self) -> str:
@@ -229,6 +273,10 @@ class Completion:
     # A known-true quality in [0, 1] (the replay provider's recorded correctness).
     quality_label: float | None = None
     model: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    # OpenAI's `logprobs.content` entries as the provider sent them, for the caller.
+    logprobs_content: tuple[Mapping[str, Any], ...] | None = None
+    system_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +297,11 @@ class Attempt:
     error: str = ""
     error_kind: str = ""  # "timeout", "unavailable", "refused", "bad_request", ...
     quality_label: float | None = None
+    # What the tier answered; kept only for policies that store text (routing.records.texts).
+    answer: str = ""
+    # What the quality gate measured of this answer (`gate.answer_signals`): the learned
+    # scorer's features when a sampled answer is labelled.
+    signals: Mapping[str, float] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ from typing import Any
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from routing.choices import Extractor, OptimisationGoal, ScorerKind
+from routing.choices import EndpointKind, Extractor, OptimisationGoal, ScorerKind, UnknownFields
 from routing.models.registry import ModelEndpoint
-from routing.models.validators import FINITE_UNIT_INTERVAL, SLUG, TEMPERATURE
+from routing.models.validators import FINITE_UNIT_INTERVAL, SLUG, TEMPERATURE, validate_patterns
 
 # More cheap samples than this cost more than they tell.
 MAX_SAMPLES = 10
@@ -70,6 +70,40 @@ class Policy(models.Model):
         default=0.05,
         validators=FINITE_UNIT_INTERVAL,
         help_text="Share of semantic hits re-asked to the model off the answer path, to measure false hits.",
+    )
+    # The request log (docs/request-log.md): off by default, since prompts may hold personal data.
+    store_text = models.BooleanField(
+        default=False, help_text="Keep every request's prompt and each tier's answer, for the request log."
+    )
+    text_retention_days = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1)], help_text="Days a kept prompt and its answers are stored."
+    )
+    text_redact_patterns = models.TextField(
+        blank=True,
+        validators=[validate_patterns],
+        help_text="Regular expressions, one per line: what they match is replaced by [redacted] before text is kept.",
+    )
+    # The chat API's edges (docs/api.md).
+    unknown_fields = models.CharField(
+        max_length=10,
+        choices=UnknownFields.choices,
+        default=UnknownFields.REFUSE,
+        help_text="Request fields the API does not know: refuse them (400), or pass them to OpenAI-compatible "
+        "providers as sent.",
+    )
+    tools_first_tier = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests with tools start on at least this tier (empty: wherever the task rules say).",
+    )
+    embeddings_endpoint = models.ForeignKey(
+        ModelEndpoint,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="embeddings_of_policies",
+        limit_choices_to={"kind": EndpointKind.EMBEDDINGS},
+        help_text="Where /v1/embeddings requests through this policy go (empty: the policy serves none).",
     )
     enabled = models.BooleanField(default=True)
     version = models.PositiveIntegerField(default=1, editable=False)

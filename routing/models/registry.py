@@ -8,7 +8,7 @@ from typing import Any
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from routing.choices import ProviderKind
+from routing.choices import EndpointKind, ProviderKind
 from routing.models.validators import (
     ENV_VAR_NAME,
     FINITE_UNIT_INTERVAL,
@@ -96,6 +96,12 @@ class ModelEndpoint(models.Model):
         help_text="Called in this endpoint's place while its breaker is open (empty: skip to the next tier).",
     )
     options = models.JSONField(default=dict, blank=True, help_text="Provider-specific settings.")
+    kind = models.CharField(
+        max_length=12,
+        choices=EndpointKind.choices,
+        default=EndpointKind.CHAT,
+        help_text="Chat completions (a cascade tier) or embeddings (a policy's /v1/embeddings endpoint).",
+    )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)

@@ -29,9 +29,9 @@ from routing.engine.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
+from routing.engine.streaming import StreamDone, StreamEvent, TextDelta, ToolCallDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, EndpointSnapshot
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, ToolCall
 
 # Upstream error bodies can echo the whole prompt back; keep records and logs small.
 ERROR_MESSAGE_LIMIT = 300
@@ -106,11 +106,11 @@ class OpenAICompatProvider:
         try:
             if not 200 <= response.status < 300:
                 raise_for_status(self.endpoint, response, await read_whole(self.endpoint, response))
-            answer = StreamedAnswer(self.endpoint)
+            answer = StreamedAnswer(self.endpoint, keep_logprobs=chat.logprobs)
             async with aclosing(self._chunks(response)) as chunks:
                 async for chunk in chunks:
-                    if text := answer.add(chunk):
-                        yield TextDelta(text)
+                    for event in answer.add(chunk):
+                        yield event
             yield StreamDone(answer.completion(chat, latency_ms=(time.perf_counter() - started) * 1000))
         finally:
             # Before the end of the body this closes the connection: the upstream stops
@@ -254,12 +254,12 @@ async def read_whole(endpoint: EndpointSnapshot, response: aiohttp.ClientRespons
 
 
 def request_body(endpoint: EndpointSnapshot, chat: ChatRequest, *, max_tokens: int) -> dict[str, Any]:
-    """The JSON body OpenAI's chat-completions API expects."""
+    """The JSON body OpenAI's chat-completions API expects: every parameter the caller gave, as given."""
     temperature = chat.temperature if chat.temperature is not None else endpoint.temperature
     body: dict[str, Any] = {
         "model": endpoint.model_id,
-        "messages": [{"role": m.role, "content": m.content} for m in chat.messages],
-        "max_tokens": max_tokens,
+        "messages": [message_body(m) for m in chat.messages],
+        chat.max_tokens_param: max_tokens,
         "temperature": temperature,
     }
     if chat.user:
@@ -267,7 +267,44 @@ def request_body(endpoint: EndpointSnapshot, chat: ChatRequest, *, max_tokens: i
     # Some compatible servers reject the parameter outright, so send it only when asked.
     if chat.logprobs or endpoint.options.get("logprobs"):
         body["logprobs"] = True
+    if chat.structured or chat.tool_choice is not None:
+        add_structure(body, chat)
+    if chat.options:
+        body.update(chat.options)
     return body
+
+
+def message_body(message: Message) -> dict[str, Any]:
+    """One message as OpenAI's API takes it; a plain text turn is just its role and content."""
+    if not (message.tool_calls or message.tool_call_id or message.name or message.parts):
+        return {"role": message.role, "content": message.content}
+    body: dict[str, Any] = {"role": message.role}
+    if message.parts:
+        body["content"] = [dict(part) for part in message.parts]
+    else:
+        body["content"] = message.content if message.content or not message.tool_calls else None
+    if message.tool_calls:
+        body["tool_calls"] = [tool_call_body(call) for call in message.tool_calls]
+    if message.tool_call_id:
+        body["tool_call_id"] = message.tool_call_id
+    if message.name:
+        body["name"] = message.name
+    return body
+
+
+def tool_call_body(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def add_structure(body: dict[str, Any], chat: ChatRequest) -> None:
+    """The tools, the tool choice and the response format, as the caller sent them."""
+    if chat.tools:
+        body["tools"] = [dict(tool) for tool in chat.tools]
+    if chat.tool_choice is not None:
+        choice = chat.tool_choice
+        body["tool_choice"] = choice if isinstance(choice, str) else dict(choice)
+    if chat.response_format is not None:
+        body["response_format"] = dict(chat.response_format)
 
 
 def encode_json(body: dict[str, Any]) -> bytes:
@@ -378,7 +415,9 @@ def parse_completion(
     """Turn a chat-completions response body into a `Completion`."""
     choice = first_choice(data)
     text, finish_reason = choice_text(endpoint, choice, data.get("usage"))
-    input_tokens, output_tokens, cached = usage_counts(data.get("usage"), chat, text)
+    tool_calls = parse_tool_calls(endpoint, choice["message"].get("tool_calls"))
+    output = text + "".join(call.arguments for call in tool_calls)
+    input_tokens, output_tokens, cached = usage_counts(data.get("usage"), chat, output)
     return Completion(
         text=text,
         finish_reason=finish_reason,
@@ -388,7 +427,43 @@ def parse_completion(
         cached_input_tokens=cached,
         logprobs=token_logprobs(choice.get("logprobs")),
         model=str(data.get("model") or endpoint.model_id),
+        tool_calls=tool_calls,
+        logprobs_content=logprobs_content(choice.get("logprobs")) if chat.logprobs else None,
+        system_fingerprint=fingerprint(data.get("system_fingerprint")),
     )
+
+
+def parse_tool_calls(endpoint: EndpointSnapshot, value: Any) -> tuple[ToolCall, ...]:
+    """The message's function calls; anything that is not one is a malformed answer."""
+    if not value:
+        return ()
+    if not isinstance(value, list):
+        raise ProviderUnavailable(f"{endpoint.name}: malformed response: tool_calls is not an array")
+    return tuple(tool_call(endpoint, item) for item in value)
+
+
+def tool_call(endpoint: EndpointSnapshot, item: Any) -> ToolCall:
+    function = item.get("function") if isinstance(item, Mapping) else None
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        raise ProviderUnavailable(f"{endpoint.name}: malformed response: a tool call without a function name")
+    arguments = function.get("arguments")
+    return ToolCall(
+        id=str(item.get("id") or ""),
+        name=function["name"],
+        arguments=arguments if isinstance(arguments, str) else json.dumps(arguments or {}),
+    )
+
+
+def logprobs_content(logprobs: Any) -> tuple[Mapping[str, Any], ...] | None:
+    """OpenAI's `logprobs.content` entries as sent, for the caller; None when there are none."""
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    if not isinstance(content, list):
+        return None
+    return tuple(entry for entry in content if isinstance(entry, Mapping))
+
+
+def fingerprint(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def parse_completions(
@@ -570,9 +645,9 @@ def decode_chunk(endpoint: EndpointSnapshot, data: bytes) -> Mapping[str, Any]:
 
 
 class StreamedAnswer:
-    """The answer a stream has sent so far: text, finish reason, usage and logprobs."""
+    """The answer a stream has sent so far: text, tool calls, finish reason, usage and logprobs."""
 
-    def __init__(self, endpoint: EndpointSnapshot) -> None:
+    def __init__(self, endpoint: EndpointSnapshot, *, keep_logprobs: bool = False) -> None:
         self.endpoint = endpoint
         self.pieces: list[str] = []
         self.finish_reason = ""
@@ -580,20 +655,25 @@ class StreamedAnswer:
         self.usage: Mapping[str, Any] | None = None
         self.model = ""
         self.logprobs: list[float] | None = None
+        self.keep_logprobs = keep_logprobs
+        self.logprob_entries: list[Mapping[str, Any]] | None = None
+        self.calls: dict[int, list[str]] = {}  # index → [id, name, arguments so far]
+        self.system_fingerprint: str | None = None
 
-    def add(self, chunk: Mapping[str, Any]) -> str:
-        """Take in one chunk; the text it adds."""
+    def add(self, chunk: Mapping[str, Any]) -> list[TextDelta | ToolCallDelta]:
+        """Take in one chunk; the deltas it adds."""
         if isinstance(chunk.get("usage"), Mapping):
             self.usage = chunk["usage"]
         self.model = self.model or str(chunk.get("model") or "")
+        self.system_fingerprint = self.system_fingerprint or fingerprint(chunk.get("system_fingerprint"))
         choices = chunk.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-            return ""  # the usage chunk has no choices
+            return []  # the usage chunk has no choices
         return self._add_choice(choices[0])
 
-    def _add_choice(self, choice: Mapping[str, Any]) -> str:
+    def _add_choice(self, choice: Mapping[str, Any]) -> list[TextDelta | ToolCallDelta]:
         self.finish_reason = str(choice.get("finish_reason") or self.finish_reason)
-        self._add_logprobs(choice.get("logprobs"))
+        entries = self._add_logprobs(choice.get("logprobs"))
         delta = choice.get("delta")
         delta = delta if isinstance(delta, Mapping) else {}
         self.refusal = self.refusal or bool(delta.get("refusal"))
@@ -601,12 +681,35 @@ class StreamedAnswer:
         if not isinstance(text, str):
             raise ProviderUnavailable(f"{self.endpoint.name}: malformed stream event: delta.content is not text")
         self.pieces.append(text)
-        return text
+        events: list[TextDelta | ToolCallDelta] = [TextDelta(text, entries)] if text or entries else []
+        for item in delta.get("tool_calls") or ():
+            events.append(self._add_call(item))
+        return events
 
-    def _add_logprobs(self, logprobs: Any) -> None:
+    def _add_call(self, item: Any) -> ToolCallDelta:
+        """One tool-call delta: its index, with the id and name on its first, pieces of arguments after."""
+        function = item.get("function") if isinstance(item, Mapping) else None
+        index = item.get("index") if isinstance(item, Mapping) else None
+        if not isinstance(index, int) or not isinstance(function or {}, Mapping):
+            raise ProviderUnavailable(f"{self.endpoint.name}: malformed stream event: a tool-call delta without index")
+        function = function or {}
+        call = self.calls.setdefault(index, ["", "", ""])
+        delta = ToolCallDelta(
+            index, str(item.get("id") or ""), str(function.get("name") or ""), str(function.get("arguments") or "")
+        )
+        call[0] = call[0] or delta.id
+        call[1] = call[1] or delta.name
+        call[2] += delta.arguments
+        return delta
+
+    def _add_logprobs(self, logprobs: Any) -> tuple[Mapping[str, Any], ...] | None:
         found = token_logprobs(logprobs)
         if found is not None:
             self.logprobs = [*(self.logprobs or []), *found]
+        entries = logprobs_content(logprobs) if self.keep_logprobs else None
+        if entries:
+            self.logprob_entries = [*(self.logprob_entries or []), *entries]
+        return entries or None
 
     def completion(self, chat: ChatRequest, *, latency_ms: float) -> Completion:
         """The whole answer; raises when the model refused or the stream stopped short."""
@@ -615,7 +718,9 @@ class StreamedAnswer:
         if not self.finish_reason:
             raise ProviderUnavailable(f"{self.endpoint.name}: the stream ended without a finish reason")
         text = "".join(self.pieces)
-        input_tokens, output_tokens, cached = usage_counts(self.usage, chat, text)
+        calls = tuple(ToolCall(*self.calls[index]) for index in sorted(self.calls))
+        output = text + "".join(call.arguments for call in calls)
+        input_tokens, output_tokens, cached = usage_counts(self.usage, chat, output)
         return Completion(
             text=text,
             finish_reason=self.finish_reason,
@@ -625,4 +730,7 @@ class StreamedAnswer:
             cached_input_tokens=cached,
             logprobs=None if self.logprobs is None else tuple(self.logprobs),
             model=self.model or self.endpoint.model_id,
+            tool_calls=calls,
+            logprobs_content=None if self.logprob_entries is None else tuple(self.logprob_entries),
+            system_fingerprint=self.system_fingerprint,
         )

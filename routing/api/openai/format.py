@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpResponse, JsonResponse
 
 from billing.budgets.rules import Degrade
-from routing.engine.types import CascadeResult, Outcome, PolicySnapshot
+from routing.engine.types import CascadeResult, Completion, Outcome, PolicySnapshot, ToolCall
 from routing.exceptions import ApiError, TiersFailed
 
 logger = logging.getLogger(__name__)
@@ -36,13 +36,15 @@ def openai_response(request_id: uuid.UUID, created: Any, result: CascadeResult) 
         "id": f"chatcmpl-{request_id.hex}",
         "object": "chat.completion",
         "created": int(created.timestamp()),
-        "model": final.model,
+        # The provider's model id, as OpenAI answers it (client-side cost tracking reads it);
+        # the routing headers name the endpoint.
+        "model": completion.model or final.model,
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": completion.text},
+                "message": answer_message(completion),
                 "finish_reason": completion.finish_reason,
-                "logprobs": None,
+                "logprobs": logprobs_object(completion),
             }
         ],
         # The answering tier's usage, as OpenAI reports it; the cost header counts every tier.
@@ -51,8 +53,30 @@ def openai_response(request_id: uuid.UUID, created: Any, result: CascadeResult) 
             "completion_tokens": final.output_tokens,
             "total_tokens": final.input_tokens + final.output_tokens,
         },
-        "system_fingerprint": None,
+        "system_fingerprint": completion.system_fingerprint,
     }
+
+
+def answer_message(completion: Completion) -> dict[str, Any]:
+    """The assistant message: its text (null beside tool calls without text, as OpenAI sends it) and tool calls."""
+    if not completion.tool_calls:
+        return {"role": "assistant", "content": completion.text}
+    return {
+        "role": "assistant",
+        "content": completion.text or None,
+        "tool_calls": [tool_call_object(call) for call in completion.tool_calls],
+    }
+
+
+def tool_call_object(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def logprobs_object(completion: Completion) -> dict[str, Any] | None:
+    """The tokens' log-probabilities, when the caller asked for them and the provider sent them."""
+    if completion.logprobs_content is None:
+        return None
+    return {"content": list(completion.logprobs_content), "refusal": None}
 
 
 def routing_headers(request_id: uuid.UUID, policy: PolicySnapshot, result: CascadeResult) -> dict[str, str]:

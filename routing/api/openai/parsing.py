@@ -6,10 +6,21 @@ import json
 from types import MappingProxyType
 from typing import Any
 
-from routing.engine.types import ChatRequest, Message
-from routing.exceptions import RequestInvalid
+from routing.api.openai.options import OPTION_CHECKS, REFUSED_FIELDS
+from routing.api.openai.toolparams import parse_response_format, parse_tool_choice, parse_tools
+from routing.engine.types import EMPTY, ChatRequest, Message, PolicySnapshot, ToolCall
+from routing.exceptions import ParameterUnsupported, RequestInvalid
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# Fields `parse_chat_request` reads into `ChatRequest` itself; every other one is an option.
+READ_FIELDS = frozenset(
+    {
+        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "user", "metadata",
+        "logprobs", "tools", "tool_choice", "response_format", "stream", "stream_options", "n",
+    }
+)  # fmt: skip
+# Policy.unknown_fields: pass unknown fields on rather than refuse them.
+UNKNOWN_PASS = "pass"
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
@@ -74,25 +85,67 @@ def _check_text(text: str, param: str) -> None:
 
 
 def parse_chat_request(data: dict[str, Any]) -> tuple[ChatRequest, str]:
-    """The chat request and the policy name asked for in `model` ("" for the key's own)."""
-    _reject_unsupported(data)
+    """The chat request and the policy name asked for in `model` ("" for the key's own).
+
+    One pass over the body's fields: each is read into `ChatRequest`, checked and kept in
+    its `options` for the providers, refused, or (not known to the API) kept in `options`
+    and named in `unknown` for the policy to pass on or refuse (`refuse_unknown`).
+    """
+    options: dict[str, Any] = {}
+    unknown: list[str] = []
+    for name, value in data.items():
+        if name in READ_FIELDS or value is None:
+            continue  # null is "not given", as the OpenAI clients mean it
+        check = OPTION_CHECKS.get(name)
+        if check is not None:
+            options[name] = check(value, name)
+        elif name in REFUSED_FIELDS:
+            raise ParameterUnsupported(REFUSED_FIELDS[name], param=name)
+        else:
+            options[name] = value
+            unknown.append(name)
+    _check_n(data.get("n"))
+    logprobs = _boolean(data, "logprobs")
+    if "top_logprobs" in options and not logprobs:
+        raise RequestInvalid("'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+    tools = parse_tools(data["tools"]) if data.get("tools") is not None else ()
+    choice = data.get("tool_choice")
+    max_tokens, max_tokens_param = _max_tokens(data)
     chat = ChatRequest(
         messages=_messages(data.get("messages")),
-        max_tokens=_max_tokens(data),
+        max_tokens=max_tokens,
         temperature=_temperature(data.get("temperature")),
         user=_user(data),
         metadata=_metadata(data.get("metadata")),
-        logprobs=_boolean(data, "logprobs"),
+        logprobs=logprobs,
+        tools=tools,
+        tool_choice=None if choice is None else parse_tool_choice(choice, tools),
+        response_format=None if data.get("response_format") is None else parse_response_format(data["response_format"]),
+        options=MappingProxyType(options) if options else EMPTY,
+        unknown=tuple(unknown),
         stream=_boolean(data, "stream"),
         include_usage=_include_usage(data),
+        max_tokens_param=max_tokens_param,
     )
     return chat, _string(data, "model")
 
 
-def _reject_unsupported(data: dict[str, Any]) -> None:
-    n = data.get("n")
+def refuse_unknown(chat: ChatRequest, policy: PolicySnapshot) -> None:
+    """A 400 for a field the API does not know, unless the policy passes such fields on."""
+    if chat.unknown and policy.unknown_fields != UNKNOWN_PASS:
+        name = chat.unknown[0]
+        raise ParameterUnsupported(
+            f"Unrecognized request argument supplied: '{name}'. The policy '{policy.name}' refuses fields it "
+            "does not know rather than drop them.",
+            param=name,
+        )
+
+
+def _check_n(n: Any) -> None:
     if n is not None and (type(n) is not int or n != 1):
-        raise RequestInvalid("Only n=1 is supported: a cascade returns one answer.", param="n")
+        raise ParameterUnsupported(
+            "Only n=1 is supported: a cascade judges one answer per tier and returns one.", param="n"
+        )
 
 
 def _messages(value: Any) -> tuple[Message, ...]:
@@ -111,29 +164,100 @@ def _message(item: Any, index: int) -> Message:
     if not isinstance(role, str) or role not in ROLES:
         allowed = ", ".join(sorted(ROLES))
         raise RequestInvalid(f"'{param}.role' must be one of {allowed}; got {role!r}.", param=f"{param}.role")
-    return Message(role=role, content=_content(item.get("content"), f"{param}.content"))
+    content = item.get("content")
+    if type(content) is str and len(item) == 2 and role != "tool":
+        # The common case, kept short: a plain text turn.
+        return Message(role=role, content=content.replace("\x00", ""))
+    return _full_message(item, role, param)
 
 
-def _content(value: Any, param: str) -> str:
+def _full_message(item: dict[str, Any], role: str, param: str) -> Message:
+    tool_calls = _tool_calls(item.get("tool_calls"), f"{param}.tool_calls") if role == "assistant" else ()
+    content = item.get("content")
+    parts: tuple[MappingProxyType[str, Any], ...] = ()
+    if content is None and (tool_calls or role == "assistant"):
+        text = ""
+    else:
+        text, parts = _content(content, f"{param}.content")
+    tool_call_id = item.get("tool_call_id", "")
+    if role == "tool" and (not isinstance(tool_call_id, str) or not tool_call_id):
+        raise RequestInvalid(f"'{param}.tool_call_id' is required for a 'tool' message.", param=f"{param}.tool_call_id")
+    name = item.get("name") or ""
+    if not isinstance(name, str):
+        raise RequestInvalid(f"'{param}.name' must be a string.", param=f"{param}.name")
+    return Message(
+        role=role,
+        content=text,
+        tool_calls=tool_calls,
+        tool_call_id=tool_call_id if role == "tool" else "",
+        name=name,
+        parts=parts,
+    )
+
+
+def _content(value: Any, param: str) -> tuple[str, tuple[MappingProxyType[str, Any], ...]]:
+    """The text, and the parts as sent when some are not text (images)."""
     # NUL means nothing to a model, and PostgreSQL cannot store it in a sampled prompt.
     if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in value):
-        parts = [p.get("text") for p in value]
-        if all(isinstance(t, str) for t in parts):
-            return "\n".join(parts).replace("\x00", "")
-    raise RequestInvalid(f"'{param}' must be a string or an array of text parts.", param=param)
+        return value.replace("\x00", ""), ()
+    if not isinstance(value, list):
+        raise RequestInvalid(f"'{param}' must be a string or an array of content parts.", param=param)
+    texts: list[str] = []
+    for i, part in enumerate(value):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "refusal") and isinstance(part.get(kind), str):
+            texts.append(part[kind])
+        elif (
+            kind == "image_url"
+            and isinstance(part.get("image_url"), dict)
+            and isinstance(part["image_url"].get("url"), str)
+        ):
+            continue
+        else:
+            raise RequestInvalid(
+                f"'{param}[{i}]' must be a text part or an image_url part with a 'url'.", param=f"{param}[{i}]"
+            )
+    text = "\n".join(texts).replace("\x00", "")
+    images = any(part["type"] == "image_url" for part in value)
+    return text, tuple(MappingProxyType(part) for part in value) if images else ()
 
 
-def _max_tokens(data: dict[str, Any]) -> int | None:
+def _tool_calls(value: Any, param: str) -> tuple[ToolCall, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise RequestInvalid(f"'{param}' must be an array of tool calls.", param=param)
+    return tuple(_tool_call(item, f"{param}[{i}]") for i, item in enumerate(value))
+
+
+def _tool_call(item: Any, param: str) -> ToolCall:
+    function = item.get("function") if isinstance(item, dict) else None
+    ok = (
+        isinstance(function, dict)
+        and isinstance(item.get("id"), str)
+        and isinstance(function.get("name"), str)
+        and isinstance(function.get("arguments"), str)
+    )
+    if not ok:
+        raise RequestInvalid(
+            f"'{param}' must be {{'id': ..., 'type': 'function', 'function': {{'name': ..., 'arguments': ...}}}} "
+            "with string values.",
+            param=param,
+        )
+    assert isinstance(function, dict) and isinstance(item, dict)
+    return ToolCall(id=item["id"], name=function["name"], arguments=function["arguments"])
+
+
+def _max_tokens(data: dict[str, Any]) -> tuple[int | None, str]:
+    """The token limit and the name it was given under."""
     for name in ("max_completion_tokens", "max_tokens"):
         value = data.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS:
             raise RequestInvalid(f"'{name}' must be an integer from 1 to {MAX_TOKENS}; got {value!r}.", param=name)
-        return value
-    return None
+        return value, name
+    return None, "max_tokens"
 
 
 def _temperature(value: Any) -> float | None:

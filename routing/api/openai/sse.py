@@ -26,7 +26,15 @@ from routing.cache.lookup import DEFAULT_CONTROL, CacheControl, Lookup, cache_lo
 from routing.choices import RecordStatus
 from routing.config.snapshots import KeyInfo, config_cache
 from routing.engine.interrupted import CLIENT_GONE, past_deadline
-from routing.engine.streaming import Answering, CascadeEvent, CascadeStream, StreamInterrupted, TextDelta, text_chunks
+from routing.engine.streaming import (
+    Answering,
+    CascadeEvent,
+    CascadeStream,
+    StreamInterrupted,
+    TextDelta,
+    ToolCallDelta,
+    answer_events,
+)
 from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from routing.limits.breakers import breaker_board
 from routing.limits.budget_holds import CASCADE_DEADLINE_S, BudgetPlan, budget_hold
@@ -118,7 +126,7 @@ class StreamSession:
             raise
         if answering is None:
             raise await self._fail(self._finished)
-        self._model = answering.model
+        self._model = answering.upstream_model or answering.model
         return EventStreamResponse(self._body(), on_close=self._cancel, headers=self._headers(answering))
 
     async def answer_from_cache(self, hit: CacheHit) -> HttpResponseBase:
@@ -126,7 +134,7 @@ class StreamSession:
         result = hit.result()
         await recorder.enqueue(hit_payload(self._payload(result), hit, self.chat))
         assert result.completion is not None and result.final is not None
-        self._model = result.final.model
+        self._model = result.completion.model or result.final.model
         headers = response_format.routing_headers(self.request_id, self.policy, result) | hit.headers()
         return EventStreamResponse(self._cached_body(result), on_close=_nothing, headers=headers)
 
@@ -167,8 +175,8 @@ class StreamSession:
         try:
             yield self._chunk({"role": "assistant", "content": ""})
             while not self._cut_off and (event := await self._next()) is not None:
-                assert isinstance(event, TextDelta)
-                yield self._chunk({"content": event.text})
+                assert not isinstance(event, Answering)
+                yield self._delta_chunk(event)
             if self._cut_off:
                 yield error_event(f"The answer was cut off: the request ran past {CASCADE_DEADLINE_S} s.")
                 return
@@ -194,8 +202,8 @@ class StreamSession:
     async def _cached_body(self, result: CascadeResult) -> AsyncGenerator[bytes, None]:
         assert result.completion is not None
         yield self._chunk({"role": "assistant", "content": ""})
-        for piece in text_chunks(result.completion.text):
-            yield self._chunk({"content": piece})
+        for event in answer_events(result.completion):
+            yield self._delta_chunk(event)
         for chunk in self._closing_chunks(result):
             yield chunk
 
@@ -290,9 +298,24 @@ class StreamSession:
         headers[CACHE_HEADER] = self._lookup.status
         return headers | response_format.degrade_headers(self._plan.degrade)
 
-    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def _chunk(
+        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: dict[str, Any] | None = None
+    ) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         return sse(self._envelope([choice]))
+
+    def _delta_chunk(self, event: TextDelta | ToolCallDelta) -> bytes:
+        """A text piece (with its tokens' logprobs when asked for) or a piece of a tool call."""
+        if isinstance(event, TextDelta):
+            logprobs = {"content": list(event.logprobs), "refusal": None} if event.logprobs else None
+            return self._chunk({"content": event.text}, logprobs=logprobs)
+        call: dict[str, Any] = {"index": event.index}
+        function: dict[str, Any] = {"arguments": event.arguments}
+        if event.id:
+            call |= {"id": event.id, "type": "function"}
+        if event.name:
+            function["name"] = event.name
+        return self._chunk({"tool_calls": [call | {"function": function}]})
 
     def _closing_chunks(self, result: CascadeResult | None) -> list[bytes]:
         """The finish reason, the usage (when asked for) and `[DONE]`."""

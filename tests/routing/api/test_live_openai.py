@@ -37,7 +37,8 @@ def test_the_openai_client_gets_the_cheap_answer_when_it_scores_well(demo_client
     completion = raw.parse()
 
     assert completion.choices[0].message.content.strip().endswith("#### 18")
-    assert completion.model == "replay-mixtral"
+    assert completion.model == "mistralai/Mixtral-8x7B-Instruct-v0.1"  # the model's id; the headers name the endpoint
+    assert raw.headers["x-cascadeops-model"] == "replay-mixtral"
     assert raw.headers["x-cascadeops-escalated"] == "false"
     assert raw.headers["x-cascadeops-tier"] == "0"
     assert completion._request_id == raw.headers["x-cascadeops-request-id"]
@@ -49,7 +50,7 @@ def test_a_prompt_mixtral_got_wrong_escalates_to_gpt4(demo_client):
     )
     completion = raw.parse()
 
-    assert completion.model == "replay-gpt-4"
+    assert completion.model == "gpt-4-1106-preview"
     assert raw.headers["x-cascadeops-escalated"] == "true"
     assert raw.headers["x-cascadeops-tier"] == "1"
     assert raw.headers["x-cascadeops-model"] == "replay-gpt-4"

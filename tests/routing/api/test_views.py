@@ -152,11 +152,66 @@ def test_a_body_that_is_not_an_object_is_a_400(client, demo_key):
         (chat(stream="yes"), "stream"),
         (chat(stream_options={"include_usage": True}), "stream_options"),
         (chat(stream=True, stream_options={"include_usage": 1}), "stream_options.include_usage"),
-        (chat(n=3), "n"),
+        (chat(top_p=1.5), "top_p"),
+        (chat(frequency_penalty=3), "frequency_penalty"),
+        (chat(presence_penalty="high"), "presence_penalty"),
+        (chat(stop=["a", 1]), "stop"),
+        (chat(stop=["a", "b", "c", "d", "e"]), "stop"),
+        (chat(seed=1.5), "seed"),
+        (chat(logit_bias={"50256": 200}), "logit_bias.50256"),
+        (chat(top_logprobs=3), "top_logprobs"),
+        (chat(logprobs=True, top_logprobs=21), "top_logprobs"),
+        (chat(reasoning_effort="extreme"), "reasoning_effort"),
+        (chat(parallel_tool_calls="yes"), "parallel_tool_calls"),
+        (chat(max_completion_tokens=0), "max_completion_tokens"),
+        (chat(tools={"type": "function"}), "tools"),
+        (chat(tools=[{"type": "retrieval"}]), "tools[0]"),
+        (chat(tools=[{"type": "function", "function": {"name": "a b"}}]), "tools[0].function.name"),
+        (
+            chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}]),
+            "tools[0].function.parameters",
+        ),
+        (chat(tool_choice="required"), "tool_choice"),
+        (
+            chat(
+                tools=[{"type": "function", "function": {"name": "f"}}],
+                tool_choice={"type": "function", "function": {"name": "g"}},
+            ),
+            "tool_choice",
+        ),
+        (chat(response_format={"type": "yaml"}), "response_format"),
+        (
+            chat(response_format={"type": "json_schema", "json_schema": {"schema": {}}}),
+            "response_format.json_schema.name",
+        ),
+        (
+            chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}),
+            "response_format.json_schema.schema",
+        ),
+        ({"model": "demo", "messages": [{"role": "tool", "content": "18 C"}]}, "messages[0].tool_call_id"),
+        ({"model": "demo", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "messages[0].content[0]"),
+        (
+            {"model": "demo", "messages": [{"role": "assistant", "content": None, "tool_calls": [{"id": 1}]}]},
+            "messages[0].tool_calls[0]",
+        ),
     ],
 )
 def test_invalid_fields_are_a_400_that_names_the_field(client, demo_key, body, param):
     assert_error(post(client, demo_key, body), 400, "invalid_request", param=param)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (chat(n=3), "n"),
+        (chat(functions=[{"name": "f"}]), "functions"),
+        (chat(function_call="auto"), "function_call"),
+        (chat(modalities=["text", "audio"]), "modalities"),
+        (chat(min_p=0.1), "min_p"),  # not a field of the API: the demo policy refuses such fields
+    ],
+)
+def test_parameters_the_gateway_does_not_take_are_a_400_that_names_them(client, demo_key, body, param):
+    assert_error(post(client, demo_key, body), 400, "unsupported_parameter", param=param)
 
 
 def test_a_body_over_the_limit_is_a_413(client, demo_key, settings):
