@@ -56,6 +56,12 @@ app.conf.beat_schedule = {
         "task": "dashboard.alerts.tasks.alerts_evaluate",
         "schedule": crontab(),
     },
+    # Every 5 minutes: endpoints' measured p95 latency and quality for selection; it
+    # overwrites every row, so running twice is harmless.
+    "measures_refresh": {
+        "task": "dashboard.rollups.tasks.measures_refresh",
+        "schedule": crontab(minute="*/5"),
+    },
     # Daily at 03:20: drop rollups past their retention (CASCADEOPS_ROLLUP_*_RETENTION_DAYS).
     "rollups_prune": {
         "task": "dashboard.rollups.tasks.rollups_prune",
