@@ -18,6 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from operator import attrgetter
 from typing import Any
 
+from common import numbers
 from common.charts import chart_text
 
 SCHEMA = 2  # 2: quality_checks and quality_cost
@@ -130,19 +131,13 @@ def rate(part: Decimal | int, whole: Decimal | int) -> float | None:
 
 
 def percent(value: float | None, *, signed: bool = False) -> str:
-    """A rate for people: 0.714286 → "71.4%" ("+71.4%" when `signed`); "–" when undefined."""
-    if value is None:
-        return "–"
-    return f"{value * 100:{'+' if signed else ''}.1f}%"
+    """A rate for people: 0.714286 → "71.4 %" ("+71.4 %" when `signed`); "–" when undefined."""
+    return numbers.share(value, signed=signed)
 
 
-def dollars(amount: str | Decimal | None, places: int = 2, *, signed: bool = False) -> str:
-    """Money for people: "84.000000" → "$84.00", with thousands separators; "–" when undefined."""
-    if amount is None:
-        return "–"
-    value = Decimal(amount)
-    sign = "-" if value < 0 else ("+" if signed and value > 0 else "")
-    return f"{sign}${abs(value):,.{places}f}"
+def dollars(amount: str | Decimal | None, *, signed: bool = False) -> str:
+    """Money for people: "84.000000" → "$84.00", "0.000375" → "$0.000375"; "–" when undefined."""
+    return numbers.usd(amount, signed=signed)
 
 
 # --- months -------------------------------------------------------------------------------
@@ -556,7 +551,7 @@ def summary_tiles(data: Json) -> list[Tile]:
         Tile("Saved by the cache", dollars(totals["cost_avoided"]), f"{totals['cache_hits']:,} cache hits"),
         Tile("Quality checks", dollars(totals["quality_cost"]), _checks_note(totals["quality_checks"])),
         Tile("Requests", f"{totals['requests']:,}", f"{percent(totals['escalation_rate'])} escalated"),
-        Tile("Cost per request", dollars(totals["cost_per_request"], 6), f"{totals['attempts']:,} model calls"),
+        Tile("Cost per request", dollars(totals["cost_per_request"]), f"{totals['attempts']:,} model calls"),
         Tile(f"Forecast, {next_month}", dollars(forecast["cost"]), spread),
     ]
     if data["break_even"] is not None:
@@ -605,6 +600,6 @@ def _breakdown_cells(e: Json) -> list[str]:
         percent(e["savings_rate"]),
         dollars(e["cost_avoided"]),
         dollars(e["quality_cost"]),
-        dollars(e["cost_per_request"], 6),
+        dollars(e["cost_per_request"]),
         change,
     ]

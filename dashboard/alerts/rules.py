@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from common import numbers
 from dashboard.choices import Comparator, Metric, NoticeKind
 from dashboard.rollups.compute import Totals
 
@@ -87,19 +88,24 @@ def backoff_seconds(retries: int) -> int:
 
 
 def format_value(metric: str, value: float | None) -> str:
+    """A metric's value with its unit, written as everywhere else (`common.numbers`)."""
     if value is None:
         return "no data"
     if metric == Metric.HOURLY_COST:
-        return f"${value:,.4f}/h"
+        return f"{numbers.usd(value)}/h"
     if metric == Metric.MEAN_QUALITY:
-        return f"{value:.3f}"
+        return f"{value:.3f} (0–1)"
     if metric == Metric.P95_LATENCY:
-        return f"{value:,.0f} ms"
+        return numbers.duration_ms(value)
     if metric == Metric.COST_ANOMALY:
         return f"{value:.1f}σ"
+    if metric == Metric.REFUSALS:
+        return f"{value:,.0f} refused"
     if metric == Metric.BUDGET:
-        return f"{value:.1f} % of its limit"
-    return f"{value:.2f} %" if metric != Metric.DAILY_BUDGET_PCT else f"{value:.1f} % of budget"
+        return f"{numbers.percent(value)} of its limit"
+    if metric == Metric.DAILY_BUDGET_PCT:
+        return f"{numbers.percent(value)} of budget"
+    return numbers.percent(value)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Number formats of the dashboard's panels; a missing value shows as a dash."""
+"""Number formats of the dashboard's panels: the product's one rule (`common.numbers`)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,39 @@ from urllib.parse import urlsplit
 
 from django import template
 
+from common import numbers
+from dashboard.alerts.rules import format_value
+
 register = template.Library()
-MISSING = "–"
+MISSING = numbers.MISSING
 
 
 @register.filter
 def pct(value: float | None) -> str:
-    return MISSING if value is None else f"{value:.1f} %"
+    """A figure already in percent: 20.5 → `20.5 %`."""
+    return numbers.percent(value)
+
+
+@register.filter
+def share(value: float | None) -> str:
+    """A fraction as a percentage: 0.205 → `20.5 %`."""
+    return numbers.share(value)
 
 
 @register.filter
 def ms(value: float | None) -> str:
-    return MISSING if value is None else f"{value:,.0f} ms"
+    return numbers.duration_ms(value)
 
 
 @register.filter
 def usd(value: Decimal | float | None) -> str:
-    if value is None:
-        return MISSING
-    return f"${value:,.2f}" if value >= 1 else f"${value:,.6f}"
+    return numbers.usd(value)
+
+
+@register.filter
+def metric_value(value: float | None, metric: str) -> str:
+    """An alert rule's value with its metric's unit: `$1.20/h`, `2.26 s`, `12.5 %`."""
+    return format_value(metric, value)
 
 
 @register.filter

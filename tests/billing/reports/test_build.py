@@ -207,7 +207,7 @@ def test_pdf_shows_the_month_and_the_totals(ledger: None) -> None:
     text = "\n".join(page.extract_text() for page in PdfReader(BytesIO(report_pdf(report.data, stored=report))).pages)
     assert "February 2025" in text
     assert f"price book version {report.price_book_version}" in text
-    for figure in ("$84.00", "$294.00", "$210.00", "71.4%", "$33.60", "672", "18.8%", "$191.11"):
+    for figure in ("$84.00", "$294.00", "$210.00", "71.4 %", "$33.60", "672", "18.8 %", "$191.11"):
         assert figure in text, figure
     for name in ("growth", "search", "support-bot", "strict", "mixtral", "gpt-4"):
         assert name in text, name

@@ -352,10 +352,10 @@ def test_quality_checks_in_the_csv_the_tiles_and_the_tables() -> None:
     total, growth = rows[0], next(r for r in rows if (r["breakdown"], r["name"]) == ("team", "growth"))
     assert (total["quality_checks"], total["quality_cost"], total["cost"]) == ("1", "0.012300", "84.012300")
     assert (growth["quality_checks"], growth["quality_cost"]) == ("1", "0.012300")
-    assert Tile("Quality checks", "$0.01", "1 check run, part of the spend") in summary_tiles(data)
+    assert Tile("Quality checks", "$0.0123", "1 check run, part of the spend") in summary_tiles(data)
     (_, by_team), *_ = breakdown_tables(data)
     checks = BREAKDOWN_HEADERS.index("Checks")
-    assert [row[checks] for row in by_team] == ["$0.01", "$0.00"]
+    assert [row[checks] for row in by_team] == ["$0.0123", "$0.00"]
 
 
 def test_a_report_stored_before_quality_checks_reads_them_as_zero(february: dict) -> None:

@@ -109,7 +109,7 @@ def test_a_rule_fires_once_and_resolves_when_the_condition_ends(
     [event] = AlertEvent.objects.all()
     assert event.state == EventState.FIRING and event.value == 100.0
     assert [d["json"]["text"] for d in webhook_receiver.received] == [
-        "[FIRING] too many escalations (every policy): Escalation rate (%): 100.00 % (rule: > 20.00 %)"
+        "[FIRING] too many escalations (every policy): Escalation rate (%): 100.0 % (rule: > 20.0 %)"
     ]
 
     traffic.send(40, created=NOW + timedelta(minutes=2))
@@ -278,7 +278,7 @@ def test_the_webhook_body_is_slack_compatible():
 
     body = alerts.slack_body(notice)
 
-    assert body["text"] == "[FIRING] p95 too slow (demo): p95 latency (ms): 3,120 ms (rule: > 2,500 ms)"
+    assert body["text"] == "[FIRING] p95 too slow (demo): p95 latency (ms): 3.12 s (rule: > 2.50 s)"
     [attachment] = body["attachments"]
     assert attachment["color"] == "#d92d20" and attachment["ts"] == int(NOW.timestamp())
 
