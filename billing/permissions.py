@@ -38,6 +38,13 @@ READ_SPEND = [
 EDIT_CONFIG = [
     ("routing", "modelendpoint", CRUD),
     ("routing", "policy", CRUD),
+    ("routing", "policyversion", VIEW),
+    ("routing", "taskcategory", CRUD),
+    ("routing", "categoryladder", CRUD),
+    ("routing", "laddertier", CRUD),
+    ("routing", "goalweights", ("view", "change")),
+    ("routing", "experiment", CRUD),
+    ("routing", "experimentarm", CRUD),
     ("routing", "policytier", CRUD),
     ("routing", "taskrule", CRUD),
     ("routing", "apikey", CRUD),

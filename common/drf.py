@@ -17,6 +17,12 @@ class ViewModelPermissions(DjangoModelPermissions):
     perms_map = {**DjangoModelPermissions.perms_map, "GET": [VIEW_PERMISSION], "HEAD": [VIEW_PERMISSION]}
 
 
+class ChangeModelPermissions(ViewModelPermissions):
+    """For actions that change an existing row by POST (revoke, restore): the `change` permission."""
+
+    perms_map = {**ViewModelPermissions.perms_map, "POST": DjangoModelPermissions.perms_map["PUT"]}
+
+
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The object is still in use."

@@ -10,11 +10,14 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
 
 from billing.pricing.book import Prices
-from common.admin import ViewAndDeleteAdmin
+from common.admin import ViewAndDeleteAdmin, ViewOnlyAdmin
 from routing.config.prices import endpoint_prices, endpoint_prices_show
 from routing.limits.breakers import breaker_states_by_id
 from routing.models import (
@@ -22,6 +25,7 @@ from routing.models import (
     ModelEndpoint,
     Policy,
     PolicyTier,
+    PolicyVersion,
     QualityLabel,
     RecordDeadLetter,
     RequestAttempt,
@@ -30,7 +34,7 @@ from routing.models import (
     ShadowEvaluation,
     TaskRule,
 )
-from routing.policies import services
+from routing.policies import services, versions
 from routing.policies.services import MIN_TIERS, TIER_FIELDS, RuleSpec, TierSpec
 from routing.quality import learning
 from routing.selection_admin import ExperimentAdmin, TaskCategoryAdmin  # noqa: F401  (registers them)
@@ -241,7 +245,7 @@ class PolicyAdmin(PolicyAdminBase):
     list_display = ["name", "version", "scorer", "max_escalations", "optimisation_goal", "enabled", "updated"]
     list_filter = ["enabled", "scorer", "optimisation_goal"]
     search_fields = ["name", "description"]
-    readonly_fields = ["version", "created", "updated"]
+    readonly_fields = ["version", "version_history", "created", "updated"]
     inlines = [PolicyTierInline, TaskRuleInline]
     fieldsets = [
         (
@@ -259,6 +263,7 @@ class PolicyAdmin(PolicyAdminBase):
                     "shadow_rate",
                     "router_threshold",
                     "version",
+                    "version_history",
                     "created",
                     "updated",
                 ]
@@ -282,6 +287,107 @@ class PolicyAdmin(PolicyAdminBase):
             },
         ),
     ]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """The policy row is saved before its tiers and rules: the version is stored once they are."""
+        super().save_related(request, form, formsets, change)
+        versions.policy_version_record(policy=form.instance)
+
+    @admin.display(description="versions")
+    def version_history(self, policy: Policy) -> str:
+        url = reverse("admin:routing_policyversion_changelist") + f"?policy__id__exact={policy.pk}"
+        return format_html('<a href="{}">Every stored version, to compare and restore</a>', url)
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(ViewOnlyAdmin):
+    """Stored policy versions: read-only; compare two, or restore one as a new version."""
+
+    list_display = ["policy_name", "number", "author", "source", "created", "restored_from", "compare_previous"]
+    list_filter = ["policy", "source"]
+    search_fields = ["policy_name", "author"]
+    actions = ["compare", "restore"]
+    fields = ["policy", "policy_name", "number", "author", "source", "created", "restored_from", "changes", "snapshot"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [*super().get_readonly_fields(request, obj), "changes"]
+
+    def get_urls(self) -> list[URLPattern]:
+        compare = self.admin_site.admin_view(self.compare_view)
+        return [path("compare/", compare, name="routing_policyversion_compare"), *super().get_urls()]
+
+    def has_restore_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("routing.change_policy")
+
+    @admin.display(description="changes from the previous version")
+    def changes(self, version: PolicyVersion) -> str:
+        previous = _previous_version(version)
+        return _diff_table(versions.snapshot_diff(previous.snapshot if previous else None, version.snapshot))
+
+    @admin.display(description="compare")
+    def compare_previous(self, version: PolicyVersion) -> str:
+        previous = _previous_version(version)
+        if previous is None:
+            return "—"
+        url = reverse("admin:routing_policyversion_compare") + f"?a={previous.pk}&b={version.pk}"
+        return format_html('<a href="{}">with v{}</a>', url, previous.number)
+
+    @admin.action(description="Compare the two selected versions")
+    def compare(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> HttpResponse | None:
+        chosen = sorted(queryset, key=lambda v: (v.policy_name, v.number))
+        if len(chosen) != 2:
+            self.message_user(request, "Select exactly two versions to compare.", messages.ERROR)
+            return None
+        url = reverse("admin:routing_policyversion_compare") + f"?a={chosen[0].pk}&b={chosen[1].pk}"
+        return HttpResponseRedirect(url)
+
+    @admin.action(description="Restore the selected version (as a new version)", permissions=["restore"])
+    def restore(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select one version to restore.", messages.ERROR)
+            return
+        chosen = queryset.get()
+        try:
+            restored = versions.policy_version_restore(version=chosen)
+        except ValidationError as exc:
+            self.message_user(request, f"{chosen} was not restored: {' '.join(exc.messages)}", messages.ERROR)
+            return
+        self.message_user(request, f"{chosen} restored as {restored}.", messages.SUCCESS)
+
+    def compare_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        before = get_object_or_404(PolicyVersion, pk=request.GET.get("a", "").strip() or 0)
+        after = get_object_or_404(PolicyVersion, pk=request.GET.get("b", "").strip() or 0)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{before} → {after}",
+            "before": before,
+            "after": after,
+            "rows": versions.snapshot_diff(before.snapshot, after.snapshot),
+        }
+        return TemplateResponse(request, "routing/policy_version_compare.html", context)
+
+
+def _previous_version(version: PolicyVersion) -> PolicyVersion | None:
+    if version.policy_id is None:
+        return None
+    earlier = PolicyVersion.objects.filter(policy_id=version.policy_id, number__lt=version.number)
+    return earlier.order_by("-number").first()
+
+
+def _diff_table(rows: list[tuple[str, Any, Any]]) -> str:
+    if not rows:
+        return "no change"
+    body = format_html_join(
+        "", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", ((path, _shown(a), _shown(b)) for path, a, b in rows)
+    )
+    return format_html("<table><tr><th>setting</th><th>before</th><th>after</th></tr>{}</table>", body)
+
+
+def _shown(value: Any) -> str:
+    return "—" if value is None else str(value)
 
 
 @admin.register(ApiKey)

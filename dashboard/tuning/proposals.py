@@ -21,12 +21,14 @@ from django.db import transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
+from common.audit.context import audit_action
 from dashboard.choices import ProposalMethod, ProposalStatus, TuningMode, TuningTarget
 from dashboard.models import TuningConfig, TuningProposal
 from dashboard.tuning.whatif import Candidate, LabelledRows, replay_rows
 from routing.choices import RecordStatus, ScorerKind, ScorerVersionKind
 from routing.engine.offline.replay import ReplayRow, SweepPoint, sweep, threshold_for_target
 from routing.models import Policy, PolicyTier, QualityLabel, RequestRecord, ScorerVersion, ShadowEvaluation
+from routing.policies.versions import policy_version_publish
 from routing.quality.labels import LABEL_PRIORITY
 from routing.quality.learning import (
     TooFewLabels,
@@ -355,9 +357,10 @@ def _propose(config: TuningConfig, tier: PolicyTier, plan: Plan, retrained: Scor
 def tuning_proposal_apply(*, proposal: TuningProposal, user: Any) -> TuningProposal:
     """Make the proposed change: the tier's threshold (a new policy version) and its scorer."""
     _move(proposal, ProposalStatus.PROPOSED, ProposalStatus.APPLIED, decided_by=user, decided_at=timezone.now())
-    policy = _set_threshold(proposal, expected=proposal.threshold_before, to=proposal.threshold_after)
-    if proposal.scorer_version_after is not None:
-        scorer_version_activate(version=proposal.scorer_version_after)
+    with audit_action("tuning-apply"):
+        policy = _set_threshold(proposal, expected=proposal.threshold_before, to=proposal.threshold_after)
+        if proposal.scorer_version_after is not None:
+            scorer_version_activate(version=proposal.scorer_version_after)
     TuningProposal.objects.filter(id=proposal.id).update(policy_version_applied=policy.version)
     proposal.refresh_from_db()
     return proposal
@@ -381,12 +384,13 @@ def tuning_proposal_rollback(*, proposal: TuningProposal, user: Any) -> TuningPr
         rolled_back_by=user,
         rolled_back_at=timezone.now(),
     )
-    _set_threshold(proposal, expected=proposal.threshold_after, to=proposal.threshold_before)
-    if proposal.scorer_version_after is not None:
-        if proposal.scorer_version_before is not None:
-            scorer_version_activate(version=proposal.scorer_version_before)
-        else:
-            scorer_version_deactivate(policy=proposal.policy)
+    with audit_action("tuning-rollback"):
+        _set_threshold(proposal, expected=proposal.threshold_after, to=proposal.threshold_before)
+        if proposal.scorer_version_after is not None:
+            if proposal.scorer_version_before is not None:
+                scorer_version_activate(version=proposal.scorer_version_before)
+            else:
+                scorer_version_deactivate(policy=proposal.policy)
     proposal.refresh_from_db()
     return proposal
 
@@ -410,7 +414,7 @@ def _set_threshold(proposal: TuningProposal, *, expected: float, to: float) -> P
     tier.threshold = to
     tier.full_clean()
     tier.save(update_fields=["threshold"])
-    policy.save()
+    policy_version_publish(policy=policy)
     return policy
 
 

@@ -16,6 +16,7 @@ from routing.models.quality import (
 from routing.models.records import RecordDeadLetter, RequestAttempt, RequestRecord
 from routing.models.registry import ModelEndpoint
 from routing.models.selection import EndpointMeasure, GoalWeights
+from routing.models.versions import PolicyVersion
 
 __all__ = [
     "KEY_PREFIX",
@@ -32,6 +33,7 @@ __all__ = [
     "ModelEndpoint",
     "Policy",
     "PolicyTier",
+    "PolicyVersion",
     "QualityLabel",
     "RecordDeadLetter",
     "RequestAttempt",

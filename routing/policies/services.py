@@ -3,7 +3,8 @@
 `policy_validate` is the one place a policy's tiers and task rules are checked as a whole;
 the admin's formsets and the REST serializer call it and show its errors their own way.
 `policy_create` and `policy_update` validate, then write: tiers and rules are replaced
-wholesale and the policy row is saved once, so each write is exactly one new version.
+wholesale and the policy row is saved once, so each write is exactly one new version,
+stored whole by `routing.policies.versions`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from common.audit.context import audit_action
 from routing.engine.classify import DEFAULT_TASK_RULES
 from routing.models import ApiKey, ModelEndpoint, Policy, PolicyTier, TaskRule
 from routing.models.policies import MAX_SAMPLES
+from routing.policies.versions import policy_version_record
 
 _T = TypeVar("_T")
 
@@ -65,20 +68,37 @@ DEFAULT_RULES: list[RuleSpec] = [
 
 
 def api_key_create(
-    *, name: str, policy: Policy, team: str, app: str, expires_at: datetime | None = None
+    *,
+    name: str,
+    policy: Policy,
+    team: str,
+    app: str,
+    expires_at: datetime | None = None,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; the plaintext is returned once and never stored."""
     plaintext = ApiKey.generate()
-    key = ApiKey(name=name, policy=policy, team=team, app=app, expires_at=expires_at)
+    key = ApiKey(
+        name=name,
+        policy=policy,
+        team=team,
+        app=app,
+        expires_at=expires_at,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
+    )
     key.set_key(plaintext)
     key.save()
     return key, plaintext
 
 
 def api_key_revoke(*, key: ApiKey) -> None:
+    """Revoke a key from now; its audit entry is a "revoke" (a key already revoked stays as it is)."""
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
+        with audit_action("revoke"):
+            key.save(update_fields=["revoked_at"])
 
 
 # --- policies: check ---------------------------------------------------------------------
@@ -197,6 +217,7 @@ def policy_create(
     policy = Policy.objects.create(name=name, **fields)
     _tiers_create(policy, specs)
     _task_rules_create(policy, rules)
+    policy_version_record(policy=policy)
     return policy
 
 
@@ -206,12 +227,14 @@ def policy_update(
     policy: Policy,
     tiers: Sequence[TierSpec] | None = None,
     task_rules: Sequence[RuleSpec] | None = None,
+    restored_from: int | None = None,
     **fields: Any,
 ) -> Policy:
     """Update a policy's fields and replace the tiers or task rules given: one new version.
 
     A list left out (a PATCH) is kept, and checked against the one sent. The policy row is
-    saved after its children, once, so `version` moves by one per call.
+    saved after its children, once, so `version` moves by one per call; the whole policy is
+    then stored as that version (`restored_from`: the earlier version it brings back).
     """
     policy_validate(tiers=tiers, rules=task_rules, policy=policy)
     if tiers is not None:
@@ -223,6 +246,7 @@ def policy_update(
     for field, value in fields.items():
         setattr(policy, field, value)
     policy.save()
+    policy_version_record(policy=policy, restored_from=restored_from)
     return policy
 
 

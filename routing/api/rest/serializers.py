@@ -9,23 +9,35 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from rest_framework import serializers
 
 from billing.pricing.book import Prices
 from routing.config.prices import endpoint_prices, endpoint_prices_show
 from routing.models import (
+    ApiKey,
+    CategoryLadder,
+    Experiment,
+    ExperimentArm,
+    GoalWeights,
+    LadderTier,
     ModelEndpoint,
     Policy,
     PolicyTier,
+    PolicyVersion,
     QualityLabel,
     RequestAttempt,
     RequestRecord,
     ScorerVersion,
     ShadowEvaluation,
+    TaskCategory,
     TaskRule,
 )
 from routing.models.validators import validate_endpoint_connection
-from routing.policies import services
+from routing.policies import ladders, services
+
+# An experiment compares: one arm alone would be a policy change.
+MIN_ARMS = 2
 
 
 class ModelEndpointSerializer(serializers.ModelSerializer[ModelEndpoint]):
@@ -125,6 +137,69 @@ def _price_entry(prices: Prices | None) -> dict[str, Any] | None:
         "output_price_per_m": f"{prices.output_per_m:.6f}",
         "cached_input_price_per_m": None if cached is None else f"{cached:.6f}",
     }
+
+
+class ApiKeySerializer(serializers.ModelSerializer[ApiKey]):
+    """An app's API key. The key itself is in the answer to its creation only (`key`); it is stored as a hash."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="api-key-detail")
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "url",
+            "name",
+            "prefix",
+            "policy",
+            "team",
+            "app",
+            "expires_at",
+            "revoked_at",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "created",
+        ]
+        read_only_fields = ["prefix", "revoked_at", "created"]
+
+    def create(self, validated_data: dict[str, Any]) -> ApiKey:
+        key, plaintext = services.api_key_create(**validated_data)
+        key.plaintext = plaintext  # type: ignore[attr-defined]  # shown once, in this answer
+        return key
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    """A key just created: the one answer that carries the key."""
+
+    key = serializers.SerializerMethodField()
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+    def get_key(self, key: ApiKey) -> str:
+        return str(getattr(key, "plaintext", ""))
+
+
+class PolicyVersionSerializer(serializers.ModelSerializer[PolicyVersion]):
+    """A stored policy version: the whole policy as it was (`snapshot`), by `number`."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="policy-version-detail")
+
+    class Meta:
+        model = PolicyVersion
+        fields = [
+            "id",
+            "url",
+            "policy",
+            "policy_name",
+            "number",
+            "author",
+            "source",
+            "created",
+            "restored_from",
+            "snapshot",
+        ]
+        read_only_fields = fields
 
 
 class PolicyTierSerializer(serializers.ModelSerializer[PolicyTier]):
@@ -302,3 +377,145 @@ class ScorerVersionSerializer(serializers.ModelSerializer[ScorerVersion]):
         model = ScorerVersion
         fields = ["id", "policy", "version", "kind", "metrics", "n_labels", "trained_at", "active"]
         read_only_fields = fields
+
+
+# --- Categories, ladders, goal weights and experiments ------------------------------------------
+
+
+class TaskCategorySerializer(serializers.ModelSerializer[TaskCategory]):
+    """A task category: keywords, patterns (one per line) and example prompts that name it."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="task-category-detail")
+
+    class Meta:
+        model = TaskCategory
+        fields = [
+            "id",
+            "url",
+            "name",
+            "description",
+            "position",
+            "keywords",
+            "patterns",
+            "examples",
+            "similarity_threshold",
+            "enabled",
+            "created",
+            "updated",
+        ]
+
+
+class GoalWeightsSerializer(serializers.ModelSerializer[GoalWeights]):
+    """How much cost, quality, latency and task fit count for one optimisation goal."""
+
+    class Meta:
+        model = GoalWeights
+        fields = ["id", "goal", "cost", "quality", "latency", "fit", "updated"]
+        read_only_fields = ["goal", "updated"]
+
+
+class LadderTierSerializer(serializers.ModelSerializer[LadderTier]):
+    """One rung of a category's ladder, written nested inside it."""
+
+    class Meta:
+        model = LadderTier
+        fields = ["position", "endpoint", "threshold", "max_tokens"]
+
+
+class CategoryLadderSerializer(serializers.ModelSerializer[CategoryLadder]):
+    """A policy's own ladder for one category; every save or delete is a new version of the policy."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="category-ladder-detail")
+    tiers = LadderTierSerializer(many=True)
+
+    class Meta:
+        model = CategoryLadder
+        fields = ["id", "url", "policy", "category", "tiers"]
+        validators: list[Any] = []  # one ladder per policy and category: a save replaces it
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "tiers" in attrs:
+            ladders.ladder_validate(attrs["tiers"])
+        if self.instance is not None and {"policy", "category"} & set(attrs):
+            raise serializers.ValidationError("A ladder's policy and category stay; create another ladder instead.")
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> CategoryLadder:
+        return ladders.ladder_save(
+            policy=validated_data["policy"], category=validated_data["category"], rungs=validated_data["tiers"]
+        )
+
+    def update(self, instance: CategoryLadder, validated_data: dict[str, Any]) -> CategoryLadder:
+        rungs = validated_data.get("tiers")
+        if rungs is None:
+            return instance
+        return ladders.ladder_save(policy=instance.policy, category=instance.category, rungs=rungs)
+
+
+class ExperimentArmSerializer(serializers.ModelSerializer[ExperimentArm]):
+    """One arm: a policy, or one stored version of it (`policy_version`), and its weight."""
+
+    class Meta:
+        model = ExperimentArm
+        fields = ["id", "name", "policy", "policy_version", "weight"]
+        read_only_fields = ["id"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        number = attrs.get("policy_version")
+        if number is not None and not PolicyVersion.objects.filter(policy=attrs["policy"], number=number).exists():
+            raise serializers.ValidationError({"policy_version": f"The policy has no stored version {number}."})
+        return attrs
+
+
+class ExperimentSerializer(serializers.ModelSerializer[Experiment]):
+    """An A/B experiment over one key's or one team's traffic; its arms are set when it is created.
+
+    End it (and promote a winner) with the `end` action.
+    """
+
+    url = serializers.HyperlinkedIdentityField(view_name="experiment-detail")
+    arms = ExperimentArmSerializer(many=True)
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "id",
+            "url",
+            "name",
+            "description",
+            "api_key",
+            "team",
+            "status",
+            "min_samples",
+            "winner",
+            "arms",
+            "started",
+            "ended",
+        ]
+        read_only_fields = ["status", "winner", "started", "ended"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is not None:
+            if {"arms", "api_key", "team"} & set(attrs):
+                raise serializers.ValidationError("Arms and traffic are fixed once an experiment runs; end it instead.")
+            return attrs
+        if (attrs.get("api_key") is None) == (not attrs.get("team")):
+            raise serializers.ValidationError({"team": "Give either an API key or a team, not both."})
+        names = [arm["name"] for arm in attrs["arms"]]
+        if len(names) < MIN_ARMS or len(set(names)) != len(names):
+            raise serializers.ValidationError({"arms": f"At least {MIN_ARMS} arms, each with its own name."})
+        return attrs
+
+    @transaction.atomic
+    def create(self, validated_data: dict[str, Any]) -> Experiment:
+        arms = validated_data.pop("arms")
+        experiment = Experiment.objects.create(**validated_data)
+        for arm in arms:
+            ExperimentArm.objects.create(experiment=experiment, **arm)
+        return experiment
+
+
+class ExperimentEndSerializer(serializers.Serializer[Experiment]):
+    """Ending an experiment: `winner` (an arm's id, or null) becomes the policy of its keys."""
+
+    winner = serializers.IntegerField(allow_null=True, required=False, default=None)
