@@ -50,6 +50,14 @@ app.conf.beat_schedule = {
         "task": "dashboard.tuning.tasks.tuning_propose",
         "schedule": crontab(minute=40),
     },
+    # Hourly, at :25: retrain the learned scorer of every policy with 50 new labels since its
+    # last version; the new one replaces the active one only when it does better on the
+    # newest labels, held out (routing.quality.learning). Idempotent: a second run finds
+    # no new labels.
+    "scorers_retrain": {
+        "task": "routing.quality.tasks.scorers_retrain",
+        "schedule": crontab(minute=25),
+    },
     # Every minute, on the minute: evaluate the alert rules against the minute rollups.
     # Each rule is claimed for the minute, so a duplicate run evaluates nothing twice.
     "alerts_evaluate": {

@@ -18,6 +18,7 @@ from typing import Any
 from routing.engine import embeddings
 from routing.engine.agreement import Agreement, Embedder, agreement, by_embedding
 from routing.engine.costing import JUDGE_MAX_TOKENS
+from routing.engine.scoring import logprob_features
 from routing.engine.tiers import TierAnswer, TierCaller, answered_attempt, samples_in_one_call
 from routing.engine.types import Attempt, ChatRequest, Completion, GateSnapshot, Message, Outcome, Tier
 
@@ -141,6 +142,20 @@ def judge_grade(completion: Completion) -> float | None:
             return 1.0 if said_yes else 0.0
         return probability if said_yes else 1.0 - probability
     return min(max(float(match.group(2)) / float(match.group(3)), 0.0), 1.0)
+
+
+def answer_signals(verdict: GateVerdict | None, completion: Completion) -> dict[str, float]:
+    """The signals a retrained scorer can learn from: the gate's agreement and judge grade
+    where they ran, and the answer's token log-probabilities where the provider sent them."""
+    signals: dict[str, float] = {}
+    if verdict is not None and verdict.agreement is not None:
+        signals["agreement"] = verdict.agreement
+    if verdict is not None and verdict.judge is not None:
+        signals["judge"] = verdict.judge
+    if completion.logprobs:
+        signals.update(logprob_features(completion.logprobs))
+    signals["stopped_by_length"] = float(completion.finish_reason == "length")
+    return signals
 
 
 def _first_token_probability(logprobs: Sequence[float] | None) -> float | None:

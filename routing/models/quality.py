@@ -32,6 +32,9 @@ class RequestSample(models.Model):
     answer_tier = models.PositiveSmallIntegerField(help_text="The tier whose answer this is.")
     finish_reason = models.CharField(max_length=30, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="The request's own token limit.")
+    signals = models.JSONField(
+        default=dict, blank=True, help_text="What the quality gate measured of the answer (agreement, judge, logprobs)."
+    )
 
     def __str__(self) -> str:
         return f"sample of {self.record_id}"

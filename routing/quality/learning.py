@@ -8,24 +8,36 @@ picks up within a second. See docs/quality.md.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from django.db import transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from routing.choices import RecordStatus, ScorerVersionKind
+from routing.choices import RecordStatus, ScorerKind, ScorerVersionKind
 from routing.config import version as config_version
-from routing.engine.learned import LabelledExample, train_learned_model
+from routing.engine.learned import LabelledExample, LearnedModel, train_learned_model
+from routing.engine.offline.metrics import Outcomes, figures
 from routing.engine.router import train_prompt_router
 from routing.models import Policy, RequestSample, ScorerVersion
 from routing.quality.labels import ACCEPTABLE, best_label
 from routing.quality.samples import sample_chat, sample_completion
 
+logger = logging.getLogger(__name__)
+
 # Fewer labelled examples than this train nothing: the held-out part would be noise.
 MIN_TRAINING_LABELS = 50
+# A retrained scorer is judged against the active one on this newest share of the labels.
+CHALLENGE_HOLDOUT = 0.25
+# The learning curve's label counts (the last point is always every training label).
+CURVE_SIZES = (25, 50, 100, 200, 400, 800, 1600, 3200)
+# Beat retrains a policy's scorer once this many labels came in since its last version.
+RETRAIN_AFTER_LABELS = 50
 
 
 class TooFewLabels(Exception):
@@ -106,7 +118,7 @@ def scorer_version_create(
     policy: Policy,
     kind: str,
     model: Mapping[str, Any],
-    metrics: Mapping[str, float],
+    metrics: Mapping[str, Any],
     n_labels: int,
     activate: bool,
 ) -> ScorerVersion:
@@ -146,9 +158,126 @@ def scorer_version_deactivate(*, policy: Policy, kind: str = ScorerVersionKind.L
         config_version.bump_on_commit()
 
 
-def json_safe(metrics: Mapping[str, float]) -> dict[str, float | None]:
+def json_safe(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """Metrics a JSON column accepts: NaN (undefined on the held-out part) becomes null.
 
     PostgreSQL's jsonb refuses NaN; SQLite would store it and fail on reading back.
     """
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
+
+
+# --- retraining: a challenger replaces the active scorer only when it does better ---------
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A retrained scorer's version, and how it and the active one did on the held-out labels."""
+
+    version: ScorerVersion
+    replaced: bool
+    challenger_apgr: float
+    active_apgr: float | None
+
+
+def scorer_version_challenge(*, policy: Policy, seed: int = 0, use_embeddings: bool = False) -> Challenge:
+    """Train a learned scorer on the policy's labels and make it active only if it beats the active one.
+
+    The newest `CHALLENGE_HOLDOUT` of the labels (oldest first: the future the scorer will
+    meet) is held out; both scorers are judged there by APGR, the area under the share of
+    the quality gap recovered against the share escalated. The challenger is stored either
+    way, with its held-out figures and its learning curve (APGR by number of labels).
+    """
+    examples = labelled_examples(policy=policy)
+    if len(examples) < MIN_TRAINING_LABELS:
+        raise TooFewLabels(f"{policy} has {len(examples)} labelled samples; training needs {MIN_TRAINING_LABELS}.")
+    cut = len(examples) - max(1, round(len(examples) * CHALLENGE_HOLDOUT))
+    train, held_out = examples[:cut], examples[cut:]
+    model, _ = train_learned_model(train, seed=seed, holdout=0.0, use_embeddings=use_embeddings)
+    challenger = held_out_apgr(model, held_out)
+    active = active_learned_model(policy)
+    champion = held_out_apgr(active, held_out) if active is not None else None
+    replaced = beats(challenger, champion)
+    metrics: dict[str, Any] = {
+        "n_train": float(len(train)),
+        "n_holdout": float(len(held_out)),
+        "holdout_apgr": challenger,
+        "active_holdout_apgr": champion if champion is not None else math.nan,
+        "learning_curve": learning_curve(train, held_out, seed=seed, use_embeddings=use_embeddings),
+    }
+    version = scorer_version_create(
+        policy=policy,
+        kind=ScorerVersionKind.LEARNED,
+        model=model.to_dict(),
+        metrics=metrics,
+        n_labels=len(train),
+        activate=replaced,
+    )
+    return Challenge(version, replaced, challenger, champion)
+
+
+def beats(challenger: float, champion: float | None) -> bool:
+    """Whether the challenger's held-out APGR is better; with no comparable champion, it is."""
+    if champion is None or math.isnan(champion):
+        return not math.isnan(challenger)
+    return not math.isnan(challenger) and challenger > champion
+
+
+def active_learned_model(policy: Policy) -> LearnedModel | None:
+    """The policy's active learned scorer, or None (none active, or stored in a format this version cannot read)."""
+    active = ScorerVersion.objects.filter(policy=policy, kind=ScorerVersionKind.LEARNED, active=True).first()
+    if active is None:
+        return None
+    try:
+        return LearnedModel.from_dict(active.model)
+    except (KeyError, TypeError, ValueError):
+        logger.warning("Scorer version %s of %s cannot be read; the challenger replaces it", active.version, policy)
+        return None
+
+
+def held_out_apgr(model: LearnedModel, examples: Sequence[LabelledExample]) -> float:
+    """APGR of escalating `examples` in the order of `model`'s scores (NaN when every answer was acceptable).
+
+    Production labels say whether the cheap answer was acceptable; an escalated request is
+    counted as answered well (the strongest tier is the reference the labels are made against).
+    """
+    scores = np.asarray([model.predict(e.chat, e.completion, e.task) for e in examples], dtype=np.float64)
+    acceptable = np.asarray([e.acceptable for e in examples], dtype=np.float64)
+    ones, zeros = np.ones(len(examples)), np.zeros(len(examples))
+    return figures(Outcomes(scores, acceptable, acceptable, ones, zeros, ones))["apgr"]
+
+
+def learning_curve(
+    train: Sequence[LabelledExample], held_out: Sequence[LabelledExample], *, seed: int, use_embeddings: bool
+) -> list[list[float]]:
+    """[labels, held-out APGR] for a scorer trained on the first `labels` training examples."""
+    sizes = sorted({n for n in CURVE_SIZES if n < len(train)} | {len(train)})
+    curve = []
+    for n in sizes:
+        first = train[:n]
+        if len({e.acceptable for e in first}) < 2:
+            continue
+        model, _ = train_learned_model(first, seed=seed, holdout=0.0, use_embeddings=use_embeddings)
+        apgr = held_out_apgr(model, held_out)
+        if not math.isnan(apgr):
+            curve.append([float(n), apgr])
+    return curve
+
+
+def scorers_retrain_all(*, seed: int = 0) -> int:
+    """Beat's `scorers_retrain`: challenge the scorer of every learned-scorer policy with enough
+    new labels; returns how many active scorers were replaced."""
+    replaced = 0
+    for policy in Policy.objects.filter(scorer=ScorerKind.LEARNED):
+        last = ScorerVersion.objects.filter(policy=policy, kind=ScorerVersionKind.LEARNED).aggregate(
+            at=Max("trained_at")
+        )
+        if labelled_samples(policy=policy, since=last["at"]).count() < RETRAIN_AFTER_LABELS:
+            continue
+        try:
+            replaced += scorer_version_challenge(policy=policy, seed=seed).replaced
+        except TooFewLabels:
+            continue
+        except Exception:
+            # One policy's failure must not stop the others' retraining.
+            logger.exception("Retraining the scorer of %s failed", policy)
+    return replaced

@@ -28,6 +28,7 @@ def samples_store(sender: Any, *, payloads: list[Payload], **kwargs: Any) -> Non
             answer_tier=s["answer_tier"],
             finish_reason=s["finish_reason"],
             max_tokens=s["max_tokens"],
+            signals=s.get("signals", {}),
         )
         for p in payloads
         if (s := p.get("sample"))

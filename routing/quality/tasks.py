@@ -11,3 +11,11 @@ def shadow_evaluate(record_id: str) -> None:
     from routing.quality.shadow import shadow_evaluate as evaluate
 
     evaluate(record_id=record_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def scorers_retrain() -> None:
+    """Retrain the learned scorer of every policy with enough new labels (beat, hourly)."""
+    from routing.quality.learning import scorers_retrain_all
+
+    scorers_retrain_all()

@@ -33,6 +33,8 @@ class SamplePayload(TypedDict):
     finish_reason: str
     max_tokens: int | None
     shadow: bool
+    # The quality gate's signals of the answer (`gate.answer_signals`); absent in older payloads.
+    signals: NotRequired[dict[str, float]]
 
 
 class RefusalPayload(TypedDict):

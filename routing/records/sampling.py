@@ -27,4 +27,5 @@ def sample_payload(*, policy: PolicySnapshot, chat: ChatRequest, result: Cascade
         "finish_reason": completion.finish_reason,
         "max_tokens": chat.max_tokens,
         "shadow": shadow,
+        "signals": dict(final.signals),
     }

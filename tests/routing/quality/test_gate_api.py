@@ -11,7 +11,7 @@ from decimal import Decimal
 import openai
 import pytest
 
-from routing.models import ModelEndpoint, PolicyTier, RequestRecord
+from routing.models import ModelEndpoint, Policy, PolicyTier, RequestRecord, RequestSample
 from testing.factories import make_key, make_policy, openai_endpoint
 from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
@@ -119,6 +119,19 @@ def test_samples_in_one_call_that_disagree_escalate(live_gateway):
     assert upstream.calls["cheap-model"] == 2
     assert attempts_of(record)[-1] == ("strong", "accepted")
     assert every_attempt_is_paid_for(record)
+
+
+def test_a_sampled_answer_keeps_what_the_gate_measured(live_gateway):
+    answers = ("The answer is 42.", "The answer is 42.", "The answer is 13.")
+    with running_upstream(scripts(cheap_model=answers)) as upstream:
+        key = gated_policy(upstream.base_url, samples=3)
+        Policy.objects.filter(name="gated").update(sample_rate=1.0)
+        _, record = ask(live_gateway.url, key)
+
+    signals = RequestSample.objects.get(record=record).signals
+    assert signals["agreement"] == pytest.approx(2 / 3)
+    assert signals["stopped_by_length"] == 0.0
+    assert "judge" not in signals  # no judge on this tier
 
 
 def test_the_majority_answer_is_returned(live_gateway):
