@@ -31,6 +31,9 @@ DAYS_PER_MONTH = Decimal(DAYS_PER_YEAR) / 12
 # Two-sided 95% under normal residuals; a trend needs more days than parameters (two).
 Z_95 = Decimal("1.96")
 MIN_TREND_DAYS = 3
+# Today counts in the rates as at least this much of a day: the first minutes' spend,
+# stretched over a whole day, would say little.
+MIN_PARTIAL_DAY = Decimal(1) / 24
 
 Json = dict[str, Any]
 
@@ -176,13 +179,17 @@ def report_data(
     rows: Iterable[LedgerRow],
     previous_rows: Iterable[LedgerRow],
     as_of: date | None = None,
+    day_fraction: float | None = None,
     implementation_cost: Decimal | None = None,
 ) -> Json:
     """Build one month's report from its ledger rows and the previous month's.
 
-    `as_of` makes it a month to date: days after it are not counted, and today (`as_of`
-    itself) is left out of the rates and the forecast while earlier days exist, because it
-    is not over. Without `as_of` the month is over and every day of it counts.
+    `as_of` makes it a month to date: days after it are not counted. With `day_fraction`
+    (how much of `as_of` has passed, 0–1) today's spend so far counts in the rates as that
+    much of a day (at least an hour's worth); without it, today is left out of the rates
+    while earlier days exist, because it is not over. The forecast fits complete days only.
+    Without `as_of` the month is over and every day of it counts. `projection_basis` says
+    which days the rates came from.
     """
     month = month_start(month)
     end = min(as_of, _last_day(month)) if as_of else _last_day(month)
@@ -193,13 +200,19 @@ def report_data(
     rate_days = elapsed if as_of is None or len(elapsed) == 1 else elapsed[:-1]
     by_day = _group(rows, lambda r: r.day.isoformat())
     total, previous_total = _total(rows), _total(previous_rows)
-    daily_rate = _daily_rate(by_day, rate_days)
     next_month = month_after(month)
-    forecast = forecast_total(
-        [by_day.get(d.isoformat(), Spend()).cost for d in rate_days],
-        gap=(next_month - rate_days[-1]).days - 1,
-        horizon=days_in_month(next_month),
-    )
+    if as_of is not None and day_fraction is not None:
+        today_part = max(Decimal(str(day_fraction)), MIN_PARTIAL_DAY)
+        complete = elapsed[:-1]
+        daily_rate = _daily_rate(by_day, elapsed, days=len(complete) + today_part)
+        basis = partial_day_basis(len(complete), today_part)
+        counted_days: float | int = round(float(len(complete) + today_part), 3)
+        forecast = _forecast_of(by_day, complete, daily_rate, next_month)
+    else:
+        daily_rate = _daily_rate(by_day, rate_days)
+        basis = whole_days_basis(len(rate_days), today_included=as_of is not None and len(elapsed) == 1)
+        counted_days = len(rate_days)
+        forecast = _forecast_of(by_day, rate_days, daily_rate, next_month)
     data: Json = {
         "schema": SCHEMA,
         "month": month_key(month),
@@ -210,7 +223,7 @@ def report_data(
             "end": end.isoformat(),
             "days": days_in_month(month),
             "elapsed_days": len(elapsed),
-            "rate_days": len(rate_days),
+            "rate_days": counted_days,
             "complete": as_of is None,
         },
         "totals": total.as_json(),
@@ -219,6 +232,7 @@ def report_data(
         "daily": [{"day": day.isoformat(), **by_day.get(day.isoformat(), Spend()).as_json()} for day in elapsed],
         "daily_by_team": _daily_by_team(rows, elapsed),
         "projections": projections(daily_rate),
+        "projection_basis": basis,
         "forecast": _forecast_json(forecast, next_month),
         "break_even": break_even(implementation_cost, daily_rate.savings * DAYS_PER_MONTH),
     }
@@ -292,14 +306,38 @@ def _daily_by_team(rows: Sequence[LedgerRow], elapsed: Sequence[date]) -> list[J
     ]
 
 
-def _daily_rate(by_day: dict[str, Spend], rate_days: Sequence[date]) -> Spend:
-    """The mean day over the rate days (counts are left at zero: only money is projected)."""
-    n = len(rate_days)
+def _daily_rate(by_day: dict[str, Spend], rate_days: Sequence[date], *, days: Decimal | None = None) -> Spend:
+    """The mean day: the rate days' spend over `days` (their number unless given; only money is projected)."""
+    n = Decimal(len(rate_days)) if days is None else days
     spent = [by_day.get(d.isoformat(), Spend()) for d in rate_days]
     return Spend(
         cost=sum((s.cost for s in spent), Decimal(0)) / n,
         baseline_cost=sum((s.baseline_cost for s in spent), Decimal(0)) / n,
     )
+
+
+def partial_day_basis(complete_days: int, today_part: Decimal) -> str:
+    """How a month to date's rates were made, counting today's spend so far."""
+    hours = f"{float(today_part) * 24:.1f} hours of today"
+    if not complete_days:
+        return f"Projected from today's spend so far ({hours}), as a daily rate."
+    days = f"{complete_days} complete day{'s' if complete_days != 1 else ''}"
+    return f"Projected from the mean day of {days} and {hours} (spend so far, pro rata)."
+
+
+def whole_days_basis(days: int, *, today_included: bool) -> str:
+    if today_included:
+        return "Projected from today's spend so far, as if the day were over."
+    return f"Projected from the mean day of {days} complete day{'s' if days != 1 else ''}."
+
+
+def _forecast_of(by_day: dict[str, Spend], days: Sequence[date], daily_rate: Spend, next_month: date) -> Forecast:
+    """The forecast from complete days; with none yet, today's rate so far times next month's days."""
+    horizon = days_in_month(next_month)
+    if not days:
+        return Forecast(cost=daily_rate.cost * horizon, low=None, high=None, method="today's rate so far")
+    series = [by_day.get(d.isoformat(), Spend()).cost for d in days]
+    return forecast_total(series, gap=(next_month - days[-1]).days - 1, horizon=horizon)
 
 
 def projections(daily: Spend) -> Json:

@@ -70,6 +70,8 @@ def _story(data: reports.Json, stored: MonthlyReport | None) -> list[Flowable]:
         Paragraph("Projections", h2),
         _table(reports.projection_rows(data), widths=[50 * mm, 40 * mm, 40 * mm, 40 * mm]),
     ]
+    if data.get("projection_basis"):
+        story.append(Paragraph(escape(data["projection_basis"]), styles["Normal"]))
     for title, rows in reports.breakdown_tables(data):
         body = rows or [["(no spend)"] + [""] * (len(reports.BREAKDOWN_HEADERS) - 1)]
         table = _table([reports.BREAKDOWN_HEADERS, *body], widths=BREAKDOWN_WIDTHS)

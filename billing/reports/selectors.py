@@ -70,8 +70,16 @@ def month_to_date_report(*, today: date) -> reports.Json:
         rows=ledger_rows_for_month(month=month),
         previous_rows=ledger_rows_for_month(month=reports.month_before(month)),
         as_of=today,
+        day_fraction=day_fraction_passed(today),
         implementation_cost=settings.CASCADEOPS_IMPLEMENTATION_COST_USD,
     )
+
+
+def day_fraction_passed(day: date) -> float:
+    """How much of `day` (in the billing time zone) has passed: 0 at midnight, 1 once it is over."""
+    start = datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.BILLING_TIME_ZONE))
+    passed = (timezone.now() - start).total_seconds() / 86400
+    return min(max(passed, 0.0), 1.0)
 
 
 def price_book_version_for_month(*, month: date) -> int:

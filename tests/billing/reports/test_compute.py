@@ -35,6 +35,7 @@ from billing.reports.compute import (
     csv_rows,
     figures,
     forecast_total,
+    money,
     month_before,
     report_data,
     summary_tiles,
@@ -378,3 +379,35 @@ def test_figures_keep_money_as_strings_on_linear_axes(february: dict) -> None:
 
 def test_month_before_january_is_december() -> None:
     assert month_before(JAN) == date(2024, 12, 1)
+
+
+def test_a_month_to_date_projects_from_todays_spend_so_far_and_says_so() -> None:
+    rows = [r for r in february_rows() if r.day <= date(2025, 2, 10)]
+
+    data = report_data(month=FEB, rows=rows, previous_rows=[], as_of=date(2025, 2, 10), day_fraction=0.5)
+
+    # Nine days at 2.00 and half of today at 2.00: 20.00 over 9.5 days.
+    assert data["projections"]["daily"]["cost"] == money(D(20) / D("9.5"))
+    assert data["period"]["rate_days"] == 9.5
+    assert data["projection_basis"] == (
+        "Projected from the mean day of 9 complete days and 12.0 hours of today (spend so far, pro rata)."
+    )
+    assert data["forecast"]["cost"] == "62.000000"  # fitted on the complete days
+
+
+def test_on_the_first_day_the_projection_is_todays_rate_so_far_not_zero() -> None:
+    spent = [LedgerRow(date(2025, 2, 1), "growth", "support-bot", "default", "gpt-4", requests=3, cost=D("1.08"))]
+
+    data = report_data(month=FEB, rows=spent, previous_rows=[], as_of=date(2025, 2, 1), day_fraction=0.25)
+
+    assert data["projections"]["daily"]["cost"] == "4.320000"  # 1.08 in six hours
+    assert data["forecast"]["cost"] == money(D("4.32") * 31)
+    assert data["projection_basis"] == "Projected from today's spend so far (6.0 hours of today), as a daily rate."
+
+
+def test_the_first_minutes_count_as_an_hour() -> None:
+    spent = [LedgerRow(date(2025, 2, 1), "growth", "support-bot", "default", "gpt-4", requests=1, cost=D("0.01"))]
+
+    data = report_data(month=FEB, rows=spent, previous_rows=[], as_of=date(2025, 2, 1), day_fraction=0.001)
+
+    assert data["projections"]["daily"]["cost"] == "0.240000"

@@ -105,6 +105,7 @@ def test_the_current_month_is_computed_live(finance_client: Client) -> None:
     response = finance_client.get(f"/finance/{month:%Y-%m}/")
     assert response.status_code == 200
     assert "live" in response.content.decode() and "$0.04" in response.content.decode()
+    assert "Projected from" in response.content.decode() and "hours of today" in response.content.decode()
     assert not MonthlyReport.objects.exists()
 
 
