@@ -236,9 +236,12 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CascadeOps management API",
-    "DESCRIPTION": "Model endpoints, routing policies and request records.",
+    "DESCRIPTION": "Everything the admin edits (endpoints, policies and their versions, keys, categories, "
+    "experiments, budgets, the price book, alerts), request records and the audit trail.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # A policy's goal and the goal-weight rows share one choice set: one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"OptimisationGoalEnum": "routing.choices.OptimisationGoal"},
     # Swagger UI from this server's static files: /api/docs/ works without the internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

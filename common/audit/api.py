@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -17,6 +17,11 @@ from common.audit.models import AuditEntry
 from common.drf import ViewModelPermissions
 from common.filters import IsoDateTimeFilter
 
+# {"field": {"before": value, "after": value}, ...}
+CHANGES_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {"type": "object", "properties": {"before": {}, "after": {}}},
+}
 DATETIME_ERROR = {"invalid": "Must be an ISO 8601 date-time, e.g. 2025-01-31T00:00:00Z."}
 
 
@@ -43,6 +48,7 @@ class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(CHANGES_SCHEMA)
     def get_changes(self, entry: AuditEntry) -> dict[str, dict[str, object]]:
         return {field: {"before": a, "after": b} for field, (a, b) in entry.changes().items()}
 
