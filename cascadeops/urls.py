@@ -4,13 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from routing.api.openai import feedback
+from routing.api.openai import embeddings, feedback
 from routing.api.openai import views as hotpath
 from routing.api.prometheus import metrics_view
 
 urlpatterns = [
     path("v1/chat/completions", hotpath.chat_completions, name="chat-completions"),
     path("v1/models", hotpath.list_models, name="models"),
+    path("v1/embeddings", embeddings.embeddings, name="embeddings"),
     path("v1/feedback", feedback.feedback, name="feedback"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,6 +1,6 @@
 """A local OpenAI-compatible upstream server for tests and benchmarks.
 
-A raw ASGI app answering `POST /v1/chat/completions` and `GET /v1/models`, set per server by
+A raw ASGI app answering `POST /v1/chat/completions`, `POST /v1/embeddings` and `GET /v1/models`, set per server by
 an `UpstreamBehaviour` and per request by the model name (`fail-<status>`, `hang`,
 `refuse`, `slow-<ms>`, `malformed`, `no-usage`), with injected faults for chaos runs and
 `/_chaos/outage`, `/_chaos/stats` at run time. Run it with `python -m testing.upstream`.
@@ -18,6 +18,7 @@ import re
 import socket
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
@@ -99,6 +100,7 @@ class UpstreamApp:
         self.last_client: tuple[str, int] | None = None
         # Every chat-completions body received, in order: what the gateway sent, as sent.
         self.requests: list[dict[str, Any]] = []
+        self.embedding_requests: list[dict[str, Any]] = []
         self.faults: Counter[tuple[str, str]] = Counter()  # (model, fault) → requests
         self._outages: dict[str, tuple[float, int]] = {}  # model → (until, status)
         self._rng = random.Random(self.behaviour.seed)
@@ -115,6 +117,8 @@ class UpstreamApp:
         route = (scope["method"], scope["path"])
         if route == ("POST", "/v1/chat/completions"):
             await self._chat_completions(scope, receive, send)
+        elif route == ("POST", "/v1/embeddings"):
+            await self._embeddings(receive, send)
         elif route == ("GET", "/v1/models"):
             await respond(send, 200, self._models_body)
         elif route == ("POST", "/_chaos/outage"):
@@ -170,6 +174,14 @@ class UpstreamApp:
         for event in events:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    async def _embeddings(self, receive: Receive, send: Send) -> None:
+        request = parse_request(await read_body(receive))
+        if request is None or not isinstance(request.get("input"), list | str):
+            await respond(send, 400, error_body(400, "the body is not an embeddings request"))
+            return
+        self.embedding_requests.append(request)
+        await respond(send, 200, json.dumps(embeddings_response(request)).encode())
 
     async def _start_outage(self, receive: Receive, send: Send) -> None:
         order = json.loads(await read_body(receive) or b"{}")
@@ -362,6 +374,27 @@ def tool_call_events(
         usage = {"id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": created, "model": model,
                  "choices": [], "usage": usage_object(behaviour)}  # fmt: skip
         yield b"data: " + json.dumps(usage).encode() + b"\n\n"
+
+
+def embeddings_response(request: dict[str, Any]) -> dict[str, Any]:
+    """One vector per input, the same for the same text, of `dimensions` numbers (8 by default)."""
+    inputs = [request["input"]] if isinstance(request["input"], str) else request["input"]
+    size = int(request.get("dimensions") or 8)
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": [((zlib.crc32(str(text).encode()) >> k) % 100) / 100 for k in range(size)],
+        }
+        for i, text in enumerate(inputs)
+    ]
+    tokens = sum(len(str(text).split()) for text in inputs)
+    return {
+        "object": "list",
+        "data": data,
+        "model": request["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def usage_object(behaviour: UpstreamBehaviour) -> dict[str, Any]:

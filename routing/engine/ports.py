@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from routing.engine.types import ChatRequest, Completion, EndpointSnapshot
+from routing.engine.types import ChatRequest, Completion, Embeddings, EndpointSnapshot
 
 
 @runtime_checkable
@@ -23,6 +24,15 @@ class SamplingProvider(Provider, Protocol):
     """A provider that can return several answers from one call (OpenAI's `n`)."""
 
     async def complete_many(self, chat: ChatRequest, *, max_tokens: int, n: int) -> tuple[Completion, ...]: ...
+
+
+@runtime_checkable
+class EmbeddingsProvider(Protocol):
+    """Calls one embeddings endpoint (`/v1/embeddings`); raises `ProviderError` subclasses on failure."""
+
+    endpoint: EndpointSnapshot
+
+    async def embed(self, inputs: Sequence[str], *, dimensions: int | None) -> Embeddings: ...
 
 
 @runtime_checkable

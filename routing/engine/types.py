@@ -280,6 +280,16 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
+class Embeddings:
+    """What an embeddings endpoint answered: one vector per input, and the input tokens billed."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    input_tokens: int
+    latency_ms: float
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """One call to one tier, successful or not."""
 

@@ -21,15 +21,17 @@ import asyncio
 import csv
 import dataclasses
 import functools
+import hashlib
+import math
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from routing.engine.errors import ProviderMisconfigured
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta, text_chunks
 from routing.engine.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, EndpointSnapshot
+from routing.engine.types import ChatRequest, Completion, Embeddings, EndpointSnapshot
 
 DEFAULT_DATASET = Path(__file__).resolve().parent / "data" / "gsm8k_responses.csv"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -39,6 +41,8 @@ RESPONSE_SUFFIX = "_response"
 # The recorded prompts use typographic quotes ("Janet’s ducks"); people type straight ones.
 QUOTES = str.maketrans("‘’‚‛“”„‟", "''''\"\"\"\"")
 ECHO_CHARS = 120
+# The size of a replay endpoint's stand-in embeddings when the request names none.
+REPLAY_DIMENSIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,17 @@ class ReplayProvider:
             model=model,
         )
 
+    async def embed(self, inputs: Sequence[str], *, dimensions: int | None) -> Embeddings:
+        """Stand-in vectors, the same for the same text: a hash, not a meaning (for the demo and tests)."""
+        size = dimensions or REPLAY_DIMENSIONS
+        await simulate_latency(self.endpoint)
+        return Embeddings(
+            vectors=tuple(hashed_vector(text, size) for text in inputs),
+            input_tokens=sum(estimate_tokens(text) for text in inputs),
+            latency_ms=latency_s(self.endpoint) * 1000,
+            model=self.endpoint.model_id,
+        )
+
     async def aclose(self) -> None:
         return None
 
@@ -113,6 +128,16 @@ class ReplayProvider:
             # Reading and indexing the file takes a few milliseconds: not on the event loop.
             self._data = await asyncio.to_thread(load_replay_data, dataset_path(self.endpoint))
         return self._data
+
+
+def hashed_vector(text: str, size: int) -> tuple[float, ...]:
+    """A unit vector of `size` numbers drawn from the text's hash."""
+    digest = b""
+    while len(digest) < size:
+        digest += hashlib.blake2b(text.encode() + len(digest).to_bytes(4, "big")).digest()
+    raw = [byte / 127.5 - 1.0 for byte in digest[:size]]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return tuple(x / norm for x in raw)
 
 
 def replay_prompts(limit: int | None = None, *, dataset: str | Path | None = None) -> list[str]:

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -31,7 +31,7 @@ from routing.engine.errors import (
 )
 from routing.engine.streaming import StreamDone, StreamEvent, TextDelta, ToolCallDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, ToolCall
+from routing.engine.types import ChatRequest, Completion, Embeddings, EndpointSnapshot, Message, ToolCall
 
 # Upstream error bodies can echo the whole prompt back; keep records and logs small.
 ERROR_MESSAGE_LIMIT = 300
@@ -116,6 +116,28 @@ class OpenAICompatProvider:
             # Before the end of the body this closes the connection: the upstream stops
             # generating. After it (a `[DONE]` whose body is all in), the connection is reused.
             response.release()
+
+    async def embed(self, inputs: Sequence[str], *, dimensions: int | None) -> Embeddings:
+        """`POST {base_url}/embeddings`: one vector per input, as floats."""
+        body: dict[str, Any] = {"model": self.endpoint.model_id, "input": list(inputs), "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        session, url = self._upstream or self._open()
+        started = time.perf_counter()
+        try:
+            response = await session.post(
+                url.with_path(url.path.removesuffix("/chat/completions") + "/embeddings"),
+                data=encode_json(body),
+                headers=self._headers(False),
+                allow_redirects=False,
+            )
+        except aiohttp.ClientError as exc:
+            raise provider_error(self.endpoint, exc) from exc
+        refuse_content_coding(self.endpoint, response)
+        content = await read_whole(self.endpoint, response)
+        raise_for_status(self.endpoint, response, content)
+        latency_ms = (time.perf_counter() - started) * 1000
+        return parse_embeddings(self.endpoint, inputs, decode_json(content), latency_ms=latency_ms)
 
     async def aclose(self) -> None:
         if self._upstream is not None:
@@ -515,6 +537,30 @@ def choice_text(endpoint: EndpointSnapshot, choice: Mapping[str, Any], usage: An
     if not isinstance(text, str):
         raise ProviderUnavailable("malformed response: a choice's message.content is not text")
     return text, finish_reason
+
+
+def parse_embeddings(
+    endpoint: EndpointSnapshot, inputs: Sequence[str], data: Mapping[str, Any], *, latency_ms: float
+) -> Embeddings:
+    """The vectors in input order, and the input tokens reported (estimated when not)."""
+    items = data.get("data")
+    if not isinstance(items, list) or len(items) != len(inputs):
+        raise ProviderUnavailable(f"{endpoint.name}: malformed response: not one embedding per input")
+    ordered = sorted(items, key=lambda item: item.get("index", 0) if isinstance(item, Mapping) else 0)
+    vectors = []
+    for item in ordered:
+        vector = item.get("embedding") if isinstance(item, Mapping) else None
+        if not isinstance(vector, list) or not all(isinstance(x, int | float) for x in vector):
+            raise ProviderUnavailable(f"{endpoint.name}: malformed response: an embedding is not a list of numbers")
+        vectors.append(tuple(float(x) for x in vector))
+    usage = data.get("usage")
+    reported = count_or_none(usage.get("prompt_tokens")) if isinstance(usage, Mapping) else None
+    return Embeddings(
+        vectors=tuple(vectors),
+        input_tokens=reported if reported is not None else sum(estimate_tokens(text) for text in inputs),
+        latency_ms=latency_ms,
+        model=str(data.get("model") or endpoint.model_id),
+    )
 
 
 def refused(endpoint: EndpointSnapshot, finish_reason: str, usage: Any) -> ProviderRefused:
