@@ -140,6 +140,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "dashboard.navigation.navigation",
             ],
         },
     },
@@ -212,7 +213,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-LOGIN_URL = "/admin/login/"
+# Our own sign-in page; with no page asked for, each role lands on its own (dashboard.navigation).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:landing"
+LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -286,6 +290,10 @@ CASCADEOPS_SEMANTIC_INDEX_SIZE = env.int("CASCADEOPS_SEMANTIC_INDEX_SIZE", defau
 # What deploying CascadeOps cost (USD); when set, finance reports show the months of
 # savings that pay it back. Unset: no break-even figure.
 CASCADEOPS_IMPLEMENTATION_COST_USD = env("CASCADEOPS_IMPLEMENTATION_COST_USD", cast=Decimal, default=None)
+# Request log: how long kept prompts and answers of a deleted policy stay (a policy's own
+# retention is `Policy.text_retention_days`), and how many rows a filtered page shows.
+CASCADEOPS_TEXT_RETENTION_DAYS = env.int("CASCADEOPS_TEXT_RETENTION_DAYS", default=30)
+CASCADEOPS_REQUEST_LOG_PAGE_SIZE = env.int("CASCADEOPS_REQUEST_LOG_PAGE_SIZE", default=50)
 # Dashboard: how often open pages get new rollup values (one message per group per tick).
 CASCADEOPS_DASHBOARD_TICK_SECONDS = env.float("CASCADEOPS_DASHBOARD_TICK_SECONDS", default=1.0)
 # How often an open dashboard websocket asks again whether its user may still watch.

@@ -1,6 +1,7 @@
 """Top-level URLs: the routing API, /metrics, the management API, the admin, finance and the dashboard."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -21,6 +22,12 @@ urlpatterns = [
     path("api/dashboard/", include("dashboard.api.urls")),
     path("api/billing/", include("billing.api.urls")),
     path("api/audit/", include("common.audit.urls")),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="registration/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("finance/", include("billing.reports.urls")),
     path("", include("dashboard.urls")),

@@ -92,3 +92,11 @@ def what_if(request: HttpRequest, pk: int) -> HttpResponse:
         "figure": whatif_figure(report) if report and report["sweep"] else None,
     }
     return render(request, "dashboard/tuning/what_if.html", context)
+
+
+@login_required
+@permission_required(VIEW_RECORDS, raise_exception=True)
+def what_if_index(request: HttpRequest) -> HttpResponse:
+    """Which policy to replay: every policy, each linked to its what-if page."""
+    policies = Policy.objects.only("id", "name", "version", "enabled").order_by("name")
+    return render(request, "dashboard/tuning/what_if_index.html", {"policies": policies})

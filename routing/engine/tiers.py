@@ -121,6 +121,7 @@ def answered_attempt(answer: TierAnswer, score: float | None, outcome: Outcome) 
         latency_ms=answer.latency_ms,
         score=score,
         quality_label=done.quality_label,
+        answer=done.text,
     )
 
 

@@ -13,7 +13,7 @@ from routing.models.quality import (
     SemanticCacheCheck,
     ShadowEvaluation,
 )
-from routing.models.records import RecordDeadLetter, RequestAttempt, RequestRecord
+from routing.models.records import RecordDeadLetter, RequestAttempt, RequestRecord, RequestText
 from routing.models.registry import ModelEndpoint
 from routing.models.selection import EndpointMeasure, GoalWeights
 from routing.models.versions import PolicyVersion
@@ -39,6 +39,7 @@ __all__ = [
     "RequestAttempt",
     "RequestRecord",
     "RequestSample",
+    "RequestText",
     "ScorerVersion",
     "SemanticCacheCheck",
     "ShadowEvaluation",

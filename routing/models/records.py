@@ -20,9 +20,10 @@ class RequestRecord(models.Model):
     created = models.DateTimeField(db_index=True)
     api_key = models.ForeignKey(ApiKey, models.SET_NULL, null=True, blank=True, related_name="+")
     api_key_prefix = models.CharField(max_length=20, blank=True)
-    team = models.CharField(max_length=100, db_index=True)
-    app = models.CharField(max_length=100, db_index=True)
-    end_user = models.CharField(max_length=200, blank=True, db_index=True)
+    # Indexed with `created` below: the request log filters on them, newest first.
+    team = models.CharField(max_length=100)
+    app = models.CharField(max_length=100)
+    end_user = models.CharField(max_length=200, blank=True)
     policy = models.ForeignKey(Policy, models.SET_NULL, null=True, blank=True, related_name="+")
     policy_name = models.CharField(max_length=100)
     policy_version = models.PositiveIntegerField()
@@ -63,7 +64,19 @@ class RequestRecord(models.Model):
 
     class Meta:
         ordering = ["-created"]
-        indexes = [models.Index(fields=["policy", "created"])]
+        # The request log reads one filter's rows newest first, in (created, id) order so a
+        # page needs no sort (docs/request-log.md).
+        indexes = [
+            models.Index(fields=["policy", "created"]),
+            models.Index(fields=["team", "created", "id"], name="record_team_created"),
+            models.Index(fields=["app", "created", "id"], name="record_app_created"),
+            models.Index(fields=["end_user", "created", "id"], name="record_end_user_created"),
+            models.Index(fields=["api_key", "created", "id"], name="record_key_created"),
+            models.Index(fields=["final_model", "created", "id"], name="record_model_created"),
+            models.Index(fields=["status", "created", "id"], name="record_status_created"),
+            models.Index(fields=["created", "id"], condition=models.Q(escalated=True), name="record_escalated_created"),
+            models.Index(fields=["created", "id"], condition=~models.Q(cache=""), name="record_cached_created"),
+        ]
 
     def __str__(self) -> str:
         return str(self.id)
@@ -119,3 +132,26 @@ class RecordDeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.record_id or self.entry}"
+
+
+class RequestText(models.Model):
+    """The prompt and each tier's answer of one request, for a policy that keeps text.
+
+    Written by the flusher beside the record, already redacted (`routing.records.texts`),
+    and deleted by `request_texts_purge` once the policy's retention has passed. A table of
+    its own keeps the record rows narrow and the purge a plain range delete.
+    """
+
+    record = models.OneToOneField(RequestRecord, models.CASCADE, primary_key=True, related_name="text")
+    created = models.DateTimeField()
+    policy_ref = models.BigIntegerField(
+        null=True, help_text="The policy whose retention applies (kept when the policy is deleted)."
+    )
+    prompt = models.TextField()
+    answers = models.JSONField(default=list, help_text="One {position, text} per attempt that answered.")
+
+    class Meta:
+        indexes = [models.Index(fields=["policy_ref", "created"], name="requesttext_policy_created")]
+
+    def __str__(self) -> str:
+        return f"text of {self.record_id}"

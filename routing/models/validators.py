@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -84,3 +85,14 @@ def validate_endpoint_connection(*, provider_kind: str, base_url: str, credentia
             errors[field] = exc.error_list
     if errors:
         raise ValidationError(errors)
+
+
+def validate_patterns(value: str) -> None:
+    """Every non-empty line must compile as a regular expression."""
+    for number, line in enumerate(value.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            re.compile(line)
+        except re.error as exc:
+            raise ValidationError(f"Line {number} is not a regular expression: {exc}.", code="pattern") from exc

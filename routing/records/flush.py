@@ -13,7 +13,15 @@ from django.db import IntegrityError, InterfaceError, OperationalError, transact
 
 from billing.ledger.services import ledger_append
 from routing import metrics
-from routing.models import ApiKey, ModelEndpoint, Policy, RecordDeadLetter, RequestAttempt, RequestRecord
+from routing.models import (
+    ApiKey,
+    ModelEndpoint,
+    Policy,
+    RecordDeadLetter,
+    RequestAttempt,
+    RequestRecord,
+    RequestText,
+)
 from routing.records.buffers import Claimed, RecordBuffer, drained_buffers
 from routing.records.ledger import ledger_lines
 from routing.records.payload import AttemptPayload
@@ -170,6 +178,7 @@ def _insert(payloads: list[Payload]) -> None:
     attempts = [_attempt_row(p["id"], i, a, existing) for p in payloads for i, a in enumerate(p["attempts"])]
     RequestRecord.objects.bulk_create(records, batch_size=500)
     RequestAttempt.objects.bulk_create(attempts, batch_size=500)
+    RequestText.objects.bulk_create([_text_row(p, existing) for p in payloads if p.get("text")], batch_size=500)
     ledger_append(lines=ledger_lines(payloads))
 
 
@@ -194,6 +203,18 @@ def _record_row(p: Payload, existing: dict[str, set[int]]) -> RequestRecord:
         cost_avoided=Decimal(p.get("cost_avoided", "0")),
         api_key_id=p["api_key_id"] if p["api_key_id"] in existing["api_key"] else None,
         policy_id=p["policy_id"] if p["policy_id"] in existing["policy"] else None,
+    )
+
+
+def _text_row(p: Payload, existing: dict[str, set[int]]) -> RequestText:
+    text = p["text"]
+    assert text is not None  # only payloads with text are passed
+    return RequestText(
+        record_id=p["id"],
+        created=datetime.fromisoformat(p["created"]),
+        policy_ref=p["policy_id"] if p["policy_id"] in existing["policy"] else None,
+        prompt=text["prompt"],
+        answers=text["answers"],
     )
 
 

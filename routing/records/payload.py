@@ -44,6 +44,18 @@ class RefusalPayload(TypedDict):
     code: str
 
 
+class AnswerText(TypedDict):
+    position: int  # the attempt's position within the request
+    text: str
+
+
+class TextPayload(TypedDict):
+    """The redacted prompt and answers of a policy that keeps text (routing.records.texts)."""
+
+    prompt: str
+    answers: list[AnswerText]
+
+
 class RecordPayload(TypedDict):
     """Everything a request record and its attempts need (`recorder.record_payload` builds it)."""
 
@@ -81,6 +93,8 @@ class RecordPayload(TypedDict):
     # Selection's decision (routing.engine.selection) and the experiment arm, when there was one.
     selection: NotRequired[dict[str, Any]]
     experiment_arm_id: NotRequired[int | None]
+    # The prompt and answers, redacted, when the policy keeps text for the request log.
+    text: NotRequired[TextPayload | None]
     # A semantic hit drawn for verification: what re-asking it needs.
     semantic_check: NotRequired[dict[str, Any]]
     # A refused request: the HTTP status and error code it was answered with.

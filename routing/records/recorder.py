@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
+from common.redis import RedisUnavailable
 from routing import metrics
 from routing.config.snapshots import KeyInfo
 from routing.engine.costing import baseline_cost
@@ -22,6 +23,7 @@ from routing.limits import ratelimit
 from routing.records.buffers import SpoolBuffer, get_buffer, spool_buffer
 from routing.records.payload import RecordPayload as Payload
 from routing.records.sampling import sample_payload
+from routing.records.texts import text_payload
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ def record_payload(
         "cost_avoided": "0",
         # The prompt and answer text, for the requests the policy samples (routing.quality.samples).
         "sample": sample_payload(policy=policy, chat=chat, result=result),
+        "text": text_payload(policy_id=policy.id, chat=chat, result=result),
         "attempts": [
             {
                 "tier": a.tier,
@@ -119,6 +122,9 @@ async def _make_durable(payload: Payload) -> None:
     buffer = get_buffer()
     try:
         await buffer.append(payload)
+    except RedisUnavailable:
+        # Redis is known to be down (logged once, by common.redis), not a surprise per record.
+        await spool_buffer().append(payload)
     except Exception:
         if isinstance(buffer, SpoolBuffer):
             raise

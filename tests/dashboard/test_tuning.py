@@ -322,7 +322,7 @@ def test_deciding_needs_the_permission(django_user_model, proposal):
 def test_the_page_needs_a_login(client):
     response = client.get("/tuning/")
 
-    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert response.status_code == 302 and "/login/" in response["Location"]
 
 
 def test_deciding_is_a_post(operator_browser, proposal):

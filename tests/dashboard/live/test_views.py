@@ -23,7 +23,7 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(client, db):
     response = client.get(reverse("dashboard:home"))
 
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"].startswith("/login/")
 
 
 def test_a_user_without_the_dashboard_permission_gets_403(client, django_user_model):

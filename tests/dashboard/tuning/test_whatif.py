@@ -208,4 +208,4 @@ def test_the_page_needs_a_login(client: Any, policy: Policy) -> None:
     response = client.get(f"/tuning/policies/{policy.id}/what-if/")
 
     assert response.status_code == 302
-    assert "/admin/login/" in response["Location"]
+    assert "/login/" in response["Location"]

@@ -1,0 +1,115 @@
+"""One navigation by role, the branded sign-in page, where each role lands, and signing out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+
+from dashboard.navigation import links_for, role_of
+
+OPERATOR_LABELS = ["Dashboard", "Requests", "Policies", "Experiments", "Tuning", "What-if", "Alerts", "Budgets"]
+
+
+def labels(user: Any, path: str = "/") -> list[str]:
+    return [link.label for link in links_for(user, path)]
+
+
+def test_an_operator_sees_the_operator_pages(ops_user):
+    assert role_of(ops_user) == "operator"
+    assert labels(ops_user) == OPERATOR_LABELS  # not staff: no admin link
+
+
+def test_a_superuser_also_gets_the_admin(operator):
+    assert labels(operator) == [*OPERATOR_LABELS, "Admin"]
+
+
+def test_finance_sees_reports_and_nothing_it_may_not_open(finance_user):
+    assert role_of(finance_user) == "finance"
+    shown = labels(finance_user)
+    assert shown[0] == "Reports"
+    assert "Dashboard" not in shown and "Admin" not in shown
+
+
+def test_the_page_being_shown_is_marked_current(ops_user):
+    current = [link.label for link in links_for(ops_user, "/requests/?team=x") if link.current]
+
+    assert current == ["Requests"]
+
+
+def test_the_sign_in_page_is_ours(client, db):
+    response = client.get(reverse("login"))
+
+    assert response.status_code == 200
+    assert b"CascadeOps" in response.content and b'class="purpose"' in response.content
+
+
+def test_signing_in_lands_finance_on_its_reports(client, finance_user):
+    response = client.post(reverse("login"), {"username": "fred", "password": "correct-horse-battery"}, follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("billing:index")
+    assert b"Log out" in response.content
+
+
+def test_signing_in_lands_an_operator_on_the_dashboard(client, ops_user):
+    response = client.post(reverse("login"), {"username": "olga", "password": "correct-horse-battery"})
+
+    assert client.get(response["Location"])["Location"] == reverse("dashboard:home")
+
+
+def test_a_page_asked_for_wins_over_the_landing(client, finance_user):
+    response = client.post(
+        reverse("login") + "?next=/requests/",
+        {"username": "fred", "password": "correct-horse-battery", "next": "/requests/"},
+    )
+
+    assert response["Location"] == "/requests/"
+
+
+def test_a_wrong_password_is_said_on_the_page(client, finance_user):
+    response = client.post(reverse("login"), {"username": "fred", "password": "nope"})
+
+    assert response.status_code == 200 and b'role="alert"' in response.content
+
+
+def test_logging_out_is_a_post_that_ends_the_session(client, ops_user):
+    client.force_login(ops_user)
+
+    response = client.post(reverse("logout"))
+
+    assert response["Location"] == reverse("login")
+    assert client.get(reverse("dashboard:requests"))["Location"].startswith("/login/")
+
+
+def test_every_page_shows_the_navigation_and_a_purpose(client, ops_user, log_traffic):
+    client.force_login(ops_user)
+    pages = [
+        reverse("dashboard:home"),
+        reverse("dashboard:requests"),
+        reverse("dashboard:tuning"),
+        reverse("dashboard:what-if-index"),
+        reverse("dashboard:what-if", args=[log_traffic.policy.id]),
+        reverse("billing:index"),
+    ]
+    for url in pages:
+        html = client.get(url).content.decode()
+        assert 'aria-label="Main"' in html, url
+        assert 'class="purpose"' in html, url
+        assert 'action="/logout/"' in html, url
+
+
+def test_the_admin_index_links_the_product_pages(client, operator):
+    client.force_login(operator)
+
+    html = client.get(reverse("admin:index")).content.decode()
+
+    assert 'id="cascadeops-pages"' in html
+    assert f'href="{reverse("dashboard:requests")}"' in html
+
+
+def test_the_api_docs_load_swagger_from_this_server(client, operator):
+    client.force_login(operator)
+
+    html = client.get(reverse("api-docs")).content.decode()
+
+    assert "swagger-ui" in html and "cdn" not in html.lower() and "https://" not in html
