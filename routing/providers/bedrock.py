@@ -16,6 +16,9 @@ scheme (`https://...`) is used as the endpoint URL instead, for VPC endpoints an
 Retries are off (one attempt): a throttled or slow tier should fall through to the next
 tier of the cascade at once rather than hold the request through botocore's back-off.
 
+Tools, tool results, images (as `data:` URLs), stop sequences, `top_p` and JSON output (a
+tool the model must call) map to their Converse forms; see docs/api.md.
+
 `stream` calls `ConverseStream`: a pool thread reads the event stream and hands each
 event to the event loop through a queue. Closing the generator early stops that thread
 and closes the event stream's connection, which ends the generation.
@@ -24,8 +27,10 @@ and closes the event stream's connection, which ends the generation.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import functools
+import json
 import os
 import threading
 import time
@@ -56,19 +61,22 @@ from routing.engine.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from routing.engine.streaming import StreamDone, StreamEvent, TextDelta
+from routing.engine.streaming import StreamDone, StreamEvent, TextDelta, ToolCallDelta
 from routing.engine.tokens import estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message
+from routing.engine.types import ChatRequest, Completion, EndpointSnapshot, Message, ToolCall
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
     from mypy_boto3_bedrock_runtime.type_defs import (
+        ContentBlockTypeDef,
         ConverseRequestTypeDef,
         ConverseResponseTypeDef,
         ConverseStreamRequestTypeDef,
+        InferenceConfigurationTypeDef,
         MessageTypeDef,
         SystemContentBlockTypeDef,
         TokenUsageTypeDef,
+        ToolConfigurationTypeDef,
     )
 
 T = TypeVar("T")
@@ -123,7 +131,7 @@ class BedrockProvider:
         except (BotoCoreError, ClientError) as exc:
             raise provider_error(self.endpoint, exc) from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        return parse_converse_response(self.endpoint, response, latency_ms=latency_ms)
+        return parse_converse_response(self.endpoint, response, latency_ms=latency_ms, chat=chat)
 
     async def stream(self, chat: ChatRequest, *, max_tokens: int) -> AsyncGenerator[StreamEvent, None]:
         """Ask for the answer with `ConverseStream`: its deltas as they come, then all of it."""
@@ -133,10 +141,10 @@ class BedrockProvider:
         call = functools.partial(contextvars.copy_context().run, self._converse_stream, request, feed)
         self._pool.submit(call)
         try:
-            answer = StreamedConverse(self.endpoint)
+            answer = StreamedConverse(self.endpoint, chat)
             while (event := await feed.get()) is not None:
-                if text := answer.add(event):
-                    yield TextDelta(text)
+                for delta in answer.add(event):
+                    yield delta
             yield StreamDone(answer.completion(chat, latency_ms=(time.perf_counter() - started) * 1000))
         except (BotoCoreError, ClientError) as exc:
             raise provider_error(self.endpoint, exc) from exc
@@ -222,17 +230,77 @@ def endpoint_url(endpoint: EndpointSnapshot) -> str | None:
 
 
 def converse_request(endpoint: EndpointSnapshot, chat: ChatRequest, *, max_tokens: int) -> ConverseRequestTypeDef:
-    """The keyword arguments of `client.converse` for this conversation."""
+    """The keyword arguments of `client.converse` for this conversation.
+
+    Tools go as `toolConfig`; a JSON `response_format` as one tool the model must call, whose
+    input is the answer (`JSON_TOOL`), Bedrock's documented way to structured output. A
+    parameter Converse has no field for fails the tier as a bad request naming it.
+    """
+    refuse_unsupported(endpoint, chat)
     temperature = chat.temperature if chat.temperature is not None else endpoint.temperature
+    inference: dict[str, Any] = {"maxTokens": max_tokens, "temperature": temperature}
+    if "top_p" in chat.options:
+        inference["topP"] = chat.options["top_p"]
+    if "stop" in chat.options:
+        stop = chat.options["stop"]
+        inference["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     request: ConverseRequestTypeDef = {
         "modelId": endpoint.model_id,
         "messages": converse_messages(m for m in chat.messages if m.role not in SYSTEM_ROLES),
-        "inferenceConfig": {"maxTokens": max_tokens, "temperature": temperature},
+        "inferenceConfig": cast("InferenceConfigurationTypeDef", inference),
     }
     system: list[SystemContentBlockTypeDef] = [{"text": m.content} for m in chat.messages if m.role in SYSTEM_ROLES]
     if system:
         request["system"] = system
+    tool_config = converse_tool_config(chat)
+    if tool_config is not None:
+        request["toolConfig"] = cast("ToolConfigurationTypeDef", tool_config)
     return request
+
+
+# The request options Converse can carry; `parallel_tool_calls` is checked on the answer instead.
+BEDROCK_OPTIONS = frozenset({"top_p", "stop", "parallel_tool_calls"})
+# The tool a JSON response_format becomes: the model's input to it is the answer.
+JSON_TOOL = "json_answer"
+
+
+def refuse_unsupported(endpoint: EndpointSnapshot, chat: ChatRequest) -> None:
+    unsupported = sorted(name for name in chat.options if name not in BEDROCK_OPTIONS)
+    if chat.logprobs:
+        unsupported.insert(0, "logprobs")
+    if unsupported:
+        names = ", ".join(unsupported)
+        raise ProviderBadRequest(f"{endpoint.name}: Bedrock Converse takes no {names}")
+
+
+def converse_tool_config(chat: ChatRequest) -> dict[str, Any] | None:
+    """`toolConfig`: the request's tools and choice, or the JSON tool of a `response_format`."""
+    if chat.tools and chat.tool_choice != "none":
+        tools = [tool_spec(tool["function"]) for tool in chat.tools]
+        return {"tools": tools, **tool_choice(chat.tool_choice)}
+    if chat.response_format is not None and not chat.tools:
+        schema = chat.response_format.get("json_schema", {}).get("schema") or {"type": "object"}
+        spec = {"name": JSON_TOOL, "description": "Give the answer as this tool's input.", "parameters": schema}
+        return {"tools": [tool_spec(spec)], "toolChoice": {"tool": {"name": JSON_TOOL}}}
+    return None
+
+
+def tool_spec(function: Mapping[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": function["name"],
+        "inputSchema": {"json": function.get("parameters") or {"type": "object", "properties": {}}},
+    }
+    if function.get("description"):
+        spec["description"] = function["description"]
+    return {"toolSpec": spec}
+
+
+def tool_choice(choice: Any) -> dict[str, Any]:
+    if choice == "required":
+        return {"toolChoice": {"any": {}}}
+    if isinstance(choice, Mapping):
+        return {"toolChoice": {"tool": {"name": choice["function"]["name"]}}}
+    return {"toolChoice": {"auto": {}}}
 
 
 def converse_messages(messages: Iterable[Message]) -> list[MessageTypeDef]:
@@ -240,15 +308,48 @@ def converse_messages(messages: Iterable[Message]) -> list[MessageTypeDef]:
 
     Several Bedrock models reject a conversation whose roles do not alternate, which an
     OpenAI client may send (two user messages in a row, a tool result), so merge them.
+    A tool result is a user turn's `toolResult` block; an assistant's calls are `toolUse` blocks.
     """
     merged: list[MessageTypeDef] = []
     for message in messages:
         role: Literal["user", "assistant"] = "assistant" if message.role == "assistant" else "user"
+        blocks = cast("list[ContentBlockTypeDef]", content_blocks(message))
         if merged and merged[-1]["role"] == role:
-            merged[-1] = {"role": role, "content": [*merged[-1]["content"], {"text": message.content}]}
+            merged[-1] = {"role": role, "content": [*merged[-1]["content"], *blocks]}
         else:
-            merged.append({"role": role, "content": [{"text": message.content}]})
+            merged.append({"role": role, "content": blocks})
     return merged
+
+
+def content_blocks(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        result = {"toolUseId": message.tool_call_id, "content": [{"text": message.content}]}
+        return [{"toolResult": result}]
+    blocks: list[dict[str, Any]] = [{"text": message.content}] if message.content else []
+    blocks += [image_block(part) for part in message.parts if part.get("type") == "image_url"]
+    for call in message.tool_calls:
+        blocks.append({"toolUse": {"toolUseId": call.id, "name": call.name, "input": tool_input(call.arguments)}})
+    return blocks or [{"text": message.content}]
+
+
+def image_block(part: Mapping[str, Any]) -> dict[str, Any]:
+    """An `image_url` part given as a `data:` URL; Converse reads no image from a web address."""
+    url = str(part["image_url"]["url"])
+    head, _, data = url.partition(",")
+    kind = head.removeprefix("data:image/").removesuffix(";base64")
+    if not head.startswith("data:image/") or kind not in IMAGE_FORMATS:
+        raise ProviderBadRequest("Bedrock Converse takes images only as data: URLs of png, jpeg, gif or webp")
+    return {"image": {"format": kind, "source": {"bytes": base64.b64decode(data)}}}
+
+
+IMAGE_FORMATS = frozenset({"png", "jpeg", "gif", "webp"})
+
+
+def tool_input(arguments: str) -> Any:
+    try:
+        return json.loads(arguments or "{}")
+    except ValueError:
+        return {}
 
 
 class EventFeed:
@@ -306,23 +407,49 @@ class EventFeed:
 class StreamedConverse:
     """The answer a ConverseStream has sent so far: text, stop reason and usage."""
 
-    def __init__(self, endpoint: EndpointSnapshot) -> None:
+    def __init__(self, endpoint: EndpointSnapshot, chat: ChatRequest | None = None) -> None:
         self.endpoint = endpoint
         self.pieces: list[str] = []
         self.stop_reason = ""
         self.usage: TokenUsageTypeDef | None = None
+        self.calls: dict[int, list[str]] = {}  # content block index → [id, name, input JSON so far]
+        self.json_answer = chat is not None and chat.response_format is not None and not chat.tools
 
-    def add(self, event: Mapping[str, Any]) -> str:
-        """Take in one event; the text it adds (tool-use and reasoning deltas are skipped)."""
+    def add(self, event: Mapping[str, Any]) -> list[TextDelta | ToolCallDelta]:
+        """Take in one event; the deltas it adds (reasoning deltas are skipped)."""
+        if "contentBlockStart" in event:
+            return self._start_block(event["contentBlockStart"])
         if "contentBlockDelta" in event:
-            text = event["contentBlockDelta"].get("delta", {}).get("text", "")
-            self.pieces.append(text)
-            return str(text)
+            return self._delta(event["contentBlockDelta"])
         if "messageStop" in event:
             self.stop_reason = str(event["messageStop"].get("stopReason", ""))
         elif "metadata" in event:
             self.usage = event["metadata"].get("usage")
-        return ""
+        return []
+
+    def _start_block(self, start: Mapping[str, Any]) -> list[TextDelta | ToolCallDelta]:
+        use = start.get("start", {}).get("toolUse")
+        if use is None:
+            return []
+        block = int(start.get("contentBlockIndex", 0))
+        self.calls[block] = [str(use.get("toolUseId", "")), str(use.get("name", "")), ""]
+        if self.json_answer:
+            return []
+        return [ToolCallDelta(len(self.calls) - 1, self.calls[block][0], self.calls[block][1])]
+
+    def _delta(self, event: Mapping[str, Any]) -> list[TextDelta | ToolCallDelta]:
+        delta = event.get("delta", {})
+        block = int(event.get("contentBlockIndex", 0))
+        if "toolUse" in delta and block in self.calls:
+            piece = str(delta["toolUse"].get("input", ""))
+            self.calls[block][2] += piece
+            if self.json_answer:
+                self.pieces.append(piece)  # the JSON tool's input is the answer's text
+                return [TextDelta(piece)]
+            return [ToolCallDelta(list(self.calls).index(block), arguments=piece)]
+        text = str(delta.get("text", ""))
+        self.pieces.append(text)
+        return [TextDelta(text)] if text else []
 
     def completion(self, chat: ChatRequest, *, latency_ms: float) -> Completion:
         """The whole answer; raises when the model refused or the stream stopped short."""
@@ -330,24 +457,27 @@ class StreamedConverse:
         if not self.stop_reason:
             raise ProviderUnavailable(f"{self.endpoint.name}: the stream ended without a stop reason")
         text = "".join(self.pieces)
+        calls = () if self.json_answer else tuple(ToolCall(*call) for call in self.calls.values())
         input_tokens, output_tokens, cached = (
             usage_tokens(self.usage)
             if self.usage is not None
             else (estimate_prompt_tokens(chat), estimate_tokens(text), 0)
         )
+        finish_reason = FINISH_REASONS.get(self.stop_reason, self.stop_reason)
         return Completion(
             text=text,
-            finish_reason=FINISH_REASONS.get(self.stop_reason, self.stop_reason),
+            finish_reason="stop" if self.json_answer else finish_reason,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             latency_ms=latency_ms,
             cached_input_tokens=cached,
             model=self.endpoint.model_id,
+            tool_calls=calls,
         )
 
 
 def parse_converse_response(
-    endpoint: EndpointSnapshot, response: ConverseResponseTypeDef, *, latency_ms: float
+    endpoint: EndpointSnapshot, response: ConverseResponseTypeDef, *, latency_ms: float, chat: ChatRequest | None = None
 ) -> Completion:
     """Turn a Converse response into a `Completion`.
 
@@ -361,14 +491,36 @@ def parse_converse_response(
     if usage is None:
         raise ProviderUnavailable("malformed response: no usage")
     input_tokens, output_tokens, cached = usage_tokens(usage)
+    text, calls = response_text(response), response_tool_calls(response)
+    finish_reason = FINISH_REASONS.get(stop_reason, stop_reason or "stop")
+    if chat is not None and chat.response_format is not None and not chat.tools:
+        # The JSON tool's input is the answer (see `converse_tool_config`).
+        text = next((call.arguments for call in calls if call.name == JSON_TOOL), text)
+        calls, finish_reason = (), "stop"
     return Completion(
-        text=response_text(response),
-        finish_reason=FINISH_REASONS.get(stop_reason, stop_reason or "stop"),
+        text=text,
+        finish_reason=finish_reason,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         latency_ms=latency_ms,
         cached_input_tokens=cached,
         model=endpoint.model_id,
+        tool_calls=calls,
+    )
+
+
+def response_tool_calls(response: ConverseResponseTypeDef) -> tuple[ToolCall, ...]:
+    """The answer's `toolUse` blocks as OpenAI tool calls (their input as JSON text)."""
+    message = response.get("output", {}).get("message")
+    blocks = message["content"] if message is not None else []
+    return tuple(
+        ToolCall(
+            id=block["toolUse"]["toolUseId"],
+            name=block["toolUse"]["name"],
+            arguments=json.dumps(block["toolUse"]["input"]),
+        )
+        for block in blocks
+        if "toolUse" in block
     )
 
 
