@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,12 +88,20 @@ async def budget_hold(
     except Exception as exc:
         # Failing closed: a budget nobody can check could be overspent without limit.
         logger.exception("The budget store cannot be reached; request %s is refused", hold_id)
-        raise BudgetUnavailable("The gateway cannot check this request's budgets right now; retry shortly.") from exc
+        raise BudgetUnavailable(budget_store_down_message(rules)) from exc
     alerts_raise(hold.usages)
     try:
         yield plan
     finally:
         await settle(store, hold, plan.actual)
+
+
+def budget_store_down_message(rules: Sequence[BudgetRule]) -> str:
+    budgets = ", ".join(rule.describe() for rule in rules)
+    return (
+        f"The budget store cannot be reached, so {budgets} cannot be checked; the request is refused "
+        "rather than risk overspending a hard limit. Retry shortly."
+    )
 
 
 async def settle(store: BudgetStore, hold: Hold, actual: Decimal) -> None:

@@ -13,6 +13,10 @@ named after the model (`True`/`False`) and a `<model>_response` column with its 
 ones); `endpoint.options["dataset"]` may name another CSV of the same format, and
 `endpoint.options["latency_ms"]` adds a simulated model latency. Streamed, the answer
 comes in word-sized deltas spread evenly over that latency.
+
+The data holds no tool calls: a request with tools gets the recorded text, unless its
+`tool_choice` requires a call (see `required_tool_call`). Embeddings are stand-in vectors
+drawn from a hash of the text (`hashed_vector`), for the demo and tests, not meanings.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routing.engine.errors import ProviderMisconfigured
-from routing.engine.streaming import StreamDone, StreamEvent, TextDelta, text_chunks
+from routing.engine.streaming import StreamDone, StreamEvent, answer_events
 from routing.engine.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens, estimate_tokens
-from routing.engine.types import ChatRequest, Completion, Embeddings, EndpointSnapshot
+from routing.engine.types import ChatRequest, Completion, Embeddings, EndpointSnapshot, ToolCall
 
 DEFAULT_DATASET = Path(__file__).resolve().parent / "data" / "gsm8k_responses.csv"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
@@ -83,12 +87,12 @@ class ReplayProvider:
         started = time.perf_counter()
         data = await self._load()
         completion = self._answer(data, model_column(self.endpoint, data), chat, max_tokens, started)
-        pieces = list(text_chunks(completion.text))
+        pieces = list(answer_events(completion))
         gap_s = latency_s(self.endpoint) / max(len(pieces), 1)
         for piece in pieces:
             if gap_s > 0:
                 await asyncio.sleep(gap_s)
-            yield TextDelta(piece)
+            yield piece
         yield StreamDone(dataclasses.replace(completion, latency_ms=(time.perf_counter() - started) * 1000))
 
     def _answer(self, data: ReplayData, model: str, chat: ChatRequest, max_tokens: int, started: float) -> Completion:
@@ -98,15 +102,19 @@ class ReplayProvider:
         else:
             text, label = recorded.text, float(recorded.correct)
         text, finish_reason = cap_tokens(text, max_tokens)
+        calls = required_tool_call(chat)
+        if calls:
+            text, finish_reason, label = "", "tool_calls", None
         return Completion(
             text=text,
             finish_reason=finish_reason,
             input_tokens=estimate_prompt_tokens(chat),
-            output_tokens=estimate_tokens(text),
+            output_tokens=estimate_tokens(text) + sum(estimate_tokens(c.arguments) for c in calls),
             latency_ms=(time.perf_counter() - started) * 1000,
             # A cut-short answer may have lost its result: its recorded grade no longer holds.
             quality_label=label if finish_reason == "stop" else None,
             model=model,
+            tool_calls=calls,
         )
 
     async def embed(self, inputs: Sequence[str], *, dimensions: int | None) -> Embeddings:
@@ -128,6 +136,17 @@ class ReplayProvider:
             # Reading and indexing the file takes a few milliseconds: not on the event loop.
             self._data = await asyncio.to_thread(load_replay_data, dataset_path(self.endpoint))
         return self._data
+
+
+def required_tool_call(chat: ChatRequest) -> tuple[ToolCall, ...]:
+    """A recorded data set holds no tool calls: the replay answers tool requests with its text,
+    unless `tool_choice` requires a call; then it calls the tool named (the first, for
+    "required") with an empty object of arguments."""
+    choice = chat.tool_choice
+    if not chat.tools or not (choice == "required" or isinstance(choice, Mapping)):
+        return ()
+    name = choice["function"]["name"] if isinstance(choice, Mapping) else chat.tools[0]["function"]["name"]
+    return (ToolCall(id="call_replay_0", name=str(name), arguments="{}"),)
 
 
 def hashed_vector(text: str, size: int) -> tuple[float, ...]:

@@ -6,6 +6,7 @@ import asyncio
 import time
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -153,3 +154,13 @@ def test_replay_prompts_lists_the_recorded_prompts_in_file_order() -> None:
     assert len(prompts) == 815
     assert prompts[0].startswith("Janet’s ducks lay 16 eggs per day.")
     assert replay_prompts(limit=2) == prompts[:2]
+
+
+async def test_a_request_that_requires_a_tool_gets_a_call_to_it() -> None:
+    tool = MappingProxyType({"type": "function", "function": {"name": "lookup"}})
+    chat = ChatRequest(messages=(Message("user", "Find it"),), tools=(tool,), tool_choice="required")
+
+    completion = await ReplayProvider(make_endpoint("gpt-4")).complete(chat, max_tokens=100)
+
+    assert [(c.name, c.arguments) for c in completion.tool_calls] == [("lookup", "{}")]
+    assert completion.finish_reason == "tool_calls" and completion.text == ""
