@@ -170,6 +170,9 @@ EMBEDDED = not REDIS_URL
 # Per process and event loop. A burst beyond it waits for a free connection, at most the timeout.
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=200)
 REDIS_POOL_TIMEOUT_S = env.float("REDIS_POOL_TIMEOUT_S", default=5.0)
+# After a failed connection, how long each process skips Redis before trying again (fail fast).
+REDIS_OUTAGE_COOLDOWN_S = env.float("REDIS_OUTAGE_COOLDOWN_S", default=2.0)
+REDIS_CONNECT_TIMEOUT_S = env.float("REDIS_CONNECT_TIMEOUT_S", default=1.0)
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

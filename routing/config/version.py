@@ -2,11 +2,16 @@
 
 Workers compare it with the version of the snapshot they hold (at most every
 `CASCADEOPS_CONFIG_REFRESH_SECONDS`) instead of reading configuration per request. It lives
-in Redis in production and in the `ConfigState` row in embedded mode.
+in the `ConfigState` row, and in production in Redis too, where workers read it; while Redis
+is unreachable they read the row, so a saved change still reaches them (one extra reload
+when they switch from one counter to the other).
 """
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -16,6 +21,7 @@ from common import redis as shared_redis
 from routing.models import ConfigState
 
 REDIS_KEY = "cascadeops:config-version"
+logger = logging.getLogger(__name__)
 
 
 def discard_stale_connections() -> None:
@@ -31,12 +37,15 @@ def discard_stale_connections() -> None:
 
 def bump() -> None:
     """Move the counter now; callers inside a transaction use `bump_on_commit`."""
-    if settings.REDIS_URL:
-        shared_redis.sync_client().incr(REDIS_KEY)
-        return
     updated = ConfigState.objects.filter(id=1).update(version=F("version") + 1)
     if not updated:
         ConfigState.objects.get_or_create(id=1, defaults={"version": 1})
+    if settings.REDIS_URL:
+        try:
+            shared_redis.sync_client().incr(REDIS_KEY)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # The row moved: workers that read it while Redis is away see the change.
+            logger.warning("Could not move the config version in Redis; workers see the change in the database")
 
 
 def bump_on_commit() -> None:
@@ -52,6 +61,10 @@ def _db_version() -> int:
 async def current() -> int:
     """The counter's value as every worker sees it."""
     if settings.REDIS_URL:
-        value = await shared_redis.async_client().get(REDIS_KEY)
-        return int(value or 0)
+        try:
+            value = await shared_redis.async_client().get(REDIS_KEY)
+            return int(value or 0)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Negative, so it never equals a version read from Redis: switching counters reloads.
+            return -await sync_to_async(_db_version)() - 1
     return await sync_to_async(_db_version)()

@@ -93,6 +93,8 @@ class RedisBreakers:
         self._scripts: weakref.WeakKeyDictionary[object, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
         self._down_until = -math.inf
         self._down = False
+        # While Redis is unreachable each worker keeps breakers of its own.
+        self._local = MemoryBreakers(clock)
 
     def key(self, endpoint_id: int) -> str:
         return f"{self.prefix}:{endpoint_id}"
@@ -103,10 +105,14 @@ class RedisBreakers:
         if view is not None and now < view.until:
             return view.allowed
         reply = await self._breaker("allow", endpoint)
-        return True if reply is None else self._remember(endpoint.id, reply, now)
+        if reply is None:
+            return await self._local.allow(endpoint)
+        return self._remember(endpoint.id, reply, now)
 
     async def record(self, endpoint: EndpointSnapshot, ok: bool) -> bool:
         now = self._clock()
+        if now < self._down_until:
+            return await self._local.record(endpoint, ok)
         if not ok or not self._known_closed(endpoint.id, now):
             return await self._send(endpoint, now, failed=int(not ok), successes=int(ok))
         # A success cannot change a closed breaker: send them in batches, with the next
@@ -134,7 +140,9 @@ class RedisBreakers:
         successes += self._unsent.pop(endpoint.id, 0)
         self._sent_at[endpoint.id] = now
         reply = await self._breaker("record", endpoint, successes=successes, failed=failed)
-        return True if reply is None else self._remember(endpoint.id, reply, now)
+        if reply is None:
+            return await self._local.record(endpoint, ok=not failed)
+        return self._remember(endpoint.id, reply, now)
 
     async def _breaker(
         self, op: str, endpoint: EndpointSnapshot, *, successes: int = 0, failed: int = 0
@@ -191,7 +199,7 @@ class RedisBreakers:
         if not self._down:
             self._down = True
             logger.warning(
-                "Circuit breakers cannot use Redis (%s: %s); every call is allowed until it answers again",
+                "Circuit breakers cannot use Redis (%s: %s); each worker keeps its own until it answers again",
                 type(exc).__name__,
                 exc,
             )

@@ -3,8 +3,8 @@
 GCRA (a token bucket kept as one number per limit): a key may spend its whole minute's
 allowance at once and gets it back at an even rate. Tokens are charged at an estimate
 before the call and corrected to what was used when the request is recorded. Redis (one
-Lua script per step) in production, a dict in embedded mode; when Redis fails, requests are
-let through. See docs/limits.md.
+Lua script per step) in production, a dict in embedded mode; when Redis fails, each worker
+enforces the limits in its own dict meanwhile. See docs/limits.md and docs/redis-outage.md.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ class Admission:
             await _guarded(self.store.adjust(self.tokens.counter, self.tokens.limit, delta), "correct a token charge")
 
 
-# How long a rate-limit step may wait for Redis before the request is let through.
+# How long a rate-limit step may wait for Redis before this worker's own counters decide.
 STORE_TIMEOUT_S = 0.5
 
 # The admission of the request this task is serving: set by `admit`, read when the
@@ -246,6 +246,10 @@ async def admit(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Admi
     charges = charges_for(key, policy, chat)
     store = limit_store()
     decision = await _guarded(store.charge(charges), "check a rate limit")
+    if decision is None and store is not _local_store:
+        # Redis is away: this worker enforces the key's limits on its own meanwhile.
+        store = _local_store
+        decision = await store.charge(charges)
     if decision is None:
         return None
     if not decision.allowed:
@@ -327,5 +331,5 @@ async def _guarded(step: Any, doing: str) -> Any:
     except (redis.RedisError, OSError):  # TimeoutError is an OSError
         if time.monotonic() - _last_failure_logged >= FAILURE_LOG_INTERVAL_S:
             _last_failure_logged = time.monotonic()
-            logger.exception("Could not %s; the request is let through", doing)
+            logger.exception("Could not %s in Redis", doing)
         return None

@@ -27,11 +27,14 @@ from django.utils.datastructures import CaseInsensitiveMapping
 from django.utils.functional import cached_property
 from django.utils.log import log_response
 
+from common import redis as shared_redis
 from routing.api.openai.format import error_response
 from routing.api.openai.sse import EventStreamResponse
 from routing.exceptions import ApiError, InternalError
 
 logger = logging.getLogger(__name__)
+# Set on every answer while this worker skips an unreachable Redis.
+REDIS_DOWN_HEADER = "x-cascadeops-redis"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -169,6 +172,8 @@ class HotPathHandler:
                 # The views answer their own errors; this one is a bug.
                 logger.exception("Unhandled error in the view for %s %s", request.method, request.path)
                 response = internal_error()
+        if settings.REDIS_URL and shared_redis.is_down():
+            response[REDIS_DOWN_HEADER] = "down"  # docs/redis-outage.md: what degrades meanwhile
         if response.status_code >= 400 and isinstance(response, HttpResponse):
             # As Django's handler logs it, without its thread hop: a few microseconds.
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)

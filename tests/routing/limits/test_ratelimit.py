@@ -183,16 +183,19 @@ async def test_a_key_without_limits_touches_no_counter(settings):
         assert list(sync_client().scan_iter("cascadeops:ratelimit:*")) == []
 
 
-async def test_when_redis_is_down_requests_are_let_through_and_logged(monkeypatch, caplog):
+async def test_when_redis_is_down_this_worker_enforces_the_limit_and_logs_it(monkeypatch, caplog):
     unreachable = RedisLimitStore(redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0"))  # nothing listens there
     monkeypatch.setattr(ratelimit, "limit_store", lambda: unreachable)
+    monkeypatch.setattr(ratelimit, "_local_store", LocalLimitStore())
     ratelimit._last_failure_logged = float("-inf")
     caplog.set_level(logging.ERROR, logger="routing.limits.ratelimit")
 
-    assert await ratelimit.admit(key_info(rpm=1), policy(), chat()) is None
-    assert await ratelimit.admit(key_info(rpm=1), policy(), chat()) is None
+    admitted = await ratelimit.admit(key_info(rpm=1), policy(), chat())
+    assert admitted is not None and admitted.store is ratelimit._local_store
+    with pytest.raises(RateLimited):
+        await ratelimit.admit(key_info(rpm=1), policy(), chat())  # the minute's one request was used
 
-    assert "Could not check a rate limit; the request is let through" in caplog.text
+    assert "Could not check a rate limit in Redis" in caplog.text
 
 
 async def test_the_local_store_keeps_the_same_arithmetic_as_the_lua_script(settings):
