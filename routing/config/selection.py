@@ -97,3 +97,8 @@ def ladders_of(policy: Policy, at: datetime, endpoint_of: EndpointOf) -> dict[st
         if tiers and ladder.category.enabled:
             ladders[ladder.category.name] = tiers
     return ladders
+
+
+def every_tier(policy: PolicySnapshot) -> tuple[Tier, ...]:
+    """The policy's tiers and its ladders' rungs: every tier a request may be sent to."""
+    return policy.tiers + tuple(tier for ladder in policy.ladders.values() for tier in ladder)

@@ -30,7 +30,7 @@ from billing.pricing.book import Prices, price_in_force
 from billing.pricing.services import prices_of
 from routing.choices import ScorerKind, ScorerVersionKind
 from routing.config import version as config_version
-from routing.config.selection import LADDER_PREFETCH, selection_inputs_load, with_selection
+from routing.config.selection import LADDER_PREFETCH, every_tier, selection_inputs_load, with_selection
 from routing.config.version import discard_stale_connections
 from routing.engine.learned import LearnedModel, LearnedScorer
 from routing.engine.ports import Provider, Scorer
@@ -392,7 +392,7 @@ class ConfigCache:
         self._refresh_providers(policies)
 
     def _refresh_providers(self, policies: list[PolicySnapshot]) -> None:
-        wanted = {e.id: e for p in policies for tier in p.tiers for e in tier_endpoints(tier)}
+        wanted = {e.id: e for p in policies for tier in every_tier(p) for e in tier_endpoints(tier)}
         fallbacks = {e.fallback.id: e.fallback for e in list(wanted.values()) if e.fallback is not None}
         embedders = {p.embeddings.id: p.embeddings for p in policies if p.embeddings is not None}
         wanted = embedders | fallbacks | wanted

@@ -1,12 +1,12 @@
 """Task classification: which category a prompt belongs to and which tier it starts on.
 
-A policy's task rules are regular expressions tried in `position` order against the
-last user message; the first that matches names the task. When none does, the operators'
-task categories are tried: their keywords and patterns in `position` order, then, by
-meaning, their example prompts (the most similar above its threshold, as semantic routers
-do). The task picks the first tier and the ladder (docs/selection.md) and tells the
-scorer what a good answer looks like (a greeting may be two words, an arithmetic answer
-needs a number at the end).
+A policy's task rules are regular expressions tried in `position` order against the last
+user message; the first that matches names the task. The operators' task categories come
+around them: a category with its own ladder on the policy is tried first (keywords and
+patterns), the others after the rules, then every category's example prompts by meaning
+(the most similar above its threshold, as semantic routers do). The task picks the first
+tier and the ladder (docs/selection.md) and tells the scorer what a good answer looks like
+(a greeting may be two words, an arithmetic answer needs a number at the end).
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def classify(chat: ChatRequest, policy: PolicySnapshot) -> TaskMatch:
     Short prompts start on tier 0 whatever their rule says, and the result is always
     a valid index into `policy.tiers` (0 when there are none).
     """
-    category, first_tier = match_rule(chat.prompt, policy)
+    category, first_tier = laddered_category(chat.prompt, policy), 0
+    if category == UNKNOWN:
+        category, first_tier = match_rule(chat.prompt, policy)
     if category == UNKNOWN:
         category = match_category(chat.prompt, policy.categories)
     if is_short(chat, policy):
@@ -118,11 +120,27 @@ def match_rule(prompt: str, policy: PolicySnapshot) -> tuple[str, int]:
     return UNKNOWN, 0
 
 
+def laddered_category(prompt: str, policy: PolicySnapshot) -> str:
+    """A category with its own ladder on this policy, found by keyword or pattern: before the task rules.
+
+    A ladder is the operator saying the category matters on this policy, so a code request
+    that a default rule would call "discussion" still climbs the code ladder.
+    """
+    if not policy.ladders:
+        return UNKNOWN
+    laddered = sorted((c for c in policy.categories if c.name in policy.ladders), key=lambda c: c.position)
+    return next((c.name for c in laddered if matches_rules(prompt, c)), UNKNOWN)
+
+
+def matches_rules(prompt: str, category: CategorySnapshot) -> bool:
+    return any(p is not None and p.search(prompt) for p in category_patterns(category))
+
+
 def match_category(prompt: str, categories: Sequence[CategorySnapshot]) -> str:
     """The first category whose keyword or pattern is in `prompt`, else the nearest by its examples."""
     ordered = sorted(categories, key=lambda c: c.position)
     for category in ordered:
-        if any(p is not None and p.search(prompt) for p in category_patterns(category)):
+        if matches_rules(prompt, category):
             return category.name
     return nearest_by_examples(prompt, ordered)
 
