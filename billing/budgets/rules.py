@@ -145,12 +145,13 @@ class Hold:
 
 
 class BudgetExhausted(Exception):
-    """A blocking budget cannot cover the request's worst case."""
+    """A blocking budget cannot cover the request's worst case (under `degrade`, the routing the budgets called for)."""
 
-    def __init__(self, usage: Usage, amount: Decimal) -> None:
+    def __init__(self, usage: Usage, amount: Decimal, degrade: Degrade | None = None) -> None:
         super().__init__(usage.rule.describe())
         self.usage = usage
         self.amount = amount
+        self.degrade = degrade or Degrade()
 
 
 class BudgetStore(Protocol):
@@ -161,6 +162,40 @@ class BudgetStore(Protocol):
     async def reserve(self, rules: Sequence[BudgetRule], amount: Decimal, hold_id: str, now: datetime) -> Hold: ...
 
     async def settle(self, hold: Hold, actual: Decimal, now: datetime) -> None: ...
+
+    async def admit(self, rules: Sequence[BudgetRule], worst: WorstCase, hold_id: str, now: datetime) -> Admitted:
+        """`usage`, `degrade_for` and `reserve` in one atomic step: the hold is of the worst
+        case of the routing the usage calls for (cheap-only, or as configured)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorstCase:
+    """A request's worst-case cost as configured, and on the cheap tier alone."""
+
+    full: Decimal
+    cheap_only: Decimal
+
+    def under(self, degrade: Degrade) -> Decimal:
+        return self.cheap_only if degrade.cheap_only else self.full
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A reservation made: how the budgets degrade the routing, and the hold to settle."""
+
+    degrade: Degrade
+    hold: Hold
+
+
+def may_go_cheap(rule: BudgetRule) -> bool:
+    """Whether this budget can make a request cheap-only (a non-blocking hard limit, a cheap-only soft action)."""
+    return not rule.blocks or rule.soft_action == SoftAction.CHEAP_ONLY
+
+
+def soft_limit_units(rule: BudgetRule) -> int:
+    """The committed micro-dollars at which the soft limit is reached (`Usage.soft_reached`, in units)."""
+    return -(-limit_units(rule.limit) * rule.soft_limit_percent // 100)
 
 
 def to_units(amount: Decimal) -> int:
@@ -195,6 +230,14 @@ MISSING = -1
 # ARGV: amount units, hold id, hold ttl, then per budget: limit units, blocks (1/0), key ttl.
 # Returns {0, index, spent, held} when budget `index` (1-based) blocks, else {1, spent1, held1, spent2, ...}.
 RESERVE_LUA = _PRELUDE + lua_script("billing.budgets", "budget_reserve")
+
+# KEYS as for RESERVE_LUA. ARGV: full and cheap-only amount units, hold id, hold ttl, then per
+# budget: limit units, blocks (1/0), key ttl, soft limit units, soft action cheap-only (1/0),
+# hard limit makes it cheap-only (1/0). `degrade_for` on the usage before the reservation, as
+# far as the amount goes: the cheap-only amount when a budget calls for cheap-only routing.
+# Returns {0, cheap (1/0), index, spent, held} when budget `index` blocks, else
+# {1, cheap, spent1, held1, spent2, ...} with the held amounts before this hold.
+ADMIT_LUA = _PRELUDE + lua_script("billing.budgets", "budget_admit")
 
 # KEYS as for RESERVE_LUA; ARGV: hold id, actual units. Drops the hold and adds the actual
 # cost. A hold that expired meanwhile (a very slow request) is gone already; its actual

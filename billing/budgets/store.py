@@ -21,24 +21,30 @@ from django.db.models import F, Sum
 from redis.commands.core import AsyncScript
 
 from billing.budgets.rules import (
+    ADMIT_LUA,
     HOLD_TTL_S,
     MISSING,
     RESERVE_LUA,
     SETTLE_LUA,
     USAGE_LUA,
+    Admitted,
     BudgetExhausted,
     BudgetRule,
     BudgetStore,
+    Degrade,
     Hold,
     Usage,
+    WorstCase,
+    degrade_for,
     from_units,
     hold_keys,
     key_ttl_s,
     limit_units,
     period_bounds,
+    soft_limit_units,
     to_units,
 )
-from billing.choices import BudgetScope
+from billing.choices import BudgetScope, SoftAction
 from billing.models import Budget, BudgetCounter, BudgetReservation, LedgerEntry
 from common import redis as shared_redis
 
@@ -98,7 +104,7 @@ class RedisBudgetStore:
     in the record buffer; a budget may overspend by that much once, after a loss.
     """
 
-    SCRIPTS = {"reserve": RESERVE_LUA, "settle": SETTLE_LUA, "usage": USAGE_LUA}
+    SCRIPTS = {"reserve": RESERVE_LUA, "settle": SETTLE_LUA, "usage": USAGE_LUA, "admit": ADMIT_LUA}
 
     def __init__(self) -> None:
         self._scripts: weakref.WeakKeyDictionary[object, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
@@ -161,6 +167,34 @@ class RedisBudgetStore:
     async def settle(self, hold: Hold, actual: Decimal, now: datetime) -> None:
         await self._run("settle", hold.usages, [hold.hold_id, to_units(actual)], now)
 
+    async def admit(self, rules: Sequence[BudgetRule], worst: WorstCase, hold_id: str, now: datetime) -> Admitted:
+        """One round trip: the usage, the routing it calls for, and the hold (`ADMIT_LUA`)."""
+        periods = _periods(rules, now)
+        args: list[str | int] = [to_units(worst.full), to_units(worst.cheap_only), hold_id, HOLD_TTL_S]
+        for p in periods:
+            rule = p.rule
+            args += [limit_units(rule.limit), int(rule.blocks), key_ttl_s(p.period_end, now), soft_limit_units(rule),
+                     int(rule.soft_action == SoftAction.CHEAP_ONLY), int(not rule.blocks)]  # fmt: skip
+        raw = await self._run("admit", periods, args, now)
+        if int(raw[0]) == 0:
+            period = periods[int(raw[2]) - 1]
+            usage = Usage(period.rule, period.period_start, period.period_end, from_units(raw[3]), from_units(raw[4]))
+            amount = worst.cheap_only if int(raw[1]) else worst.full
+            raise BudgetExhausted(usage, amount, Degrade(cheap_only=True) if int(raw[1]) else None)
+        before = [
+            Usage(p.rule, p.period_start, p.period_end, from_units(raw[2 + 2 * i]), from_units(raw[3 + 2 * i]))
+            for i, p in enumerate(periods)
+        ]
+        return _admitted(before, worst, hold_id)
+
+
+def _admitted(before: Sequence[Usage], worst: WorstCase, hold_id: str) -> Admitted:
+    """The hold on usages as they were before it, and the routing they call for."""
+    degrade = degrade_for(before)
+    amount = worst.under(degrade)
+    held = tuple(Usage(u.rule, u.period_start, u.period_end, u.spent, u.held + amount) for u in before)
+    return Admitted(degrade=degrade, hold=Hold(hold_id=hold_id, usages=held, amount=amount))
+
 
 def _periods(rules: Sequence[BudgetRule], now: datetime) -> list[Usage]:
     """Each rule's current period, as a usage with nothing counted yet."""
@@ -184,6 +218,21 @@ class DatabaseBudgetStore:
     async def settle(self, hold: Hold, actual: Decimal, now: datetime) -> None:
         await sync_to_async(self._settle)(hold, actual)
 
+    async def admit(self, rules: Sequence[BudgetRule], worst: WorstCase, hold_id: str, now: datetime) -> Admitted:
+        return await sync_to_async(self._admit)(rules, worst, hold_id, now)
+
+    def _admit(self, rules: Sequence[BudgetRule], worst: WorstCase, hold_id: str, now: datetime) -> Admitted:
+        discard_stale_connections()
+        with transaction.atomic():
+            usages = [self._locked_usage(r, s, e, now) for r, (s, e) in zip(rules, _bounds(rules, now), strict=True)]
+            degrade = degrade_for(usages)
+            amount = worst.under(degrade)
+            for usage in usages:
+                if usage.rule.blocks and usage.committed + amount > usage.rule.limit:
+                    raise BudgetExhausted(usage, amount, degrade)
+            self._hold(usages, amount, hold_id, now)
+            return _admitted(usages, worst, hold_id)
+
     def _usage(self, rules: Sequence[BudgetRule], now: datetime) -> list[Usage]:
         discard_stale_connections()
         with transaction.atomic():
@@ -199,18 +248,21 @@ class DatabaseBudgetStore:
             for usage in usages:
                 if usage.rule.blocks and usage.committed + amount > usage.rule.limit:
                     raise BudgetExhausted(usage, amount)
-            expires = now + timedelta(seconds=HOLD_TTL_S)
-            BudgetReservation.objects.bulk_create(
-                BudgetReservation(
-                    counter=self._counter(u.rule, u.period_start, u.period_end),
-                    hold_id=hold_id,
-                    amount=amount,
-                    expires_at=expires,
-                )
-                for u in usages
-            )
+            self._hold(usages, amount, hold_id, now)
             held = tuple(Usage(u.rule, u.period_start, u.period_end, u.spent, u.held + amount) for u in usages)
             return Hold(hold_id=hold_id, usages=held, amount=amount)
+
+    def _hold(self, usages: Sequence[Usage], amount: Decimal, hold_id: str, now: datetime) -> None:
+        expires = now + timedelta(seconds=HOLD_TTL_S)
+        BudgetReservation.objects.bulk_create(
+            BudgetReservation(
+                counter=self._counter(u.rule, u.period_start, u.period_end),
+                hold_id=hold_id,
+                amount=amount,
+                expires_at=expires,
+            )
+            for u in usages
+        )
 
     def _settle(self, hold: Hold, actual: Decimal) -> None:
         discard_stale_connections()

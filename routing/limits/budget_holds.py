@@ -27,8 +27,9 @@ from billing.budgets.rules import (
     Degrade,
     Hold,
     Usage,
-    degrade_for,
+    WorstCase,
     limit_units,
+    may_go_cheap,
     to_units,
 )
 from billing.budgets.store import budget_store
@@ -40,6 +41,7 @@ from routing.exceptions import BudgetExceeded, BudgetRequestTooLarge, BudgetUnav
 
 logger = logging.getLogger(__name__)
 NO_DEGRADE = Degrade()
+CHEAP_ONLY = Degrade(cheap_only=True)
 # A cascade is cut off this long after it starts, so it never outlives its budget hold:
 # an expired hold would let other requests spend what this one is about to be billed.
 CASCADE_DEADLINE_S = HOLD_TTL_S - 30
@@ -80,20 +82,30 @@ async def budget_hold(
     store = budget_store()
     now = timezone.now()
     try:
-        degrade = degrade_for(await store.usage(rules, now))
-        plan = BudgetPlan(policy=degraded_policy(policy, degrade), degrade=degrade)
-        hold = await store.reserve(rules, worst_case_cost(plan.policy, chat, first_tier), hold_id, now)
+        admitted = await store.admit(rules, worst_cases(rules, policy, chat, first_tier), hold_id, now)
     except BudgetExhausted as exc:
-        raise budget_refused(exc, plan.policy, chat, first_tier) from exc
+        raise budget_refused(exc, degraded_policy(policy, exc.degrade), chat, first_tier) from exc
     except Exception as exc:
         # Failing closed: a budget nobody can check could be overspent without limit.
         logger.exception("The budget store cannot be reached; request %s is refused", hold_id)
         raise BudgetUnavailable(budget_store_down_message(rules)) from exc
+    hold = admitted.hold
+    plan = BudgetPlan(policy=degraded_policy(policy, admitted.degrade), degrade=admitted.degrade)
     alerts_raise(hold.usages)
     try:
         yield plan
     finally:
         await settle(store, hold, plan.actual)
+
+
+def worst_cases(
+    rules: Sequence[BudgetRule], policy: PolicySnapshot, chat: ChatRequest, first_tier: int | None
+) -> WorstCase:
+    """The request's worst case as configured, and cheap-only when a budget may call for that."""
+    full = worst_case_cost(policy, chat, first_tier)
+    if not any(may_go_cheap(rule) for rule in rules):
+        return WorstCase(full=full, cheap_only=full)
+    return WorstCase(full=full, cheap_only=worst_case_cost(degraded_policy(policy, CHEAP_ONLY), chat, first_tier))
 
 
 def budget_store_down_message(rules: Sequence[BudgetRule]) -> str:

@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from billing.budgets.rules import BudgetRule, BudgetStore, Hold, Usage
+from billing.budgets.rules import Admitted, BudgetRule, BudgetStore, Hold, Usage, WorstCase
 from billing.budgets.store import budget_rules_load, budget_store
 from billing.models import Budget
 from routing.config.snapshots import load_policies
@@ -39,6 +39,9 @@ class FlakyStore:
 
     async def reserve(self, rules: list[BudgetRule], amount: Decimal, hold_id: str, now: datetime) -> Hold:
         return await self.store.reserve(rules, amount, hold_id, now)
+
+    async def admit(self, rules: list[BudgetRule], worst: WorstCase, hold_id: str, now: datetime) -> Admitted:
+        return await self.store.admit(rules, worst, hold_id, now)
 
     async def settle(self, hold: Hold, actual: Decimal, now: datetime) -> None:
         self.settles += 1

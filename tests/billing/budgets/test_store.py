@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from billing.budgets.rules import (
     BudgetExhausted,
     BudgetRule,
     Requester,
+    WorstCase,
     applicable,
     hold_keys,
     period_bounds,
@@ -112,3 +114,42 @@ def test_scopes_match_their_own_requests_only():
         ("policy", "demo"),
         ("api_key", "co-abc"),
     ]
+
+
+@pytest.mark.parametrize("store_class", stores())
+def test_an_admission_under_the_soft_limit_holds_the_full_worst_case(store_class, rule):
+    store = store_class()
+    cheap_only_rule = dataclasses.replace(rule, soft_action="cheap_only")
+
+    admitted = run(store.admit, [cheap_only_rule], WorstCase(Decimal("0.40"), Decimal("0.10")), "a", NOW)
+
+    assert (admitted.degrade.any, admitted.hold.amount) == (False, Decimal("0.40"))
+    assert run(store.usage, [rule], NOW)[0].held == Decimal("0.40")
+
+
+@pytest.mark.parametrize("store_class", stores())
+def test_an_admission_past_a_cheap_only_soft_limit_holds_the_cheap_worst_case_in_the_same_step(store_class, rule):
+    store = store_class()
+    cheap_only_rule = dataclasses.replace(rule, soft_action="cheap_only")
+    run(store.reserve, [rule], Decimal("0.85"), "a", NOW)  # past the 80% soft limit
+
+    # The full worst case would not fit the $1.00 limit; the cheap tier's does.
+    admitted = run(store.admit, [cheap_only_rule], WorstCase(Decimal("0.40"), Decimal("0.10")), "b", NOW)
+
+    assert admitted.degrade.cheap_only
+    assert admitted.hold.amount == Decimal("0.10")
+    assert admitted.hold.usages[0].held == Decimal("0.95")
+    assert run(store.usage, [rule], NOW)[0].held == Decimal("0.95")
+
+
+@pytest.mark.parametrize("store_class", stores())
+def test_an_admission_that_does_not_fit_holds_nothing_and_says_how_it_would_have_routed(store_class, rule):
+    store = store_class()
+    cheap_only_rule = dataclasses.replace(rule, soft_action="cheap_only")
+    run(store.reserve, [rule], Decimal("0.95"), "a", NOW)
+
+    with pytest.raises(BudgetExhausted) as caught:
+        run(store.admit, [cheap_only_rule], WorstCase(Decimal("0.40"), Decimal("0.10")), "b", NOW)
+
+    assert (caught.value.amount, caught.value.degrade.cheap_only) == (Decimal("0.10"), True)
+    assert run(store.usage, [rule], NOW)[0].held == Decimal("0.95")
