@@ -42,8 +42,11 @@ test: lint
 
 # Gateway overhead at c=1/10/50, CPU per request, cache hits and a 10-minute memory soak
 # (about 13 minutes); bench-quick: the same in about a minute, written beside it.
+# Then the request log on 1,000,000 generated records (PostgreSQL from DATABASE_URL; skipped
+# without it; --reuse keeps the records an earlier run generated): server time of filtered pages.
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.gateway --out bench/results/gateway.json --soak-seconds 600
+	$(BIN)/python -m bench.request_log --reuse --out bench/results/request-log.json
 
 bench-quick: $(DEV_STAMP)
 	$(BIN)/python -m bench.gateway --out bench/results/gateway-quick.json --seconds 3 --cache-requests 500 --soak-seconds 20

@@ -286,6 +286,17 @@ class PolicyAdmin(PolicyAdminBase):
                 ),
             },
         ),
+        (
+            "Request log",
+            {
+                "fields": ["store_text", "text_retention_days", "text_redact_patterns"],
+                "description": (
+                    "Every request is in the request log with its attempts. Keeping its prompt and each answer "
+                    "too is off by default: text is redacted with these patterns before it is stored, and "
+                    "deleted after the retention (docs/request-log.md)."
+                ),
+            },
+        ),
     ]
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
