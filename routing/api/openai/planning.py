@@ -27,11 +27,11 @@ async def plan_request(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) 
 
 async def experiment_policy(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> PolicySnapshot:
     """The policy of the end user's arm when the key is in a running experiment, else `policy`."""
-    experiments = await experiment_cache.current(config_cache.policies_by_id)
+    experiments = await experiment_cache.current(config_cache.policies_by_id, config_cache.providers)
     experiment = experiment_for(experiments, key.id, key.team) if experiments else None
     if experiment is None:
         return policy
     arm = arm_of(experiment, chat.user)
     # An arm whose policy is disabled or has no usable tier leaves its users on the key's own.
-    chosen = config_cache.policies_by_id.get(arm.policy_id)
+    chosen = arm.pinned or config_cache.policies_by_id.get(arm.policy_id)
     return dataclasses.replace(chosen or policy, experiment_arm=arm.id if chosen else None)

@@ -11,7 +11,8 @@ from django.test import Client
 
 from common.audit.models import AuditEntry
 from routing.choices import ExperimentStatus
-from routing.models import ApiKey, Experiment, ExperimentArm, RequestRecord
+from routing.models import ApiKey, Experiment, ExperimentArm, PolicyTier, RequestRecord
+from routing.policies.services import policy_update
 from testing.factories import make_key, make_policy, openai_endpoint
 from testing.upstream import running_upstream
 from tests.conftest import flush_records
@@ -89,3 +90,26 @@ def test_ending_an_experiment_promotes_the_winner_to_its_key(live_gateway: Any, 
     before, after = entry.before or {}, entry.after or {}
     assert before["status"] == "running" and after["status"] == "ended"
     assert after["promoted_policy"] == winner.policy_id
+
+
+def test_an_arm_pinned_to_a_stored_version_routes_with_that_version(live_gateway: Any) -> None:
+    with running_upstream() as upstream:
+        old = openai_endpoint("old-model", upstream.base_url, "upstream-small")
+        new = openai_endpoint("new-model", upstream.base_url, "upstream-large")
+        policy = make_policy("evolving", [(old, 1.0)], cache_ttl_s=0)
+        policy_update(policy=policy, description="now on the new model")  # version 2, same tiers
+        PolicyTier.objects.filter(policy=policy).update(endpoint=new)
+        policy_update(policy=policy, description="really on the new model")  # version 3 stores it
+        key, plaintext = make_key(policy)
+        experiment = Experiment.objects.create(name="then-vs-now", api_key=key)
+        ExperimentArm.objects.create(experiment=experiment, name="then", policy=policy, policy_version=1)
+        ExperimentArm.objects.create(experiment=experiment, name="now", policy=policy)
+        client = openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=plaintext, max_retries=0)
+        for n in range(20):
+            client.chat.completions.create(
+                model="evolving", messages=[{"role": "user", "content": "Hello?"}], user=f"u{n}"
+            )
+    flush_records()
+
+    answered = {(r.experiment_arm.name, r.policy_version, r.final_model) for r in RequestRecord.objects.all()}  # type: ignore[union-attr]
+    assert answered == {("then", 1, "old-model"), ("now", 3, "new-model")}
