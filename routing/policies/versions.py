@@ -22,9 +22,11 @@ from routing.models import (
     LadderTier,
     ModelEndpoint,
     Policy,
+    PolicyTier,
     PolicyVersion,
     RequestRecord,
     TaskCategory,
+    TaskRule,
 )
 
 # What a version leaves out: the row's own bookkeeping (the number is the version's own).
@@ -109,6 +111,45 @@ def policy_version_for_record(record: RequestRecord) -> PolicyVersion | None:
         return versions.filter(policy_id=record.policy_id).first()
     # The policy was deleted since: its versions keep its name.
     return versions.filter(policy__isnull=True, policy_name=record.policy_name).order_by("-created").first()
+
+
+def policy_at_version(version: PolicyVersion) -> Policy:
+    """The policy as it stood at `version`, in memory and never saved, its children prefetched.
+
+    What `routing.config.snapshots.policy_snapshot` needs to route with a stored version (an
+    experiment arm pinned to one): the endpoints are today's rows (their prices are the price
+    book's at routing time), the rest is the version's. Endpoints deleted since are left out.
+    """
+    snapshot = version.snapshot
+    endpoints = ModelEndpoint.objects.prefetch_related("prices", "fallback_endpoint__prices").in_bulk(
+        [int(endpoint_id) for endpoint_id in snapshot.get("endpoint_names", {})]
+    )
+    policy = Policy(id=version.policy_id, version=version.number, **_as_attributes(Policy, snapshot["policy"]))
+    tiers = [_tier_at(policy, -(i + 1), values, endpoints) for i, values in enumerate(snapshot["tiers"])]
+    rules = [TaskRule(policy=policy, **_as_attributes(TaskRule, values)) for values in snapshot["task_rules"]]
+    policy._prefetched_objects_cache = {  # type: ignore[attr-defined]
+        "tiers": [tier for tier in tiers if tier.endpoint_id in endpoints],
+        "task_rules": rules,
+    }
+    return policy
+
+
+def _tier_at(policy: Policy, fake_id: int, values: dict[str, Any], endpoints: dict[int, ModelEndpoint]) -> PolicyTier:
+    # An id only so Django lets the unsaved row's `peers` be read (from the prefetch cache below).
+    fields = _as_attributes(PolicyTier, {k: v for k, v in values.items() if k not in ("endpoint", "judge", "peers")})
+    tier = PolicyTier(id=fake_id, policy=policy, **fields)
+    if values["endpoint"] in endpoints:
+        tier.endpoint = endpoints[values["endpoint"]]
+    tier.judge = endpoints.get(values.get("judge") or 0)
+    tier._prefetched_objects_cache = {"peers": [endpoints[p] for p in values.get("peers", ()) if p in endpoints]}  # type: ignore[attr-defined]
+    return tier
+
+
+def _as_attributes(model: type[Model], values: dict[str, Any]) -> dict[str, Any]:
+    """Stored field values as constructor arguments: foreign keys by their `_id`, unknown fields dropped."""
+    fields = {f.name: f for f in model._meta.concrete_fields}
+    skip = {"id", "policy", "version", "created", "updated"}
+    return {fields[k].attname: v for k, v in values.items() if k in fields and k not in skip}
 
 
 @transaction.atomic

@@ -66,7 +66,7 @@ def test_an_admin_form_save(operator_client):
 def test_an_admin_policy_save_with_its_tiers(operator_client, policy):
     mixtral, gpt4 = replay_endpoints()
     tiers = list(policy.tiers.order_by("position"))
-    data = policy_form([(mixtral, "0.75"), (gpt4, "1")])
+    data = {"text_retention_days": "30"} | policy_form([(mixtral, "0.75"), (gpt4, "1")])
     data |= {"tiers-INITIAL_FORMS": "2", "tiers-0-id": str(tiers[0].pk), "tiers-1-id": str(tiers[1].pk)}
     data |= {"tiers-0-policy": str(policy.pk), "tiers-1-policy": str(policy.pk)}
 

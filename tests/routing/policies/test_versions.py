@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from billing.permissions import FINANCE
 from common.audit.models import AuditEntry
+from routing.config.snapshots import policy_snapshot
 from routing.models import Policy, PolicyVersion, TaskCategory
 from routing.models.versions import PolicyVersionImmutable
 from routing.policies import ladders, services
-from routing.policies.versions import policy_version_for_record, snapshot_diff
+from routing.policies.versions import SNAPSHOT_PREFETCH, policy_at_version, policy_version_for_record, snapshot_diff
 from testing.factories import RequestRecordFactory, make_policy, replay_endpoints
 from tests.routing.test_admin import PASSWORD, policy_form
 
@@ -57,7 +59,8 @@ def test_an_admin_save_stores_the_version_with_the_tiers_saved_alongside(client,
     mixtral, gpt4 = replay_endpoints()
     assert client.login(username="operator", password=PASSWORD)
 
-    response = client.post("/admin/routing/policy/add/", policy_form([(mixtral, "0.65"), (gpt4, "1")]))
+    form = policy_form([(mixtral, "0.65"), (gpt4, "1")])
+    response = client.post("/admin/routing/policy/add/", {"text_retention_days": "30", **form})
 
     assert response.status_code == 302
     version = PolicyVersion.objects.get(policy__name="support")
@@ -178,3 +181,14 @@ def test_a_restore_puts_the_category_ladders_back(policy, api):
     rungs = policy.ladders.get(category=code).tiers.all()
     assert [(r.endpoint_id, r.threshold) for r in rungs] == [(mixtral.pk, 0.5)]
     assert PolicyVersion.objects.get(policy=policy, number=4).snapshot["ladders"] == with_ladder.snapshot["ladders"]
+
+
+def test_a_stored_version_routes_as_the_policy_did_then(policy):
+    at = timezone.now()
+    then = policy_snapshot(Policy.objects.prefetch_related(*SNAPSHOT_PREFETCH).get(pk=policy.pk), at)
+    services.policy_update(policy=policy, tiers=tier_specs(policy, 0.9, 1.0), cache_ttl_s=0)
+
+    replayed = policy_snapshot(policy_at_version(PolicyVersion.objects.get(policy=policy, number=1)), at)
+
+    assert replayed == then
+    assert [t.threshold for t in replayed.tiers] == [0.7, 1.0] and replayed.version == 1
