@@ -21,7 +21,7 @@ from typing import Any
 from common import numbers
 from common.charts import chart_text
 
-SCHEMA = 2  # 2: quality_checks and quality_cost
+SCHEMA = 3  # 2: quality_checks and quality_cost; 3: by_end_user and by_tag
 CURRENCY = "USD"
 MONEY_PLACES = Decimal("0.000001")
 UNIT_COST_PLACES = Decimal("0.00000001")
@@ -40,7 +40,7 @@ Json = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class LedgerRow:
-    """The ledger summed over one day, team, app, policy and model."""
+    """The ledger summed over one day, team, app, policy and model (or one day and end user, or tag)."""
 
     day: date
     team: str
@@ -59,12 +59,23 @@ class LedgerRow:
     baseline_cost: Decimal = Decimal(0)
     cost_avoided: Decimal = Decimal(0)
     quality_cost: Decimal = Decimal(0)
+    # Set on the rows of the end-user and tag breakdowns, which are summed apart.
+    end_user: str = ""
+    tag: str = ""
 
 
 DIMENSIONS = ("day", "team", "app", "policy", "model")
-SUMMED = tuple(f.name for f in fields(LedgerRow) if f.name not in DIMENSIONS)
+ATTRIBUTIONS = ("end_user", "tag")
+SUMMED = tuple(f.name for f in fields(LedgerRow) if f.name not in DIMENSIONS + ATTRIBUTIONS)
 AMOUNTS = ("cost", "baseline_cost", "cost_avoided", "quality_cost")
 BREAKDOWNS = (("team", "by_team"), ("app", "by_app"), ("policy", "by_policy"), ("model", "by_model"))
+# Summed from their own ledger rows: a request's end user, and each of its tags (a request
+# with two tags counts under both, so tags do not add up to the total).
+ATTRIBUTED = (("end_user", "by_end_user"), ("tag", "by_tag"))
+NO_END_USER = "(none)"
+# The page and the PDF list the biggest spenders; the CSV has every one.
+TOP_ATTRIBUTED = 25
+Rows = Sequence[LedgerRow]
 
 
 @dataclass(slots=True)
@@ -181,6 +192,8 @@ def report_data(
     as_of: date | None = None,
     day_fraction: float | None = None,
     implementation_cost: Decimal | None = None,
+    end_user_rows: tuple[Rows, Rows] = ((), ()),
+    tag_rows: tuple[Rows, Rows] = ((), ()),
 ) -> Json:
     """Build one month's report from its ledger rows and the previous month's.
 
@@ -189,13 +202,18 @@ def report_data(
     much of a day (at least an hour's worth); without it, today is left out of the rates
     while earlier days exist, because it is not over. The forecast fits complete days only.
     Without `as_of` the month is over and every day of it counts. `projection_basis` says
-    which days the rates came from.
+    which days the rates came from. `end_user_rows` and `tag_rows` (this month's and the
+    previous month's) feed the end-user and tag breakdowns.
     """
     month = month_start(month)
     end = min(as_of, _last_day(month)) if as_of else _last_day(month)
     rows = [r for r in rows if month <= r.day <= end]
     previous = month_before(month)
     previous_rows = [r for r in previous_rows if as_of is None or r.day.day <= end.day]
+    attributed = {
+        key: ([r for r in now if month <= r.day <= end], [r for r in before if as_of is None or r.day.day <= end.day])
+        for key, (now, before) in (("by_end_user", end_user_rows), ("by_tag", tag_rows))
+    }
     elapsed = _days(month, end)
     rate_days = elapsed if as_of is None or len(elapsed) == 1 else elapsed[:-1]
     by_day = _group(rows, lambda r: r.day.isoformat())
@@ -238,6 +256,8 @@ def report_data(
     }
     for dimension, key in BREAKDOWNS:
         data[key] = breakdown(rows, previous_rows, attrgetter(dimension))
+    data["by_end_user"] = breakdown(*attributed["by_end_user"], lambda r: r.end_user or NO_END_USER)
+    data["by_tag"] = breakdown(*attributed["by_tag"], attrgetter("tag"))
     return data
 
 
@@ -422,7 +442,8 @@ ADDED_IN_SCHEMA_2 = {"quality_checks": 0, "quality_cost": money(Decimal(0))}
 
 def upgrade(data: Json) -> Json:
     """A stored report read as this schema: the figures it predates are zero (a copy; `data` is left alone)."""
-    if data.get("schema", 1) >= SCHEMA:
+    schema = data.get("schema", 1)
+    if schema >= SCHEMA:
         return data
 
     def complete(figures: Json) -> Json:
@@ -437,6 +458,8 @@ def upgrade(data: Json) -> Json:
     }
     for _, key in BREAKDOWNS:
         upgraded[key] = [complete(entry) for entry in data[key]]
+    for _, key in ATTRIBUTED:  # schema 3: reports built before kept no such breakdown
+        upgraded.setdefault(key, [])
     return upgraded
 
 
@@ -469,7 +492,7 @@ CSV_COLUMNS = [
 
 
 def csv_rows(data: Json) -> list[list[str]]:
-    """The report as one long table: a `total` row, then `team`, `app`, `policy`, `model` and `day` rows.
+    """The report as one long table: `total`, then `team`, `app`, `policy`, `model`, `end_user`, `tag`, `day` rows.
 
     Columns are `CSV_COLUMNS`; a figure that does not apply (a day's previous cost) or is
     undefined (the escalation rate of no requests) is empty.
@@ -483,7 +506,7 @@ def csv_rows(data: Json) -> list[list[str]]:
         "cost_change_rate": mom["cost_change_rate"],
     }
     entries = [("total", total)]
-    entries += [(kind, entry) for kind, key in BREAKDOWNS for entry in data[key]]
+    entries += [(kind, entry) for kind, key in BREAKDOWNS + ATTRIBUTED for entry in data[key]]
     entries += [("day", {"name": day["day"], **day}) for day in data["daily"]]
     return [CSV_COLUMNS] + [
         [data["month"], kind, *(_cell(entry.get(c)) for c in CSV_COLUMNS[2:])] for kind, entry in entries
@@ -560,7 +583,14 @@ BREAKDOWN_HEADERS = [
     "Per request",
     "vs previous",
 ]
-BREAKDOWN_TITLES = {"by_team": "By team", "by_app": "By app", "by_policy": "By policy", "by_model": "By model"}
+BREAKDOWN_TITLES = {
+    "by_team": "By team",
+    "by_app": "By app",
+    "by_policy": "By policy",
+    "by_model": "By model",
+    "by_end_user": "By end user",
+    "by_tag": "By tag (a request counts under each of its tags)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,7 +649,20 @@ def projection_rows(data: Json) -> list[list[str]]:
 
 def breakdown_tables(data: Json) -> list[tuple[str, list[list[str]]]]:
     """(title, rows) for each breakdown; rows are `BREAKDOWN_HEADERS` cells, formatted."""
-    return [(title, [_breakdown_cells(entry) for entry in data[key]]) for key, title in BREAKDOWN_TITLES.items()]
+    return [
+        (_title(key, title, data), [_breakdown_cells(e) for e in _shown(key, data)])
+        for key, title in BREAKDOWN_TITLES.items()
+    ]
+
+
+def _shown(key: str, data: Json) -> list[Json]:
+    entries: list[Json] = data.get(key, [])
+    return entries[:TOP_ATTRIBUTED] if key in dict(ATTRIBUTED).values() else entries
+
+
+def _title(key: str, title: str, data: Json) -> str:
+    hidden = len(data.get(key, [])) - len(_shown(key, data))
+    return f"{title}: the top {TOP_ATTRIBUTED}, {hidden:,} more in the CSV" if hidden > 0 else title
 
 
 def _breakdown_cells(e: Json) -> list[str]:

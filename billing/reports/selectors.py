@@ -19,7 +19,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from billing.choices import ReportStatus
-from billing.models import LedgerEntry, MonthlyReport, PriceBookEntry
+from billing.models import LedgerEntry, LedgerTagEntry, MonthlyReport, PriceBookEntry
 from billing.reports import compute as reports
 
 
@@ -45,6 +45,43 @@ def ledger_rows_for_month(*, month: date) -> list[reports.LedgerRow]:
     return [_ledger_row(row) for row in rows]
 
 
+def end_user_rows_for_month(*, month: date) -> list[reports.LedgerRow]:
+    """The month's ledger summed per day and end user (one query)."""
+    sums = {name: Sum(name) for name in reports.SUMMED}
+    rows = _month_entries(month).values("day", "end_user").annotate(**sums).order_by("day", "end_user")
+    return [_ledger_row({**row, "team": "", "app": "", "policy": "", "model": ""}) for row in rows]
+
+
+def tag_rows_for_month(*, month: date) -> list[reports.LedgerRow]:
+    """The month's tag ledger summed per day and tag (`key=value`; one query)."""
+    start = reports.month_start(month)
+    entries = LedgerTagEntry.objects.filter(day__gte=start, day__lt=reports.month_after(start))
+    rows = (
+        entries.values("day", "key", "value")
+        .annotate(requests=Sum("requests"), cost=Sum("cost"), baseline_cost=Sum("baseline_cost"))
+        .order_by("day", "key", "value")
+    )
+    return [
+        reports.LedgerRow(
+            day=row["day"], team="", app="", policy="", model="", tag=f"{row['key']}={row['value']}",
+            requests=int(row["requests"]), cost=Decimal(row["cost"]), baseline_cost=Decimal(row["baseline_cost"]),
+        )
+        for row in rows
+    ]  # fmt: skip
+
+
+MonthAndBefore = tuple[list[reports.LedgerRow], list[reports.LedgerRow]]
+
+
+def attribution_rows(*, month: date) -> tuple[MonthAndBefore, MonthAndBefore]:
+    """`report_data`'s end-user and tag rows, each this month's and the previous month's (four queries)."""
+    previous = reports.month_before(month)
+    return (
+        (end_user_rows_for_month(month=month), end_user_rows_for_month(month=previous)),
+        (tag_rows_for_month(month=month), tag_rows_for_month(month=previous)),
+    )
+
+
 def _ledger_row(row: dict[str, Any]) -> reports.LedgerRow:
     # PostgreSQL sums bigints as numeric: make every count an int and every amount a Decimal.
     sums = {name: Decimal(row[name]) if name in reports.AMOUNTS else int(row[name]) for name in reports.SUMMED}
@@ -63,8 +100,9 @@ def spend_by_day_and_team(*, month: date) -> list[dict[str, Any]]:
 
 
 def month_to_date_report(*, today: date) -> reports.Json:
-    """The current month's report up to `today`, computed live from the ledger (two queries)."""
+    """The current month's report up to `today`, computed live from the ledger (six queries)."""
     month = reports.month_start(today)
+    end_users, tags = attribution_rows(month=month)
     return reports.report_data(
         month=month,
         rows=ledger_rows_for_month(month=month),
@@ -72,6 +110,8 @@ def month_to_date_report(*, today: date) -> reports.Json:
         as_of=today,
         day_fraction=day_fraction_passed(today),
         implementation_cost=settings.CASCADEOPS_IMPLEMENTATION_COST_USD,
+        end_user_rows=end_users,
+        tag_rows=tags,
     )
 
 
@@ -133,10 +173,13 @@ def finance_report_get(*, month: date, today: date) -> FinanceReport | None:
 
 
 def month_report(*, month: date) -> reports.Json:
-    """The report of a month that is over, computed from the ledger now (two queries)."""
+    """The report of a month that is over, computed from the ledger now (six queries)."""
     month = reports.month_start(month)
+    end_users, tags = attribution_rows(month=month)
     return reports.report_data(
         month=month,
+        end_user_rows=end_users,
+        tag_rows=tags,
         rows=ledger_rows_for_month(month=month),
         previous_rows=ledger_rows_for_month(month=reports.month_before(month)),
         implementation_cost=settings.CASCADEOPS_IMPLEMENTATION_COST_USD,

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 def store(rows: list[LedgerRow], *, batches: int = 1) -> None:
     """Append rows to the ledger the way the flusher does: each row split over `batches` flushes."""
     entries = [
-        LedgerEntry(api_key_prefix="co-abc", end_user="", **{k: _share(v, i, batches) for k, v in asdict(row).items()})
+        LedgerEntry(api_key_prefix="co-abc", **{k: _share(v, i, batches) for k, v in asdict(row).items() if k != "tag"})
         for row in rows
         for i in range(batches)
     ]

@@ -361,7 +361,7 @@ def test_quality_checks_in_the_csv_the_tiles_and_the_tables() -> None:
 
 def test_a_report_stored_before_quality_checks_reads_them_as_zero(february: dict) -> None:
     old = as_schema_1(february)
-    assert february["schema"] == SCHEMA == 2 and "quality_cost" not in old["totals"]
+    assert february["schema"] == SCHEMA == 3 and "quality_cost" not in old["totals"]
     assert upgrade(old) == february  # February had no checks: zeros are its figures
     assert "quality_cost" not in old["by_team"][0]  # the stored data is left alone
     assert upgrade(february) is february
@@ -411,3 +411,59 @@ def test_the_first_minutes_count_as_an_hour() -> None:
     data = report_data(month=FEB, rows=spent, previous_rows=[], as_of=date(2025, 2, 1), day_fraction=0.001)
 
     assert data["projections"]["daily"]["cost"] == "0.240000"
+
+
+def end_user_row(day: int, end_user: str, cost: str, requests: int = 1) -> LedgerRow:
+    return LedgerRow(date(2025, 2, day), "", "", "", "", requests=requests, cost=D(cost), end_user=end_user)
+
+
+def tag_row(day: int, tag: str, cost: str, requests: int = 1) -> LedgerRow:
+    return LedgerRow(date(2025, 2, day), "", "", "", "", requests=requests, cost=D(cost), tag=tag)
+
+
+def test_spend_is_broken_down_by_end_user_and_by_tag() -> None:
+    end_users = [
+        end_user_row(1, "customer-42", "3.00", 3),
+        end_user_row(2, "customer-7", "1.00"),
+        end_user_row(2, "", "0.50"),
+    ]
+    tags = [tag_row(1, "feature=homework-help", "3.00", 3), tag_row(2, "feature=search", "1.00")]
+    before = [LedgerRow(date(2025, 1, 3), "", "", "", "", requests=1, cost=D("2"), end_user="customer-42")]
+
+    data = report_data(
+        month=FEB, rows=february_rows(), previous_rows=[], end_user_rows=(end_users, before), tag_rows=(tags, [])
+    )
+
+    assert [(e["name"], e["cost"], e["requests"]) for e in data["by_end_user"]] == [
+        ("customer-42", "3.000000", 3),
+        ("customer-7", "1.000000", 1),
+        ("(none)", "0.500000", 1),
+    ]
+    assert data["by_end_user"][0]["cost_change"] == "1.000000"
+    assert [(e["name"], e["cost"]) for e in data["by_tag"]] == [
+        ("feature=homework-help", "3.000000"),
+        ("feature=search", "1.000000"),
+    ]
+    kinds = {row[1] for row in csv_rows(data)[1:]}
+    assert {"end_user", "tag"} <= kinds
+    titles = [title for title, _ in breakdown_tables(data)]
+    assert "By end user" in titles and "By tag (a request counts under each of its tags)" in titles
+
+
+def test_the_page_lists_the_top_end_users_and_the_csv_all_of_them() -> None:
+    many = [end_user_row(1, f"user-{n:03d}", f"{n}.00") for n in range(1, 31)]
+
+    data = report_data(month=FEB, rows=[], previous_rows=[], end_user_rows=(many, []))
+
+    title, rows = next((t, r) for t, r in breakdown_tables(data) if t.startswith("By end user"))
+    assert title == "By end user: the top 25, 5 more in the CSV" and len(rows) == 25 and rows[0][0] == "user-030"
+    assert sum(1 for row in csv_rows(data) if row[1] == "end_user") == 30
+
+
+def test_a_report_stored_before_end_users_and_tags_has_empty_breakdowns(february: dict) -> None:
+    old = {**february, "schema": 2}
+    del old["by_end_user"], old["by_tag"]
+
+    upgraded = upgrade(old)
+
+    assert (upgraded["by_end_user"], upgraded["by_tag"], upgraded["schema"]) == ([], [], SCHEMA)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -192,7 +193,8 @@ def test_index_queries_do_not_grow_with_the_ledger(
     finance_client: Client, february_report: MonthlyReport, django_assert_num_queries: object, rows: int
 ) -> None:
     store(this_month_rows(rows))
-    with django_assert_num_queries(AUTH_QUERIES + 3):  # type: ignore[operator]  # reports, this month, last month
+    # reports; this month's and last month's ledger, end users and tags
+    with django_assert_num_queries(AUTH_QUERIES + 7):  # type: ignore[operator]
         assert finance_client.get("/finance/").status_code == 200
 
 
@@ -202,7 +204,8 @@ def test_report_page_queries_do_not_grow_with_the_ledger(
 ) -> None:
     store(this_month_rows(rows))
     month = selectors.billing_today()
-    with django_assert_num_queries(AUTH_QUERIES + 2):  # type: ignore[operator]  # this month, last month
+    # this month's and last month's ledger, end users and tags
+    with django_assert_num_queries(AUTH_QUERIES + 6):  # type: ignore[operator]
         assert finance_client.get(f"/finance/{month:%Y-%m}/").status_code == 200
 
 
@@ -211,3 +214,20 @@ def test_stored_report_page_is_one_query(
 ) -> None:
     with django_assert_num_queries(AUTH_QUERIES + 1):  # type: ignore[operator]
         assert finance_client.get("/finance/2025-02/").status_code == 200
+
+
+def test_the_ledger_breaks_spend_down_by_end_user_and_tag(finance_client: Client) -> None:
+    from billing.models import LedgerTagEntry
+
+    today = selectors.billing_today()
+    row = LedgerRow(today, "growth", "support-bot", "default", "mixtral", requests=2, cost=Decimal("0.5"))
+    store([row, replace(row, end_user="customer-42", cost=Decimal("1.5"))])
+    LedgerTagEntry.objects.create(day=today, key="feature", value="homework-help", team="growth", requests=2, cost=1)
+
+    page = finance_client.get(f"/finance/{today:%Y-%m}/").content.decode()
+    rows = list(csv.DictReader(io.StringIO(finance_client.get(f"/finance/{today:%Y-%m}/report.csv").content.decode())))
+
+    assert "By end user" in page and "customer-42" in page and "feature=homework-help" in page
+    by = {(r["breakdown"], r["name"]): r["cost"] for r in rows}
+    assert by[("end_user", "customer-42")] == "1.500000" and by[("end_user", "(none)")] == "0.500000"
+    assert by[("tag", "feature=homework-help")] == "1.000000"
