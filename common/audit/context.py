@@ -36,6 +36,7 @@ class Actor:
 _request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
 _actor: ContextVar[Actor | None] = ContextVar("audit_actor", default=None)
 _action: ContextVar[str | None] = ContextVar("audit_action", default=None)
+_untracked: ContextVar[bool] = ContextVar("audit_untracked", default=False)
 
 
 def current_actor() -> Actor:
@@ -95,6 +96,20 @@ def audit_action(action: str) -> Iterator[None]:
         yield
     finally:
         _action.reset(token)
+
+
+@contextmanager
+def audit_untracked() -> Iterator[None]:
+    """Tracked rows saved inside write no entry of their own: the service writes one for the whole change."""
+    token = _untracked.set(True)
+    try:
+        yield
+    finally:
+        _untracked.reset(token)
+
+
+def tracking() -> bool:
+    return not _untracked.get()
 
 
 class AuditMiddleware:

@@ -16,7 +16,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import DecimalField, Field, Model
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from common.audit.context import current_action, current_actor
+from common.audit.context import current_action, current_actor, tracking
 from common.audit.models import AuditEntry
 
 # Bookkeeping that moves on its own (timestamps, evaluation marks) is not a change anyone made.
@@ -75,12 +75,16 @@ def track(model: type[Model], *, exclude: Iterable[str] = (), saves: bool = True
 
 
 def _remember_before(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    if not tracking():
+        return
     # The row as stored, not as the form left the instance: one read per configuration save.
     stored = None if instance._state.adding else sender._default_manager.filter(pk=instance.pk).first()
     setattr(instance, BEFORE_ATTRIBUTE, None if stored is None else model_values(stored, exclude=_excluded[sender]))
 
 
 def _saved(sender: type[Model], instance: Model, created: bool, **kwargs: Any) -> None:
+    if not tracking():
+        return
     before = instance.__dict__.pop(BEFORE_ATTRIBUTE, None)
     after = model_values(instance, exclude=_excluded[sender])
     if created or before is None:
@@ -90,4 +94,6 @@ def _saved(sender: type[Model], instance: Model, created: bool, **kwargs: Any) -
 
 
 def _deleted(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    if not tracking():
+        return
     audit_record(action="delete", obj=instance, before=model_values(instance, exclude=_excluded[sender]), after=None)

@@ -14,8 +14,9 @@ from rest_framework.test import APIClient
 
 from billing.models import Budget
 from billing.permissions import FINANCE
-from common.audit.context import Actor, acting_as, audit_action, process_actor
+from common.audit.context import Actor, acting_as, audit_action, audit_untracked, process_actor
 from common.audit.models import AuditEntry, AuditEntryImmutable
+from common.audit.services import audit_record
 
 pytestmark = pytest.mark.django_db
 
@@ -65,6 +66,14 @@ def test_a_service_names_its_action():
         Budget.objects.create(name="paused", limit=Decimal("1"))
 
     assert AuditEntry.objects.get(object_type="billing.budget").action == "pause"
+
+
+def test_a_service_that_writes_its_own_entry_silences_the_rows_it_saves():
+    with audit_untracked():
+        budget = Budget.objects.create(name="quiet", limit=Decimal("1"))
+        audit_record(action="bulk-import", obj=budget, before=None, after={"name": "quiet"})
+
+    assert list(AuditEntry.objects.values_list("action", flat=True)) == ["bulk-import"]
 
 
 def test_entries_cannot_be_changed_or_deleted_through_the_models():
@@ -145,7 +154,9 @@ def test_the_export_is_csv_of_the_filtered_entries_with_formulas_escaped(finance
 
     assert response["Content-Type"] == "text/csv"
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert [(r["actor"], r["action"], r["object_type"]) for r in rows] == [("'=HYPERLINK(1)", "create", "billing.budget")]
+    assert [(r["actor"], r["action"], r["object_type"]) for r in rows] == [
+        ("'=HYPERLINK(1)", "create", "billing.budget")
+    ]
     assert '"limit": "100.0000"' in rows[0]["after"]
 
 
