@@ -40,8 +40,10 @@ test: lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest
 
-# Gateway overhead at c=1/10/50, CPU per request, cache hits and a 10-minute memory soak
-# (about 13 minutes); bench-quick: the same in about a minute, written beside it.
+# Gateway overhead at c=1/10/50, CPU per request, cache hits, streaming time to first token and a
+# 10-minute memory soak, in embedded mode and then in production mode (PostgreSQL + Redis, a budget,
+# a rate limit, the recorder; BENCH_DATABASE_URL, BENCH_REDIS_URL) (about 25 minutes);
+# bench-quick: the same in a few minutes, written beside it.
 # Then the request log on 1,000,000 generated records (PostgreSQL from DATABASE_URL; skipped
 # without it; --reuse keeps the records an earlier run generated): server time of filtered pages.
 bench: $(DEV_STAMP)
