@@ -495,13 +495,22 @@ class RequestRecordAdmin(RequestRecordAdminBase):
     list_select_related = True
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in self.model._meta.fields]
+        return [*(f.name for f in self.model._meta.fields), "routed_by"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="routed by")
+    def routed_by(self, record: RequestRecord) -> str:
+        """The stored policy version that routed the request, whole."""
+        version = versions.policy_version_for_record(record)
+        if version is None:
+            return "— (routed before versions were kept)"
+        url = reverse("admin:routing_policyversion_change", args=[version.pk])
+        return format_html('<a href="{}">{}</a>', url, version)
 
 
 # --- Quality loop --------------------------------------------------------------------------

@@ -192,3 +192,12 @@ def test_a_stored_version_routes_as_the_policy_did_then(policy):
 
     assert replayed == then
     assert [t.threshold for t in replayed.tiers] == [0.7, 1.0] and replayed.version == 1
+
+
+def test_a_records_admin_page_links_the_version_that_routed_it(policy, admin_client):
+    record = RequestRecordFactory(policy=policy, policy_name="support", policy_version=1)
+    version = PolicyVersion.objects.get(policy=policy, number=1)
+
+    page = admin_client.get(f"/admin/routing/requestrecord/{record.pk}/change/").content.decode()
+
+    assert f'href="/admin/routing/policyversion/{version.pk}/change/">support v1</a>' in page
