@@ -29,6 +29,8 @@ READ_SPEND = [
     ("billing", "ledgerentry", VIEW),
     ("billing", "ledgertagentry", VIEW),
     ("billing", "monthlyreport", VIEW),
+    ("billing", "budget", VIEW),
+    ("billing", "budgetalert", VIEW),
     ("routing", "requestrecord", VIEW),
     ("routing", "requestattempt", VIEW),
     ("dashboard", "rollup", VIEW),

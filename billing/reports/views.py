@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from billing.budgets.selectors import budget_states
 from billing.reports import compute as reports
 from billing.reports import pdf, selectors
 from common.spreadsheets import CsvWriter
@@ -37,6 +38,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "tiles": reports.summary_tiles(current),
         "month": reports.month_start(today),
         "stored": selectors.monthly_report_list(),
+        "budgets": budget_states(),
     }
     return render(request, "billing/index.html", context)
 

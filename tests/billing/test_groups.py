@@ -81,7 +81,7 @@ def test_migrate_creates_both_groups() -> None:
     assert {"billing.view_finance", "billing.view_ledgerentry", "billing.view_monthlyreport"} <= finance
     assert {"routing.view_requestrecord", "routing.view_requestattempt", "billing.view_ledgertagentry"} <= finance
     assert not any(p.split(".")[1].startswith(("add_", "change_", "delete_")) for p in finance)
-    assert "billing.view_budget" not in finance and "routing.view_policy" not in finance
+    assert {"billing.view_budget", "billing.view_budgetalert"} <= finance and "routing.view_policy" not in finance
     assert finance <= operator
     for model in ("routing.modelendpoint", "routing.policy", "routing.policytier", "routing.taskrule"):
         app, name = model.split(".")
@@ -116,8 +116,14 @@ def test_finance_cannot_change_a_policy(finance: Client, policy: Policy) -> None
     assert policy.description == "" and policy.version == 1
 
 
-def test_finance_cannot_reach_budgets_endpoints_or_keys(finance: Client, budget: Budget, policy: Policy) -> None:
-    assert finance.get(f"/admin/billing/budget/{budget.pk}/change/").status_code == 403
+def test_finance_reads_budgets_and_their_state_but_cannot_change_them(finance: Client, budget: Budget) -> None:
+    assert finance.get("/admin/billing/budget/").status_code == 200
+    assert finance.get(f"/admin/billing/budget/{budget.pk}/change/").status_code == 200  # read-only
+    page = finance.get("/finance/").content.decode()
+    assert budget.name in page and "within" in page and "$100.00" in page
+
+
+def test_finance_cannot_change_budgets_endpoints_or_keys(finance: Client, budget: Budget, policy: Policy) -> None:
     assert finance.post(f"/admin/billing/budget/{budget.pk}/change/", {"limit": "1000000"}).status_code == 403
     assert finance.get("/admin/routing/modelendpoint/").status_code == 403
     assert finance.get("/admin/routing/apikey/add/").status_code == 403

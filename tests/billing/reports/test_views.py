@@ -193,8 +193,8 @@ def test_index_queries_do_not_grow_with_the_ledger(
     finance_client: Client, february_report: MonthlyReport, django_assert_num_queries: object, rows: int
 ) -> None:
     store(this_month_rows(rows))
-    # reports; this month's and last month's ledger, end users and tags
-    with django_assert_num_queries(AUTH_QUERIES + 7):  # type: ignore[operator]
+    # reports; this month's and last month's ledger, end users and tags; budgets
+    with django_assert_num_queries(AUTH_QUERIES + 8):  # type: ignore[operator]
         assert finance_client.get("/finance/").status_code == 200
 
 
