@@ -127,7 +127,21 @@ class ModelEndpointAdmin(ModelEndpointAdminBase):
                 ),
             },
         ),
-        ("Model", {"fields": ["context_window", "max_tokens", "temperature", "typical_latency_ms", "quality_prior"]}),
+        (
+            "Model",
+            {
+                "fields": [
+                    "context_window",
+                    "max_tokens",
+                    "temperature",
+                    "typical_latency_ms",
+                    "quality_prior",
+                    ("supports_tools", "supports_json", "supports_images"),
+                ],
+                "description": "Selection skips this model's tier for a request it cannot hold or serve "
+                "(docs/selection.md).",
+            },
+        ),
         (
             "Resilience",
             {
@@ -259,6 +273,7 @@ class PolicyAdmin(PolicyAdminBase):
                     "max_escalations",
                     "short_prompt_tokens",
                     "optimisation_goal",
+                    "latency_budget_ms",
                     "sample_rate",
                     "shadow_rate",
                     "router_threshold",

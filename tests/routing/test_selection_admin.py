@@ -68,3 +68,14 @@ def test_an_experiment_links_to_its_comparison(browser: Client) -> None:
     page = browser.get(f"/admin/routing/experiment/{experiment.pk}/change/").content.decode()
 
     assert f"/experiments/{experiment.pk}/" in page
+
+
+def test_the_policy_and_endpoint_forms_hold_what_selection_reads(browser: Client) -> None:
+    cheap, strong = replay_endpoints()
+    policy = make_policy("demo", [(cheap, 0.5), (strong, 1.0)])
+
+    policy_page = browser.get(f"/admin/routing/policy/{policy.pk}/change/").content.decode()
+    endpoint_page = browser.get(f"/admin/routing/modelendpoint/{cheap.pk}/change/").content.decode()
+
+    assert 'name="latency_budget_ms"' in policy_page and 'name="optimisation_goal"' in policy_page
+    assert all(f'name="supports_{c}"' in endpoint_page for c in ("tools", "json", "images"))
