@@ -64,7 +64,10 @@ cheap = ModelEndpoint.objects.create(name="bench-cheap", provider_kind="openai_c
     model_id="cheap", input_price_per_m=Decimal("0.15"), output_price_per_m=Decimal("0.60"))
 strong = ModelEndpoint.objects.create(name="bench-strong", provider_kind="openai_compat", base_url=upstream,
     model_id="strong", input_price_per_m=Decimal("2.50"), output_price_per_m=Decimal("10.00"))
-plain = services.policy_create(name="bench", tiers=[(cheap, 0.0), (strong, 1.0)], cache_ttl_s=0)
+embedder = ModelEndpoint.objects.create(name="bench-embed", provider_kind="openai_compat", base_url=upstream,
+    model_id="embed", kind="embeddings", input_price_per_m=Decimal("0.02"), output_price_per_m=Decimal("0"))
+plain = services.policy_create(name="bench", tiers=[(cheap, 0.0), (strong, 1.0)], cache_ttl_s=0,
+    embeddings_endpoint=embedder)
 cached = services.policy_create(name="bench-cached", tiers=[(cheap, 0.0), (strong, 1.0)], cache_ttl_s=3600)
 if {production!r}:
     # Production mode's request path: the key's team has a blocking budget and the key a
@@ -186,7 +189,7 @@ def bench_servers(mode: Mode, app: str = "cascadeops.asgi:application", **extra_
     (ROOT / "var").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / "var") as var_dir:
         env = {**gateway_env(var_dir, mode), **extra_env}
-        up_cmd = [sys.executable, "-m", "testing.upstream", "--port", str(up_port)]
+        up_cmd = [sys.executable, "-m", "testing.upstream", "--port", str(up_port), "--tool-call", TOOL_CALL]
         # httptools and uvloop named, not "auto": without them uvicorn falls back to h11 and
         # asyncio, measured at a quarter to a half more CPU per request: better to fail than to measure that.
         gw_cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(gw_port), "--http", "httptools",
@@ -352,6 +355,44 @@ async def first_tokens(servers: Servers, total: int) -> dict[str, Any]:
     return {"requests": total, **first_token_summary(through_ms, direct_ms)}
 
 
+# The API rows: a request with a tool (the cheap model calls it, and the gateway checks the call
+# against the tool's schema) and an embeddings request, at c=1, through the gateway and direct.
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+TOOL_CALL = 'cheap:get_weather:{"city": "Paris"}'
+
+
+async def api_rows(servers: Servers, total: int) -> dict[str, Any]:
+    """p50/p99 of a tools request and an embeddings request at c=1, and the gateway's overhead on each."""
+    tools: dict[str, object] = {**chat_body("bench"), "tools": [WEATHER_TOOL], "tool_choice": "required"}
+    embeddings: dict[str, object] = {"model": "bench", "input": ["What is 6 times 7?", "Answer briefly."]}
+    rows = {}
+    for name, path, body in (("tools", "/v1/chat/completions", tools), ("embeddings", "/v1/embeddings", embeddings)):
+        direct = Target("127.0.0.1", servers.upstream_port, [encode_request("up", path, {**body, "model": "cheap"})])
+        auth = {"Authorization": f"Bearer {servers.plain_key}"}
+        through = Target("127.0.0.1", servers.gateway_port, [encode_request("gw", path, body, auth)])
+        await python_load(through, 1, total=50)  # warm-up
+        gw, up = (
+            summarise(await python_load(through, 1, total=total)),
+            summarise(await python_load(direct, 1, total=total)),
+        )
+        if gw.non_2xx or up.non_2xx:
+            raise RuntimeError(f"non-2xx answers to the {name} row: gateway {gw.non_2xx}, direct {up.non_2xx}")
+        rows[name] = {
+            "requests": gw.requests,
+            "gateway_p50_ms": round(gw.p50_ms, 3),
+            "gateway_p99_ms": round(gw.p99_ms, 3),
+            "overhead_p50_ms": round(gw.p50_ms - up.p50_ms, 3),
+            "overhead_p99_ms": round(gw.p99_ms - up.p99_ms, 3),
+        }
+    return rows
+
+
 async def levels_measured(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> dict[str, Any]:
     warm = servers.through(servers.plain_key, [chat_body("bench")])
     await python_load(warm, 4, total=300)  # config cache, connection pools
@@ -370,6 +411,8 @@ async def measure(servers: Servers, args: argparse.Namespace, use_wrk: bool) -> 
     print(f"cache: {json.dumps(results['cache'])}", flush=True)
     results["streaming"] = await first_tokens(servers, args.streamed_requests)
     print(f"streaming: {json.dumps(results['streaming'])}", flush=True)
+    results["api"] = await api_rows(servers, args.cache_requests)
+    print(f"api: {json.dumps(results['api'])}", flush=True)
     if args.soak_seconds > 0:
         results["soak"] = await soak(servers, args.soak_seconds)
         print(f"soak: {json.dumps({k: v for k, v in results['soak'].items() if k != 'rss_samples'})}", flush=True)
@@ -419,6 +462,8 @@ async def measure_production(servers: Servers, args: argparse.Namespace, use_wrk
         print(f"recorder: {json.dumps(results['recorder'])}", flush=True)
         results["streaming"] = await first_tokens(servers, args.streamed_requests)
         print(f"streaming: {json.dumps(results['streaming'])}", flush=True)
+        results["api"] = await api_rows(servers, args.cache_requests)
+        print(f"api: {json.dumps(results['api'])}", flush=True)
     if args.soak_seconds > 0:
         results["soak"] = await soak(servers, args.soak_seconds)
         print(f"soak: {json.dumps({k: v for k, v in results['soak'].items() if k != 'rss_samples'})}", flush=True)

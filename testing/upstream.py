@@ -554,6 +554,7 @@ def main(argv: list[str] | None = None) -> None:
         spike_rate=args.spike_rate,
         spike_s=args.spike_ms / 1000,
         seed=args.seed,
+        tool_calls=tuple(tool_call_arg(spec) for spec in args.tool_call),
     )
     print(f"upstream: http://{args.host}:{args.port}/v1 ({behaviour})", flush=True)
     uvicorn.run(
@@ -579,7 +580,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--spike-rate", type=float, default=0.0, help="share of answers delayed by --spike-ms")
     parser.add_argument("--spike-ms", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tool-call",
+        action="append",
+        default=[],
+        metavar="MODEL:TOOL:ARGUMENTS",
+        help="answer requests with tools to MODEL with a call to TOOL (arguments JSON); repeatable",
+    )
     return parser.parse_args(argv)
+
+
+def tool_call_arg(spec: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """`model:tool:{"json": "arguments"}` → a `UpstreamBehaviour.tool_calls` entry."""
+    model, tool, arguments = spec.split(":", 2)
+    return model, ((tool, arguments),)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ of 1, averaged with the policy scorer's opinion (when it has one). See docs/api.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,11 +129,17 @@ def schema_error(schema: Any, value: Any) -> str | None:
     """The most relevant way `value` breaks `schema` (checked at the edge), or None."""
     if not isinstance(schema, Mapping):
         return None
-    error = best_match(Draft202012Validator(schema).iter_errors(value))
+    error = best_match(validator(json.dumps(schema, sort_keys=True)).iter_errors(value))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)
     return f"{error.message} (at /{where})" if where else error.message
+
+
+@functools.lru_cache(maxsize=1024)
+def validator(schema_json: str) -> Draft202012Validator:
+    """A schema's validator, built once per process: an app sends the same tools again and again."""
+    return Draft202012Validator(json.loads(schema_json))
 
 
 def _choice_text(choice: Any) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -89,12 +91,41 @@ def parse_chat_request(data: dict[str, Any]) -> tuple[ChatRequest, str]:
 
     One pass over the body's fields: each is read into `ChatRequest`, checked and kept in
     its `options` for the providers, refused, or (not known to the API) kept in `options`
-    and named in `unknown` for the policy to pass on or refuse (`refuse_unknown`).
+    and named in `unknown` for the policy to pass on or refuse (`refuse_unknown`). A plain
+    request (only fields `ChatRequest` reads) skips that pass and the structured fields.
     """
+    extra = data.keys() - READ_FIELDS
+    options, unknown = _options(data, extra) if extra else (EMPTY, ())
+    _check_n(data.get("n"))
+    logprobs = _boolean(data, "logprobs")
+    if "top_logprobs" in options and not logprobs:
+        raise RequestInvalid("'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+    max_tokens, max_tokens_param = _max_tokens(data)
+    chat = ChatRequest(
+        messages=_messages(data.get("messages")),
+        max_tokens=max_tokens,
+        temperature=_temperature(data.get("temperature")),
+        user=_user(data),
+        metadata=_metadata(data.get("metadata")),
+        logprobs=logprobs,
+        options=options,
+        unknown=unknown,
+        stream=_boolean(data, "stream"),
+        include_usage=_include_usage(data),
+        max_tokens_param=max_tokens_param,
+    )
+    if "tools" in data or "tool_choice" in data or "response_format" in data:
+        chat = _with_structure(chat, data)
+    return chat, _string(data, "model")
+
+
+def _options(data: dict[str, Any], names: set[str]) -> tuple[Mapping[str, Any], tuple[str, ...]]:
+    """The sampling options, as sent, and the names of fields the API does not know."""
     options: dict[str, Any] = {}
     unknown: list[str] = []
-    for name, value in data.items():
-        if name in READ_FIELDS or value is None:
+    for name in sorted(names):
+        value = data[name]
+        if value is None:
             continue  # null is "not given", as the OpenAI clients mean it
         check = OPTION_CHECKS.get(name)
         if check is not None:
@@ -104,30 +135,20 @@ def parse_chat_request(data: dict[str, Any]) -> tuple[ChatRequest, str]:
         else:
             options[name] = value
             unknown.append(name)
-    _check_n(data.get("n"))
-    logprobs = _boolean(data, "logprobs")
-    if "top_logprobs" in options and not logprobs:
-        raise RequestInvalid("'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
+    return (MappingProxyType(options) if options else EMPTY), tuple(unknown)
+
+
+def _with_structure(chat: ChatRequest, data: dict[str, Any]) -> ChatRequest:
+    """`tools`, `tool_choice` and `response_format`, checked."""
     tools = parse_tools(data["tools"]) if data.get("tools") is not None else ()
     choice = data.get("tool_choice")
-    max_tokens, max_tokens_param = _max_tokens(data)
-    chat = ChatRequest(
-        messages=_messages(data.get("messages")),
-        max_tokens=max_tokens,
-        temperature=_temperature(data.get("temperature")),
-        user=_user(data),
-        metadata=_metadata(data.get("metadata")),
-        logprobs=logprobs,
+    response_format = data.get("response_format")
+    return dataclasses.replace(
+        chat,
         tools=tools,
         tool_choice=None if choice is None else parse_tool_choice(choice, tools),
-        response_format=None if data.get("response_format") is None else parse_response_format(data["response_format"]),
-        options=MappingProxyType(options) if options else EMPTY,
-        unknown=tuple(unknown),
-        stream=_boolean(data, "stream"),
-        include_usage=_include_usage(data),
-        max_tokens_param=max_tokens_param,
+        response_format=None if response_format is None else parse_response_format(response_format),
     )
-    return chat, _string(data, "model")
 
 
 def refuse_unknown(chat: ChatRequest, policy: PolicySnapshot) -> None:

@@ -7,11 +7,14 @@ Each JSON Schema a request carries (a tool's `parameters`, a `json_schema` forma
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from types import MappingProxyType
 from typing import Any
 
-from jsonschema import Draft202012Validator, SchemaError
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from routing.exceptions import RequestInvalid
 
@@ -57,10 +60,20 @@ def check_schema(schema: Any, param: str) -> None:
     """A 400 naming `param` unless `schema` is a JSON Schema object."""
     if not isinstance(schema, dict):
         raise RequestInvalid(f"'{param}' must be a JSON Schema object.", param=param)
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise RequestInvalid(f"'{param}' is not a valid JSON Schema: {exc.message}", param=param) from exc
+    problem = schema_problem(json.dumps(schema, sort_keys=True))
+    if problem is not None:
+        raise RequestInvalid(f"'{param}' is not a valid JSON Schema: {problem}", param=param)
+
+
+# Checking a schema against the metaschema takes milliseconds; an app sends the same few
+# tools with every request, so each distinct schema is checked once per process.
+METASCHEMA = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+
+
+@functools.lru_cache(maxsize=1024)
+def schema_problem(schema_json: str) -> str | None:
+    error = best_match(METASCHEMA.iter_errors(json.loads(schema_json)))
+    return None if error is None else error.message
 
 
 def parse_tool_choice(value: Any, tools: tuple[MappingProxyType[str, Any], ...]) -> str | MappingProxyType[str, Any]:
