@@ -31,7 +31,7 @@ from routing.api.openai.format import (
     routing_headers,
     tiers_failed,
 )
-from routing.api.openai.parsing import parse_body, parse_chat_request
+from routing.api.openai.parsing import parse_body, parse_chat_request, refuse_unknown
 from routing.api.openai.planning import plan_request
 from routing.cache.exact import HEADER as CACHE_HEADER
 from routing.cache.exact import CacheHit
@@ -66,6 +66,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         key = await authenticate(request)
         chat, model = parse_chat_request(parse_body(read_body(request)))
         policy = await plan_request(key, policy_for(key, model), chat)
+        refuse_unknown(chat, policy)
         admission = await ratelimit.admit(key, policy, chat)
         serve = streaming.stream_route if chat.stream else route
         return ratelimit.with_headers(await serve(key, policy, chat, cache_control(request.headers)), admission)
