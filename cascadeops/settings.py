@@ -174,6 +174,14 @@ REDIS_POOL_TIMEOUT_S = env.float("REDIS_POOL_TIMEOUT_S", default=5.0)
 REDIS_OUTAGE_COOLDOWN_S = env.float("REDIS_OUTAGE_COOLDOWN_S", default=2.0)
 REDIS_CONNECT_TIMEOUT_S = env.float("REDIS_CONNECT_TIMEOUT_S", default=1.0)
 
+# The web server's limits (`manage.py serve` runs uvicorn with them; cascadeops/server.py):
+# each request's headers and body must arrive within this many seconds of its first byte...
+CASCADEOPS_REQUEST_READ_TIMEOUT_SECONDS = env.float("CASCADEOPS_REQUEST_READ_TIMEOUT_SECONDS", default=30.0)
+# ...an idle keep-alive connection is closed after this many seconds...
+CASCADEOPS_KEEP_ALIVE_SECONDS = env.int("CASCADEOPS_KEEP_ALIVE_SECONDS", default=5)
+# ...and beyond this many connections and requests in flight per web worker, new ones get a 503.
+CASCADEOPS_MAX_CONCURRENCY = env.int("CASCADEOPS_MAX_CONCURRENCY", default=1000)
+
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}

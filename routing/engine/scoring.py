@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from routing.engine.answers import extract_answer, prompt_kind
-from routing.engine.classify import MATH_PATTERN, UNKNOWN, compiled
+from routing.engine.classify import MATH_PATTERN, UNKNOWN, classified_text, compiled
 from routing.engine.ports import Scorer
 from routing.engine.types import ChatRequest, Completion
 
@@ -176,7 +176,8 @@ def is_math_task(chat: ChatRequest, task: str, equalities: int, *, prompt: str |
         return False
     if equalities >= MATH_ANSWER_EQUALITIES:
         return True
-    return _MATH_PROMPT is not None and bool(_MATH_PROMPT.search(chat.prompt if prompt is None else prompt))
+    text = classified_text(chat.prompt if prompt is None else prompt)  # bounded, as classification is
+    return _MATH_PROMPT is not None and bool(_MATH_PROMPT.search(text))
 
 
 # --- truncation ----------------------------------------------------------------------

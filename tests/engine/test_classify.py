@@ -120,3 +120,12 @@ def test_a_hostile_prompt_does_not_stall_the_default_rules() -> None:
     classify(chat("order " * 5000), DEFAULTS)
 
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(("where", "category"), [("start", "legal"), ("end", "legal"), ("middle", "unknown")])
+def test_a_huge_prompt_is_classified_from_its_start_and_its_end(where: str, category: str) -> None:
+    snapshot = policy(*TWO_TIERS, task_rules=rules(("legal", r"\bcontract\b", 1)))
+    filler = "lorem ipsum " * 90_000  # about 1 MB: classification reads a bounded part of it
+    prompt = {"start": "contract " + filler, "end": filler + " contract", "middle": filler + " contract " + filler}
+
+    assert classify(chat(prompt[where]), snapshot).category == category

@@ -120,8 +120,10 @@ class Command(BaseCommand):
             python, "-m", "uvicorn", "cascadeops.asgi:application",
             "--host", options["host"], "--port", str(options["port"]),
             "--workers", str(options["web_workers"]), "--no-access-log", "--lifespan", "on",
-            "--http", "httptools", "--loop", "uvloop",
+            "--http", "cascadeops.server:ReadDeadlineHttpToolsProtocol", "--loop", "uvloop",
             "--timeout-graceful-shutdown", str(grace),
+            "--timeout-keep-alive", str(settings.CASCADEOPS_KEEP_ALIVE_SECONDS),
+            *concurrency_limit(),
         ]  # fmt: skip
         # gossip/mingle/heartbeat need broadcast messaging, which the embedded SQLite broker lacks.
         worker = [
@@ -164,6 +166,12 @@ def wait_for_port(host: str, port: int, *, stop: threading.Event, within_s: floa
                 return
         except OSError:
             stop.wait(0.1)
+
+
+def concurrency_limit() -> list[str]:
+    """uvicorn answers 503 to connections beyond `CASCADEOPS_MAX_CONCURRENCY` per worker (0: no limit)."""
+    limit = settings.CASCADEOPS_MAX_CONCURRENCY
+    return ["--limit-concurrency", str(limit)] if limit > 0 else []
 
 
 def start(command: list[str]) -> Process:

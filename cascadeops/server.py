@@ -1,0 +1,65 @@
+"""uvicorn's HTTP protocol with a deadline for reading each request.
+
+uvicorn times out idle keep-alive connections but not a request that is being read: a client
+that sends half its headers, or a body slower than it announced, holds its connection (and,
+for a body, the request's task) for as long as it likes. Here each request, headers and body,
+must arrive within `CASCADEOPS_REQUEST_READ_TIMEOUT_SECONDS` of its first byte (of the
+connection, for the first request); then the connection is closed, with a 408 if no response
+has started. `manage.py serve` runs uvicorn with it (`--http cascadeops.server:…`).
+See docs/hotpath.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from django.conf import settings
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+logger = logging.getLogger(__name__)
+
+TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+class ReadDeadlineHttpToolsProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` that closes a connection whose request is not read in time."""
+
+    _read_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_read_deadline()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_read_deadline()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm_read_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_read_deadline()
+        super().connection_lost(exc)
+
+    def _arm_read_deadline(self) -> None:
+        self._disarm_read_deadline()
+        timeout_s = float(settings.CASCADEOPS_REQUEST_READ_TIMEOUT_SECONDS)
+        if timeout_s > 0:
+            self._read_deadline = self.loop.call_later(timeout_s, self._read_timed_out)
+
+    def _disarm_read_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        # A websocket upgrade hands the transport to another protocol: no longer ours to close.
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return
+        logger.info("Closing a connection from %s: its request was not read in time", self.client)
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(TIMED_OUT)
+        self.transport.close()
