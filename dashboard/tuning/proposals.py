@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 MIN_RUN_INTERVAL = timedelta(minutes=5)
 # The rules need at least this many labels before they act on quality.
 RULE_MIN_LABELS = 20
+# A task category needs this many labelled requests for a calibrated threshold of its own.
+CATEGORY_MIN_LABELS = 30
 THRESHOLD_GRID_STEP = 0.01
 WILSON_Z = 1.96  # 95%
 EPSILON = 1e-9
@@ -178,8 +180,26 @@ def _calibrated(config: TuningConfig, before: float, labelled: LabelledRows) -> 
         "before": expectation(sweep(holdout, [before])[0], len(holdout)) if holdout else None,
         "after": expectation(checked, len(holdout)) if checked else None,
         "holdout_meets_target": meets,
+        "by_category": category_thresholds(config, labelled),
     }
     return Plan(after, ProposalMethod.CALIBRATED, reason, evidence)
+
+
+def category_thresholds(config: TuningConfig, labelled: LabelledRows) -> dict[str, dict[str, Any]]:
+    """Per task category with `CATEGORY_MIN_LABELS` labels: the cheapest threshold meeting the
+    target on that category's requests alone (None: none within bounds does)."""
+    if len(labelled.categories) != len(labelled.rows):
+        return {}
+    by_category: dict[str, list[ReplayRow]] = {}
+    for category, row in zip(labelled.categories, labelled.rows, strict=True):
+        by_category.setdefault(category, []).append(row)
+    grid = threshold_grid(config.threshold_min, config.threshold_max)
+    found: dict[str, dict[str, Any]] = {}
+    for category, rows in sorted(by_category.items()):
+        if len(rows) >= CATEGORY_MIN_LABELS:
+            chosen = threshold_for_target(sweep(rows, grid), **target_kwargs(config))
+            found[category] = {"n_labels": len(rows), "goal_threshold": chosen.threshold if chosen else None}
+    return found
 
 
 def _unreachable(config: TuningConfig) -> tuple[float, str]:

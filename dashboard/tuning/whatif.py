@@ -66,11 +66,13 @@ class LabelledRows:
     rows: list[ReplayRow]
     record_ids: list[str]
     coverage: Coverage
+    categories: list[str] = field(default_factory=list)  # each request's task category
 
 
 @dataclass(frozen=True)
 class _Partial:
     record_id: str
+    category: str
     score: float | None
     cheap_quality: float
     strong_quality: float | None
@@ -126,7 +128,8 @@ def replay_rows(
             partials.append(partial)
     rows = _complete(partials, coverage)
     coverage.replayed = len(rows)
-    return LabelledRows(rows=rows, record_ids=[p.record_id for p in partials], coverage=coverage)
+    ids, categories = [p.record_id for p in partials], [p.category for p in partials]
+    return LabelledRows(rows=rows, record_ids=ids, coverage=coverage, categories=categories)
 
 
 def window_records(*, policy: Policy, since: datetime, until: datetime) -> Iterable[RequestRecord]:
@@ -167,6 +170,7 @@ def _partial(
         strong_quality = strong.quality_label
     return _Partial(
         record_id=str(record.id),
+        category=record.task_category,
         score=_score(record, cheap, scorer, coverage),
         cheap_quality=cheap_quality,
         strong_quality=strong_quality,

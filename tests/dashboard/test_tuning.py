@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from cascadeops.celery import app as celery_app
 from dashboard.models import TuningConfig, TuningProposal
-from dashboard.tuning.proposals import tuning_run, wilson_interval
+from dashboard.tuning.proposals import category_thresholds, tuning_run, wilson_interval
 from dashboard.tuning.tasks import tuning_propose
+from dashboard.tuning.whatif import Candidate, replay_rows
 from routing.choices import AttemptOutcome
 from routing.config import version as config_version
 from routing.models import Policy, QualityLabel, RequestAttempt, RequestRecord, RequestSample
@@ -39,7 +40,9 @@ def tuning(policy: Policy, **fields: Any) -> TuningConfig:
     return TuningConfig.objects.create(policy=policy, **{**defaults, **fields})
 
 
-def labelled_requests(policy: Policy, count: int, *, score: float, cheap_right: bool, escalated: bool = True) -> None:
+def labelled_requests(
+    policy: Policy, count: int, *, score: float, cheap_right: bool, escalated: bool = True, category: str = "general"
+) -> None:
     """Requests whose cheap answer was scored `score` and graded; the strongest tier is always right.
 
     An escalated request carries both attempts' recorded grades; one the cheap tier
@@ -47,7 +50,9 @@ def labelled_requests(policy: Policy, count: int, *, score: float, cheap_right: 
     """
     created = timezone.now() - timedelta(hours=1)
     records = RequestRecord.objects.bulk_create(
-        RequestRecordFactory.build(policy=policy, created=created, final_tier=int(escalated), escalated=escalated)
+        RequestRecordFactory.build(
+            policy=policy, created=created, final_tier=int(escalated), escalated=escalated, task_category=category
+        )
         for _ in range(count)
     )
     outcome = AttemptOutcome.ESCALATED if escalated else AttemptOutcome.ACCEPTED
@@ -111,6 +116,33 @@ def test_a_quality_breach_on_labelled_traffic_proposes_a_higher_threshold_with_e
     # Proposing changes nothing yet.
     policy.refresh_from_db()
     assert (threshold(policy), policy.version) == (0.80, 1)
+
+
+def test_each_task_category_with_enough_labels_gets_its_own_calibrated_threshold(policy):
+    # Math answers scored 0.82 are wrong; general ones scored 0.5 are: each category needs its own cut.
+    labelled_requests(policy, 100, score=0.95, cheap_right=True, category="math")
+    labelled_requests(policy, 40, score=0.82, cheap_right=False, category="math")
+    labelled_requests(policy, 100, score=0.95, cheap_right=True, category="general")
+    labelled_requests(policy, 100, score=0.50, cheap_right=False, category="general")
+    labelled_requests(policy, 10, score=0.20, cheap_right=False, category="code")  # too few for its own
+    config = tuning(policy, min_labels=200)
+    now = timezone.now()
+    labelled = replay_rows(policy=policy, since=now - timedelta(days=1), until=now, candidate=Candidate())
+
+    # The lowest bound (0.60) already holds general answers to the target; math needs 0.83.
+    assert category_thresholds(config, labelled) == {
+        "general": {"n_labels": 200, "goal_threshold": 0.60},
+        "math": {"n_labels": 140, "goal_threshold": 0.83},
+    }
+
+
+def test_a_calibrated_proposal_carries_the_thresholds_by_category(policy):
+    quality_breach_at_080(policy)
+
+    proposal = tuning_run(config=tuning(policy, min_labels=200))
+
+    assert proposal is not None
+    assert proposal.evidence["by_category"] == {"general": {"n_labels": 240, "goal_threshold": 0.83}}
 
 
 def test_a_proposal_never_moves_more_than_the_maximum_step(policy):
