@@ -29,6 +29,7 @@ from dashboard.tuning.proposals import (
 )
 from dashboard.tuning.whatif import whatif_figure, whatif_replay
 from routing.models import Policy
+from routing.quality.learning import CURVE_HEIGHT, CURVE_WIDTH, learning_curves
 
 PROPOSALS_SHOWN = 50
 SHADOW_SPEND_DAYS = 30
@@ -56,6 +57,8 @@ def tuning(request: HttpRequest) -> HttpResponse:
         "proposals": proposals,
         "shadow_spend_days": SHADOW_SPEND_DAYS,
         "can_decide": request.user.has_perm("dashboard.decide_tuningproposal"),
+        "learning_curves": learning_curves(),
+        "curve_size": (CURVE_WIDTH, CURVE_HEIGHT),
     }
     return render(request, "dashboard/tuning/list.html", context)
 

@@ -281,3 +281,35 @@ def scorers_retrain_all(*, seed: int = 0) -> int:
             # One policy's failure must not stop the others' retraining.
             logger.exception("Retraining the scorer of %s failed", policy)
     return replaced
+
+
+# The sparkline of a learning curve on the dashboard: this wide and high, in pixels.
+CURVE_WIDTH, CURVE_HEIGHT = 160, 40
+
+
+def learning_curves(*, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest learned scorer versions that have a learning curve, for the dashboard."""
+    versions = ScorerVersion.objects.filter(kind=ScorerVersionKind.LEARNED).select_related("policy")
+    shown = []
+    for version in versions.order_by("-trained_at", "-id")[:limit]:
+        curve = [(int(n), float(apgr)) for n, apgr in version.metrics.get("learning_curve") or []]
+        if not curve:
+            continue
+        shown.append(
+            {
+                "version": version,
+                "curve": curve,
+                "holdout_apgr": version.metrics.get("holdout_apgr"),
+                "active_holdout_apgr": version.metrics.get("active_holdout_apgr"),
+                "points": sparkline(curve),
+            }
+        )
+    return shown
+
+
+def sparkline(curve: Sequence[tuple[int, float]]) -> str:
+    """SVG polyline points of APGR (0 at the bottom, 1 at the top) over labels (0 to the most)."""
+    most = max(n for n, _ in curve) or 1
+    return " ".join(
+        f"{CURVE_WIDTH * n / most:.1f},{CURVE_HEIGHT * (1.0 - min(max(apgr, 0.0), 1.0)):.1f}" for n, apgr in curve
+    )

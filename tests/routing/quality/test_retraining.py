@@ -12,6 +12,7 @@ from routing.quality.learning import (
     scorer_version_challenge,
     scorers_retrain_all,
 )
+from tests.dashboard.test_tuning import operator_browser  # noqa: F401
 from tests.routing.test_learned_scorer import TRAINING_REQUESTS, collect_labelled_traffic, demo  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +49,21 @@ def test_a_challenger_no_better_than_the_active_scorer_stays_inactive(client, de
     assert second.active_apgr == pytest.approx(second.challenger_apgr)
     assert first.active
     assert ScorerVersion.objects.filter(policy=policy, active=True).get() == first
+
+
+def test_the_tuning_page_draws_each_retrained_scorers_learning_curve(client, demo, operator_browser):  # noqa: F811
+    policy, key = demo
+    collect_labelled_traffic(client, key)
+    challenge = scorer_version_challenge(policy=policy)
+
+    html = operator_browser.get("/tuning/").content.decode()
+
+    table = html[html.index('id="learning-curves"') :]
+    assert "v1 (active)" in table
+    assert f"{challenge.challenger_apgr:.3f}" in table
+    assert "<polyline points=" in table
+    first_labels, _ = challenge.version.metrics["learning_curve"][0]
+    assert f"{int(first_labels)}: " in table
 
 
 def test_too_few_labels_train_no_challenger(client, demo):  # noqa: F811
