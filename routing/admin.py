@@ -108,7 +108,7 @@ class ModelEndpointAdmin(ModelEndpointAdminBase):
     search_fields = ["name", "display_name", "model_id"]
     readonly_fields = ["price_in_force", "next_price"]
     fieldsets = [
-        (None, {"fields": ["name", "display_name", "provider_kind", "model_id", "enabled"]}),
+        (None, {"fields": ["name", "display_name", "provider_kind", "kind", "model_id", "enabled"]}),
         ("Connection", {"fields": ["base_url", "credentials_env", "options"]}),
         (
             "Prices (USD per 1M tokens)",
@@ -298,6 +298,17 @@ class PolicyAdmin(PolicyAdminBase):
                     "Exact-match answers are served for the cache lifetime (0: off). The semantic cache also "
                     "answers prompts whose embedding is at least the threshold close to an earlier one, and "
                     "re-asks the model for the verify rate's share of those hits to measure false hits."
+                ),
+            },
+        ),
+        (
+            "Chat API",
+            {
+                "fields": ["unknown_fields", "tools_first_tier", "embeddings_endpoint"],
+                "description": (
+                    "Request fields the API does not know are refused, or passed to OpenAI-compatible providers. "
+                    "Requests with tools can start on a stronger tier. /v1/embeddings goes to the embeddings "
+                    "endpoint (see docs/api.md)."
                 ),
             },
         ),

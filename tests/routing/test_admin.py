@@ -37,6 +37,7 @@ def policy_form(endpoints: list[tuple[ModelEndpoint, str]], **fields: str) -> di
         "cache_ttl_s": "3600",
         "semantic_threshold": "0.95",
         "semantic_verify_rate": "0.05",
+        "unknown_fields": "refuse",
         "tiers-TOTAL_FORMS": str(len(endpoints)),
         "tiers-INITIAL_FORMS": "0",
         "tiers-MIN_NUM_FORMS": "2",

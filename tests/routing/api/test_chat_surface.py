@@ -252,3 +252,20 @@ def test_a_json_schema_answer_that_breaks_the_schema_escalates(live_gateway):
 
     assert completion.choices[0].message.parsed == Person(name="Ada", age=36)
     assert completion.model == "careful"
+
+
+def test_a_cheap_tool_call_checked_before_streaming_is_sent_as_deltas(live_gateway, upstream):
+    client = client_for(live_gateway, upstream, "good-tools", "plain")
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="surface", messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER], stream=True
+    )
+    chunks = list(raw.parse())
+
+    assert raw.headers["x-cascadeops-stream"] == "scored" and raw.headers["x-cascadeops-tier"] == "0"
+    calls = [call for chunk in chunks if chunk.choices for call in chunk.choices[0].delta.tool_calls or ()]
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("call_0", "get_weather", {"city": "Paris", "unit": "c"})
+    ]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert upstream.calls["plain"] == 0
