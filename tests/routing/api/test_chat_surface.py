@@ -269,3 +269,23 @@ def test_a_cheap_tool_call_checked_before_streaming_is_sent_as_deltas(live_gatew
     ]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
     assert upstream.calls["plain"] == 0
+
+
+def test_a_tool_call_is_cached_with_its_calls_and_a_logprobs_request_never_is(live_gateway, upstream):
+    client = client_for(live_gateway, upstream, "good-tools")
+    ask: dict[str, Any] = {
+        "model": "surface",
+        "messages": [{"role": "user", "content": "Weather?"}],
+        "tools": [WEATHER],
+    }
+
+    client.chat.completions.create(**ask)
+    again = client.chat.completions.with_raw_response.create(**ask)
+    other_tools = client.chat.completions.with_raw_response.create(**{**ask, "tool_choice": "required"})
+    with_logprobs = client.chat.completions.with_raw_response.create(**{**ask, "logprobs": True})
+
+    assert again.headers["x-cascadeops-cache"] == "hit-exact"
+    assert again.parse().choices[0].message.tool_calls[0].function.name == "get_weather"
+    assert again.parse().model == "good-tools"
+    assert other_tools.headers["x-cascadeops-cache"] == "miss"
+    assert with_logprobs.headers["x-cascadeops-cache"] == "skip"

@@ -71,7 +71,8 @@ def test_while_its_breaker_is_open_a_tier_is_answered_by_its_fallback_endpoint(l
         broken = openai_endpoint(
             "flaky", upstream.base_url, "fail-500", max_retries=0, breaker_min_requests=1, fallback_endpoint=backup
         )
-        steady = openai_endpoint("steady", upstream.base_url, "strong", input_price_per_m=0, output_price_per_m=0)
+        # Dearer than the flaky tier, so selection starts on the flaky one (docs/selection.md).
+        steady = openai_endpoint("steady", upstream.base_url, "strong", input_price_per_m=10, output_price_per_m=10)
         _, key = make_key(make_policy("guarded", [(broken, 0.0), (steady, 1.0)], cache_ttl_s=0))
         client = openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=key, max_retries=0)
 
