@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
+import redis
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 
 from billing.ledger.services import ledger_append
@@ -57,8 +58,18 @@ ATTEMPT_FIELDS = frozenset(
 
 
 def flush_pending(limit: int = 5_000) -> int:
-    """Move up to `limit` buffered records (per buffer) into the database; returns how many it read."""
-    return sum(flush_buffer(buffer, limit) for buffer in drained_buffers())
+    """Move up to `limit` buffered records (per buffer) into the database; returns how many it read.
+
+    While Redis is unreachable the stream is skipped and the local spool, where the web
+    workers put records meanwhile, is still flushed (docs/redis-outage.md).
+    """
+    total = 0
+    for buffer in drained_buffers():
+        try:
+            total += flush_buffer(buffer, limit)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            logger.warning("The record stream cannot be read (%s); it is flushed once Redis answers", exc)
+    return total
 
 
 def flush_buffer(buffer: RecordBuffer, limit: int) -> int:

@@ -165,3 +165,33 @@ def test_a_redis_outage_degrades_the_api_loses_no_record_and_recovers(redis_serv
     stored = list(RequestRecord.objects.filter(policy_name="outage").values_list("id", flat=True))
     assert sorted(str(i) for i in stored) == sorted(ids)  # every answer stored, each once
     assert RequestRecord.objects.filter(policy_name="outage-capped", status="answered").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gateway_started_while_redis_is_down_answers_and_says_so(tmp_path):
+    with running_upstream() as upstream:
+        endpoint = openai_endpoint("outage-cold", upstream.base_url, "cheap-model")
+        _, key = make_key(make_policy("outage-cold", [(endpoint, 0.0)]), app="cold-app")
+        port = free_port()
+        env = subprocess_env(
+            REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+            CASCADEOPS_RECORD_SPOOL_DIR=str(tmp_path / "spool"),
+            PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+        )
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "cascadeops.asgi:application", "--port", str(port),
+             "--no-access-log", "--lifespan", "on", "--log-level", "critical"],
+            cwd=ROOT, env=env,
+        )  # fmt: skip
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/v1/models", STARTUP_S)
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=30)
+            response = ask(client, "outage-cold")
+        finally:
+            gateway.send_signal(signal.SIGTERM)
+            gateway.wait(timeout=60)
+        drain_records(env)
+
+    assert response.status_code == 200
+    assert response.headers["x-cascadeops-redis"] == "down"
+    assert RequestRecord.objects.filter(id=response.headers["x-request-id"]).count() == 1
