@@ -41,11 +41,13 @@ def sample_chat(sample: RequestSample) -> ChatRequest:
 
 
 def sample_completion(sample: RequestSample) -> Completion:
-    """The stored answer as a completion a scorer can rate again."""
+    """The stored answer as a completion a scorer can rate again (with its token log-probabilities, if kept)."""
+    logprobs = (sample.signals or {}).get("token_logprobs")
     return Completion(
         text=sample.answer,
         finish_reason=sample.finish_reason or "stop",
         input_tokens=estimate_tokens(sample.prompt),
         output_tokens=estimate_tokens(sample.answer),
         latency_ms=0.0,
+        logprobs=tuple(float(value) for value in logprobs) if isinstance(logprobs, list) and logprobs else None,
     )

@@ -34,7 +34,7 @@ class SamplePayload(TypedDict):
     max_tokens: int | None
     shadow: bool
     # The quality gate's signals of the answer (`gate.answer_signals`); absent in older payloads.
-    signals: NotRequired[dict[str, float]]
+    signals: NotRequired[dict[str, float | list[float]]]
 
 
 class RefusalPayload(TypedDict):

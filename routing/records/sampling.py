@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from routing.config.snapshots import config_cache
-from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
+from routing.engine.types import CascadeResult, ChatRequest, Completion, PolicySnapshot
 from routing.models import MAX_SAMPLE_CHARS
 from routing.records.payload import SamplePayload
 
@@ -27,5 +27,18 @@ def sample_payload(*, policy: PolicySnapshot, chat: ChatRequest, result: Cascade
         "finish_reason": completion.finish_reason,
         "max_tokens": chat.max_tokens,
         "shadow": shadow,
-        "signals": dict(final.signals),
+        "signals": {**final.signals, **token_logprobs(completion)},
     }
+
+
+# A sampled answer keeps at most this many token log-probabilities: the learned scorer's
+# features summarise them (mean, minimum, low quantiles), and a row stays small.
+MAX_SAMPLE_LOGPROBS = 2_000
+
+
+def token_logprobs(completion: Completion) -> dict[str, list[float]]:
+    """The answer's token log-probabilities, when the provider sent them, for retraining:
+    the scorer then learns from the same features it sees live."""
+    if not completion.logprobs:
+        return {}
+    return {"token_logprobs": [round(value, 4) for value in completion.logprobs[:MAX_SAMPLE_LOGPROBS]]}

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from routing.models import ModelEndpoint, Policy, PolicyTier, RequestRecord, RequestSample
+from routing.quality.samples import sample_completion
 from testing.factories import make_key, make_policy, openai_endpoint
 from testing.upstream import UpstreamBehaviour, running_upstream
 from tests.conftest import flush_records
@@ -132,6 +133,23 @@ def test_a_sampled_answer_keeps_what_the_gate_measured(live_gateway):
     assert signals["agreement"] == pytest.approx(2 / 3)
     assert signals["stopped_by_length"] == 0.0
     assert "judge" not in signals  # no judge on this tier
+
+
+def test_a_sampled_answer_keeps_its_token_logprobs_for_retraining(live_gateway):
+    logprobs = (-0.05, -0.5, -2.25)
+    with running_upstream(UpstreamBehaviour(answer=STRONG_ANSWER, logprobs=logprobs)) as upstream:
+        key = gated_policy(upstream.base_url)
+        ModelEndpoint.objects.filter(name="cheap").update(options={"logprobs": True})
+        Policy.objects.filter(name="gated").update(sample_rate=1.0)
+        PolicyTier.objects.filter(policy__name="gated", position=0).update(threshold=0.0)
+        _, record = ask(live_gateway.url, key)
+
+    sample = RequestSample.objects.get(record=record)
+    assert sample.answer_tier == 0
+    assert sample.signals["token_logprobs"] == list(logprobs)
+    assert sample.signals["logprob_min"] == -2.25
+    # Retraining rates the stored answer with the log-probabilities it had live.
+    assert sample_completion(sample).logprobs == logprobs
 
 
 def test_the_majority_answer_is_returned(live_gateway):
