@@ -3,7 +3,8 @@
 A context processor gives every page `navigation` (the links this user may follow) and
 `role`. An item is shown when the user holds its permission and one of its pages exists
 (the first URL name that resolves): pages another feature adds later take over from the
-admin page that stands in for them.
+admin page that stands in for them. Admin pages are offered to staff only, as the admin
+lets no one else in.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def links_for(user: Any, path: str) -> list[Link]:
     """The links this user may follow, the one `path` is under marked current."""
     role = role_of(user)
     items = OPERATOR_ITEMS if role == OPERATOR else FINANCE_ITEMS if role == FINANCE else ()
-    links = [Link(item.label, url, False) for item in items if _allowed(user, item) and (url := _url(item))]
+    links = [Link(item.label, url, False) for item in items if _allowed(user, item) and (url := _url(item, user))]
     current = max((link for link in links if path.startswith(link.url)), key=lambda link: len(link.url), default=None)
     return [Link(link.label, link.url, link is current) for link in links]
 
@@ -91,8 +92,11 @@ def _allowed(user: Any, item: Item) -> bool:
     return bool(user.is_staff) if item.permission is None else bool(user.has_perm(item.permission))
 
 
-def _url(item: Item) -> str | None:
+def _url(item: Item, user: Any) -> str | None:
+    """The first of the item's pages that exists and this user may open (the admin's need staff)."""
     for name in item.url_names:
+        if name.startswith("admin:") and not user.is_staff:
+            continue
         try:
             return reverse(name)
         except NoReverseMatch:

@@ -42,8 +42,8 @@ class RequestLogFilterSet(django_filters.FilterSet):
         choices=AttemptOutcome.choices, method="with_attempt", empty_label="any attempt", label="An attempt"
     )
     model = django_filters.CharFilter(field_name="final_model", label="Answered by")
-    escalated = django_filters.ChoiceFilter(choices=YES_NO, method="yes_no", empty_label="escalated?")
-    cached = django_filters.ChoiceFilter(choices=YES_NO, method="yes_no", empty_label="cached?")
+    escalated = django_filters.ChoiceFilter(choices=YES_NO, method="yes_no", empty_label="either", label="Escalated")
+    cached = django_filters.ChoiceFilter(choices=YES_NO, method="yes_no", empty_label="either", label="Cached")
     # Money columns hold 18 digits, 10 after the point: a larger bound is refused, not sent.
     cost_min = django_filters.NumberFilter(
         field_name="cost", lookup_expr="gte", label="Cost from ($)", max_digits=18, decimal_places=10, min_value=0

@@ -24,8 +24,12 @@ def _member(django_user_model: Any, name: str, group: str) -> Any:
 
 @pytest.fixture
 def ops_user(db: None, django_user_model: Any) -> Any:
-    """A member of the `operator` group (not a superuser: permissions are read from the database)."""
-    return _member(django_user_model, "olga", "operator")
+    """A member of the `operator` group, and staff, as operators edit policies in the admin
+    (not a superuser: permissions are read from the database)."""
+    user = _member(django_user_model, "olga", "operator")
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    return user
 
 
 @pytest.fixture

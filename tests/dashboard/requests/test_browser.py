@@ -31,7 +31,8 @@ NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 
 @pytest.fixture
 def finance_reader(demo: DemoCredentials) -> tuple[str, str]:
-    user = get_user_model().objects.create_user(FINANCE[0], password=FINANCE[1])
+    # Staff, so the admin's read-only budget and audit lists are open to them too.
+    user = get_user_model().objects.create_user(FINANCE[0], password=FINANCE[1], is_staff=True)
     user.groups.add(Group.objects.get(name="finance"))
     return FINANCE
 
@@ -65,6 +66,7 @@ def nav_labels(page: Any) -> list[str]:
 
 
 def visit_by_nav(page: Any, label: str) -> None:
+    assert label in nav_labels(page), f"no {label!r} in the navigation of {page.url}: {nav_labels(page)}"
     page.locator("nav[aria-label=Main] a", has_text=label).first.click()
     page.wait_for_load_state("networkidle")
 
@@ -141,7 +143,7 @@ def test_finance_lands_on_its_reports_and_reaches_its_pages(finance_reader, brow
     page = sign_in(browser, site, *finance_reader)  # a database row made before the browser started
     assert page.url == f"{site}/finance/"
     labels = nav_labels(page)
-    assert labels[0] == "Reports" and "Dashboard" not in labels
+    assert labels[0] == "Reports" and "Budgets" in labels and "Dashboard" not in labels
 
     for label in [label for label in labels if label != "API"]:
         visit_by_nav(page, label)

@@ -15,13 +15,16 @@ def labels(user: Any, path: str = "/") -> list[str]:
     return [link.label for link in links_for(user, path)]
 
 
-def test_an_operator_sees_the_operator_pages(ops_user):
+def test_an_operator_sees_the_operator_pages(ops_user, operator):
     assert role_of(ops_user) == "operator"
-    assert labels(ops_user) == OPERATOR_LABELS  # not staff: no admin link
+    assert labels(ops_user) == [*OPERATOR_LABELS, "Admin"]
+    assert labels(operator) == labels(ops_user)  # a superuser sees the same
 
 
-def test_a_superuser_also_gets_the_admin(operator):
-    assert labels(operator) == [*OPERATOR_LABELS, "Admin"]
+def test_an_operator_who_is_not_staff_gets_only_the_products_own_pages(ops_user):
+    ops_user.is_staff = False
+
+    assert labels(ops_user) == ["Dashboard", "Requests", "Tuning", "What-if"]
 
 
 def test_finance_sees_reports_and_nothing_it_may_not_open(finance_user):
@@ -29,6 +32,16 @@ def test_finance_sees_reports_and_nothing_it_may_not_open(finance_user):
     shown = labels(finance_user)
     assert shown[0] == "Reports"
     assert "Dashboard" not in shown and "Admin" not in shown
+
+
+def test_admin_pages_are_linked_for_staff_only(finance_user):
+    before = links_for(finance_user, "/")
+    finance_user.is_staff = True
+
+    after = {link.label: link.url for link in links_for(finance_user, "/")}
+
+    assert all(not link.url.startswith("/admin/") for link in before)
+    assert after["Audit"].startswith("/admin/")
 
 
 def test_the_page_being_shown_is_marked_current(ops_user):
