@@ -10,7 +10,7 @@ import pytest
 from routing.engine import run_cascade
 from routing.engine.selection import NoTierFits, routed_policy, select_route
 from routing.engine.selection_data import DEFAULT_WEIGHTS, CategorySnapshot, Measure
-from routing.engine.types import EndpointSnapshot, PolicySnapshot, Tier
+from routing.engine.types import EndpointSnapshot, PolicySnapshot, TaskRuleSnapshot, Tier
 from testing.fakes import FakeProvider, FixedScorer, chat, completion, policy
 
 
@@ -163,3 +163,17 @@ async def test_a_general_request_never_touches_the_code_tier() -> None:
     assert routed.selection["ladder"] == "general"
     assert [a.endpoint_id for a in result.attempts] == [1, 3]
     assert providers[7].calls == []
+
+
+def test_keywords_match_whole_words_only() -> None:
+    snapshot = dataclasses.replace(policy(CHEAP, STRONG), categories=(CODE,))
+
+    assert select_route(chat("My python script fails"), snapshot).category == "code"
+    assert select_route(chat("The pythonesque sketch was funny"), snapshot).category == "unknown"
+
+
+def test_a_laddered_category_is_matched_before_the_policys_task_rules() -> None:
+    snapshot = dataclasses.replace(with_code_ladder(), task_rules=(TaskRuleSnapshot(0, "discussion", r"\bwhy\b", 0),))
+
+    assert select_route(chat("Why does my python function fail?"), snapshot).ladder == "code"
+    assert select_route(chat("Why is the sky blue?"), snapshot).category == "discussion"

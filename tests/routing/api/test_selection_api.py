@@ -108,3 +108,16 @@ def test_a_category_found_by_example_gets_its_ladder(live_gateway: Any) -> None:
 
     assert record.task_category == "legal"
     assert [(a.model, a.outcome) for a in record.attempts.all()] == [("lawyer", "accepted")]
+
+
+def test_a_streamed_request_too_long_for_every_tier_is_the_same_400(live_gateway: Any) -> None:
+    with running_upstream() as upstream:
+        small, _ = endpoints(upstream.base_url)
+        _, key = make_key(make_policy("picky", [(small, 1.0)], cache_ttl_s=0))
+        client = client_for(live_gateway, key)
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(
+                model="picky", messages=[{"role": "user", "content": "lorem ipsum " * 200}], stream=True
+            )
+
+    assert caught.value.code == "context_length_exceeded"
