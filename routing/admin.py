@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -361,13 +361,21 @@ class PolicyVersionAdmin(ViewOnlyAdmin):
         previous = _previous_version(version)
         return _diff_table(versions.snapshot_diff(previous.snapshot if previous else None, version.snapshot))
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PolicyVersion]:
+        # Each row's previous version in the page's one query, for the compare links.
+        rows: QuerySet[PolicyVersion] = super().get_queryset(request)
+        earlier = PolicyVersion.objects.filter(policy_id=OuterRef("policy_id"), number__lt=OuterRef("number"))
+        earlier = earlier.order_by("-number")
+        previous_pk, previous_number = Subquery(earlier.values("pk")[:1]), Subquery(earlier.values("number")[:1])
+        return rows.annotate(previous_pk=previous_pk, previous_number=previous_number)
+
     @admin.display(description="compare")
     def compare_previous(self, version: PolicyVersion) -> str:
-        previous = _previous_version(version)
-        if previous is None:
+        previous_pk = getattr(version, "previous_pk", None)
+        if previous_pk is None:
             return "—"
-        url = reverse("admin:routing_policyversion_compare") + f"?a={previous.pk}&b={version.pk}"
-        return format_html('<a href="{}">with v{}</a>', url, previous.number)
+        url = reverse("admin:routing_policyversion_compare") + f"?a={previous_pk}&b={version.pk}"
+        return format_html('<a href="{}">with v{}</a>', url, getattr(version, "previous_number", "?"))
 
     @admin.action(description="Compare the two selected versions")
     def compare(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> HttpResponse | None:

@@ -201,3 +201,17 @@ def test_a_records_admin_page_links_the_version_that_routed_it(policy, admin_cli
     page = admin_client.get(f"/admin/routing/requestrecord/{record.pk}/change/").content.decode()
 
     assert f'href="/admin/routing/policyversion/{version.pk}/change/">support v1</a>' in page
+
+
+@pytest.mark.parametrize("rows", [3, 30])
+def test_the_version_list_costs_the_same_queries_for_3_as_for_30(
+    policy, admin_client, django_assert_max_num_queries, rows
+):
+    for i in range(rows - 1):
+        services.policy_update(policy=policy, cache_ttl_s=i)
+    admin_client.get("/admin/routing/policyversion/")  # the session and the user, loaded once
+
+    with django_assert_max_num_queries(12):
+        page = admin_client.get("/admin/routing/policyversion/").content.decode()
+
+    assert f"with v{rows - 1}</a>" in page
