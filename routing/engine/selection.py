@@ -280,5 +280,7 @@ def routed_policy(chat: ChatRequest, policy: PolicySnapshot, *, first_tier: int 
     return dataclasses.replace(
         plan.policy,
         task_rules=(TaskRuleSnapshot(position=0, category=plan.category, pattern="", first_tier=0),),
+        # Its floor is in the plan already; on the cut tiers it would count twice.
+        tools_first_tier=None,
         selection=MappingProxyType(plan.decision()),
     )

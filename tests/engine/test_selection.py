@@ -177,3 +177,13 @@ def test_a_laddered_category_is_matched_before_the_policys_task_rules() -> None:
 
     assert select_route(chat("Why does my python function fail?"), snapshot).ladder == "code"
     assert select_route(chat("Why is the sky blue?"), snapshot).category == "discussion"
+
+
+def test_the_tools_tier_floor_counts_once() -> None:
+    snapshot = dataclasses.replace(policy(CHEAP, MID, STRONG), tools_first_tier=1)
+    request = dataclasses.replace(chat("Call the weather tool"), tools=({"type": "function"},))
+
+    routed = routed_policy(request, snapshot)
+
+    assert routed.selection["start"] == 1
+    assert [t.position for t in routed.tiers] == [1, 2] and routed.tools_first_tier is None
