@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import openai
+import pytest
 
 from routing.config.snapshots import config_cache, load_quality
 from routing.engine.types import Attempt, CascadeResult, ChatRequest, Completion, Message, Outcome
-from routing.models import Policy
+from routing.models import Policy, RequestText
 from routing.records.texts import REDACTED, redact, text_payload
-from testing.factories import make_policy, replay_endpoints
+from testing.factories import make_key, make_policy, replay_endpoints
+from tests.conftest import flush_records
 
 CARD = re.compile(r"\b\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}\b")
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
@@ -60,3 +65,31 @@ def test_the_api_sets_text_keeping_and_refuses_a_broken_pattern(api, db):
     assert bad.status_code == 400 and "text_redact_patterns" in bad.json()
     assert good.status_code == 200
     assert Policy.objects.filter(id=policy.id, store_text=True, text_retention_days=7).exists()
+
+
+@pytest.mark.live
+def test_through_the_api_the_text_is_redacted_before_it_is_made_durable(live_gateway, settings):
+    cheap, strong = replay_endpoints()
+    policy = make_policy(
+        "kept-live", [(cheap, 0.9), (strong, 1.0)], store_text=True, text_redact_patterns=EMAIL.pattern
+    )
+    _, plaintext = make_key(policy)
+    client = openai.OpenAI(base_url=f"{live_gateway.url}/v1", api_key=plaintext, max_retries=0)
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="kept-live", messages=[{"role": "user", "content": "Write to ann@example.com please"}]
+    )
+    spooled = _spooled_text(settings)
+    flush_records()
+
+    kept = RequestText.objects.get(record_id=raw.headers["x-request-id"])
+    assert kept.prompt == f"Write to {REDACTED} please"
+    assert [a["position"] for a in kept.answers] == list(range(int(raw.headers["x-cascadeops-attempts"])))
+    if not settings.REDIS_URL:  # embedded: the record waited in the spool, already redacted
+        assert REDACTED in spooled and "ann@example.com" not in spooled
+
+
+def _spooled_text(settings: object) -> str:
+    """Everything in the record spool (embedded mode) before the flusher reads it."""
+    spool = Path(settings.CASCADEOPS_RECORD_SPOOL_DIR)  # type: ignore[attr-defined]
+    return "".join(p.read_text(errors="replace") for p in spool.rglob("*") if p.is_file())
