@@ -25,6 +25,7 @@ stops the generation; a whole call counts at its worst case, as `engine.interrup
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import AsyncGenerator, Iterator, Mapping
@@ -341,10 +342,14 @@ class CascadeStream:
 
     async def _accept_live(self, live: _Live, completion: Completion) -> None:
         await self._live_caller._record(live.tier.endpoint, ok=True)
-        score = structured_score(self._scorer, self._chat, completion, self.task).score
+        scored = structured_score(self._scorer, self._chat, completion, self.task)
         answer = TierAnswer(live.tier, completion, elapsed_ms(live.started, self._clock), live.billed)
         self._live = None
-        self._run.record(answered_attempt(answer, score, Outcome.ACCEPTED), completion)
+        attempt = answered_attempt(answer, scored.score, Outcome.ACCEPTED)
+        if scored.problem is not None:
+            # Sent already, as the last tier's answer is; the record still says what was wrong with it.
+            attempt = dataclasses.replace(attempt, error=scored.problem.reason, error_kind=scored.problem.kind)
+        self._run.record(attempt, completion)
 
     def _partial(self, live: _Live, failure: Exception, kind: str) -> Attempt:
         """The live tier's attempt when it stopped half-way, costed at the usage billed for it.

@@ -289,3 +289,17 @@ def test_a_tool_call_is_cached_with_its_calls_and_a_logprobs_request_never_is(li
     assert again.parse().model == "good-tools"
     assert other_tools.headers["x-cascadeops-cache"] == "miss"
     assert with_logprobs.headers["x-cascadeops-cache"] == "skip"
+
+
+def test_the_last_tiers_broken_tool_call_is_returned_and_the_record_says_what_was_wrong(live_gateway, upstream):
+    client = client_for(live_gateway, upstream, "unknown-tool")
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="surface", messages=[{"role": "user", "content": "Weather?"}], tools=[WEATHER], stream=True
+    )
+    list(raw.parse())
+
+    flush_records()
+    attempt = RequestRecord.objects.get(id=raw.headers["x-cascadeops-request-id"]).attempts.get()
+    assert (attempt.outcome, attempt.error_kind) == ("accepted", "invalid_tool_call")
+    assert "get_forecast" in attempt.error
