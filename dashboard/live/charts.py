@@ -32,6 +32,7 @@ COLOURS = {
     "p95": "#f79009",
     "p99": "#d92d20",
     "target": "#667085",
+    "marker": "#6941c6",
 }
 # By tier number, so a tier keeps its colour whichever tiers answered in the window
 # (static/dashboard/live.js picks the same way).
@@ -49,17 +50,58 @@ class Frame:
     step_ms: int
     x_range: tuple[str, str]
     today_range: tuple[str, str]
+    buckets: tuple[str, ...] = ()  # every bucket of the window, oldest first
 
     @classmethod
     def of(cls, window: Window, now: datetime) -> Frame:
         end = bucket_start(now, window.resolution) + window.step
         midnight = local_day_start(now)
+        since = window.since(now)
         return cls(
             step=str(window.resolution),
             step_ms=int(window.step.total_seconds() * 1000),
-            x_range=(x_label(window.since(now)), x_label(end)),
+            x_range=(x_label(since), x_label(end)),
             today_range=(x_label(midnight), x_label(midnight + timedelta(days=1))),
+            buckets=tuple(x_label(since + window.step * i) for i in range(window.buckets)),
         )
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A configuration change to show on every chart: when, and what changed."""
+
+    at: datetime
+    text: str
+
+
+def with_gaps(values: Sequence[dict[str, Any]], frame: Frame) -> list[dict[str, Any]]:
+    """`values` with an empty entry for every idle bucket, so lines break there instead of
+    being drawn straight across (Plotly leaves a gap at a null)."""
+    by_x = {v["x"]: v for v in values}
+    filled = [by_x.pop(x) if x in by_x else {"x": x} for x in frame.buckets]
+    return sorted(filled + list(by_x.values()), key=lambda v: v["x"])
+
+
+def marker_shapes(markers: Sequence[Marker]) -> list[dict[str, Any]]:
+    """A dotted vertical line, labelled at the top, for each change."""
+    return [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": x_label(m.at),
+            "x1": x_label(m.at),
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": COLOURS["marker"], "dash": "dot", "width": 1},
+            "label": {
+                "text": chart_text(m.text),
+                "textposition": "end",
+                "font": {"size": 9, "color": COLOURS["marker"]},
+            },
+        }
+        for m in markers
+    ]
 
 
 def x_label(bucket: datetime) -> str:
@@ -135,7 +177,7 @@ def _layout(title: str, y_title: str, x_range: tuple[str, str], **extra: Any) ->
 def _line(values: Sequence[dict[str, Any]], key: str, name: str, colour: str | None = None, **extra: Any) -> go.Scatter:
     return go.Scatter(
         x=[v["x"] for v in values],
-        y=[v[key] for v in values],
+        y=[v.get(key) for v in values],
         name=name,
         meta=key,
         mode="lines+markers",
@@ -174,7 +216,7 @@ def cost_figure(values: Sequence[dict[str, Any]], frame: Frame) -> Figure:
     data: list[Any] = [
         go.Bar(
             x=[v["x"] for v in values],
-            y=[v["cost"] for v in values],
+            y=[v.get("cost") for v in values],
             name="cost",
             meta="cost",
             width=frame.step_ms * BAR_FILL,
@@ -266,10 +308,15 @@ def figures(
     targets: Targets,
     budget: Decimal | None,
     frame: Frame,
+    markers: Sequence[Marker] = (),
 ) -> dict[str, Figure]:
-    """Every chart of a dashboard page, keyed by the id of the element that shows it."""
-    values = [point_values(p) for p in points]
-    return {
+    """Every chart of a dashboard page, keyed by the id of the element that shows it.
+
+    Idle buckets are gaps in the lines; `markers` (policy, threshold and experiment
+    changes) are drawn on every chart.
+    """
+    values = with_gaps([point_values(p) for p in points], frame)
+    figures = {
         "cost": cost_figure(values, frame),
         "today": today_figure(cumulative(today), budget, frame),
         "escalation": escalation_figure(values, targets, frame),
@@ -279,3 +326,7 @@ def figures(
         "quality": quality_figure(values, targets, frame),
         "errors": errors_figure(values, targets, frame),
     }
+    shapes = marker_shapes(markers)
+    for figure in figures.values():
+        figure["layout"]["shapes"] = [*figure["layout"].get("shapes", []), *shapes]
+    return figures

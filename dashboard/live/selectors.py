@@ -15,8 +15,10 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from common.audit.models import AuditEntry
 from dashboard.alerts import sla
 from dashboard.choices import DeliveryStatus, EventState, Resolution, SpendKind
+from dashboard.live.charts import Marker
 from dashboard.models import AlertDelivery, AlertEvent, Rollup, SlaTarget, SpendRollup
 from dashboard.rollups.compute import (
     ALL_POLICIES,
@@ -44,6 +46,33 @@ LIGHT_FIELDS = ["resolution", "bucket", "policy_id", "tier", "model", *COUNTERS,
 def light_rows(rows: QuerySet[Rollup]) -> list[Any]:
     """The rows' counters without their sketches (cheap to read and merge; no percentiles)."""
     return [SimpleNamespace(**values, latency={}) for values in rows.values(*LIGHT_FIELDS)]
+
+
+# Configuration changes the charts mark: policies (thresholds live on their tiers), task
+# rules, experiments and auto-tuning's decisions. At most MAX_MARKERS, the newest.
+MARKED_TYPES = {
+    "routing.policy": "policy",
+    "routing.policytier": "tier",
+    "routing.taskrule": "task rule",
+    "routing.experiment": "experiment",
+    "dashboard.tuningproposal": "tuning",
+}
+MAX_MARKERS = 50
+
+
+def markers_get(*, since: datetime, policy: Policy | None) -> list[Marker]:
+    """The changes to mark on a page's charts since `since` (one query, from the audit trail)."""
+    entries = AuditEntry.objects.filter(created__gte=since, object_type__in=MARKED_TYPES)
+    if policy is not None:  # its own saves, and changes to its parts (named after it)
+        entries = entries.filter(
+            Q(object_type="routing.policy", object_id=str(policy.id))
+            | (~Q(object_type="routing.policy") & Q(object_repr__icontains=policy.name))
+        )
+    rows = entries.order_by("-created").values_list("created", "action", "object_type", "object_repr")
+    return [
+        Marker(at=created, text=f"{action} {MARKED_TYPES[kind]} {name}")
+        for created, action, kind, name in reversed(rows[:MAX_MARKERS])
+    ]
 
 
 def top_spenders(*, day: date, scope: int | None, kind: str, limit: int = TOP_SPENDERS) -> list[SpendRollup]:
@@ -119,6 +148,7 @@ class Board:
     targets: sla.Targets
     budget: Decimal | None
     alerts: AlertPanel
+    markers: list[Marker] = field(default_factory=list)
     window_totals: Totals = field(init=False)
     tiles: Tiles = field(init=False)
 
@@ -155,4 +185,5 @@ def board_get(*, policy_id: int | None, window: Window, now: datetime) -> Board:
         targets=sla_targets_get(policy_id=policy_id),
         budget=budget_daily_get(policy_id=policy_id),
         alerts=alert_panel_get(now=now),
+        markers=markers_get(since=window.since(now), policy=policy),
     )

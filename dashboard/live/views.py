@@ -53,6 +53,7 @@ def _figures(board: selectors.Board) -> dict[str, charts.Figure]:
         targets=board.targets,
         budget=board.budget,
         frame=charts.Frame.of(board.window, board.now),
+        markers=board.markers,
     )
 
 

@@ -24,8 +24,30 @@
   function draw(figures) {
     for (const [name, figure] of Object.entries(figures)) {
       const element = chart(name);
-      if (element) Plotly.react(element, figure.data, figure.layout, PLOT_CONFIG);
+      if (!element) continue;
+      if (element.zoomed && element.layout) figure.layout.xaxis.range = element.layout.xaxis.range;
+      Plotly.react(element, figure.data, figure.layout, PLOT_CONFIG);
+      followZoom(element);
     }
+  }
+
+  // A chart the operator zoomed keeps their range while ticks arrive; a double-click
+  // (autorange) hands it back to the moving window.
+  function followZoom(element) {
+    if (element.followsZoom) return;
+    element.followsZoom = true;
+    element.on("plotly_relayout", (change) => {
+      if ("xaxis.range[0]" in change || "xaxis.range" in change) element.zoomed = true;
+      if (change["xaxis.autorange"]) element.zoomed = false;
+    });
+  }
+
+  // An idle bucket between the last point and a new one is a gap, not a line across it.
+  function leaveGap(trace, x) {
+    const last = trace.x[trace.x.length - 1];
+    if (last === undefined || x <= last) return;
+    const next = shifted(last, config.stepMinutes);
+    if (next < x) upsert(trace, next, null);
   }
 
   function redraw(element) {
@@ -96,12 +118,13 @@
         if (!trace.meta) continue;
         const isTier = trace.meta.startsWith("tier:");
         for (const point of points) {
+          if (!isTier && trace.type !== "bar" && trace.meta in point) leaveGap(trace, point.x);
           // A tier that answered nothing in a bucket has no key there: its share is 0.
           if (trace.meta in point || isTier) upsert(trace, point.x, point[trace.meta] ?? (isTier ? 0 : null));
         }
         trim(trace, range[0]);
       }
-      element.layout.xaxis.range = range;
+      if (!element.zoomed) element.layout.xaxis.range = range;
       redraw(element);
     }
   }

@@ -110,3 +110,20 @@ def test_the_windows_read_minutes_up_to_six_hours_and_hours_beyond():
         ("7d", "hour", 168),
     ]
     assert WINDOWS["24h"].since(NOW) == NOW.replace(minute=0, second=0) - timedelta(hours=23)
+
+
+def test_idle_buckets_leave_gaps_instead_of_lines_across_them() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dashboard.live.charts import Frame, with_gaps
+    from dashboard.rollups.compute import window_get
+
+    now = datetime(2025, 3, 4, 10, 30, 20, tzinfo=UTC)
+    frame = Frame.of(window_get("1h"), now)
+    busy = [{"x": frame.buckets[10], "cost": 1.0}, {"x": frame.buckets[12], "cost": 2.0}]
+
+    values = with_gaps(busy, frame)
+
+    assert len(values) == 60 and [v["x"] for v in values] == list(frame.buckets)
+    assert [v.get("cost") for v in values[10:13]] == [1.0, None, 2.0]
+    assert frame.buckets[-1] < frame.x_range[1] and timedelta(minutes=59) == window_get("1h").step * 59

@@ -14,9 +14,9 @@ from tests.dashboard.traffic import Traffic
 
 # A page reads: the session, the user, the policies, the window's rollups, today's hour
 # rollups, the top apps, the top end users, the SLA targets, the alert events, the
-# failing deliveries, the day budget and the semantic cache's checks. Never the request
-# records: the count does not grow with traffic.
-PAGE_QUERIES = 12
+# failing deliveries, the day budget, the configuration changes to mark and the semantic
+# cache's checks. Never the request records: the count does not grow with traffic.
+PAGE_QUERIES = 13
 
 
 def test_an_anonymous_visitor_is_sent_to_the_login_page(client, db):
@@ -50,10 +50,12 @@ def test_the_dashboard_draws_every_chart_from_the_rollups(client, operator, traf
     assert response.status_code == 200
     figs = response.context["figures"]
     assert set(figs) == {"cost", "today", "escalation", "tiers", "cache", "latency", "quality", "errors"}
-    assert figs["escalation"]["data"][0]["y"] == [25.0]
+    escalation = figs["escalation"]["data"][0]["y"]
+    assert len(escalation) == 60 and [y for y in escalation if y is not None] == [25.0]  # idle minutes are gaps
     assert [t["meta"] for t in figs["tiers"]["data"]] == ["tier:0:replay-mixtral", "tier:1:replay-gpt-4"]
     assert [t["meta"] for t in figs["latency"]["data"]] == ["p50", "p95", "p99"]
-    assert [s["y0"] for s in figs["latency"]["layout"]["shapes"]] == [1000, 2500, 3000]
+    targets = [s["y0"] for s in figs["latency"]["layout"]["shapes"] if s["xref"] == "paper"]
+    assert targets == [1000, 2500, 3000]
     page = response.content.decode()
     assert 'id="chart-cost"' in page and "dashboard/vendor/plotly.min.js" in page
     assert "growth/support-bot" in page  # top spenders
@@ -70,7 +72,8 @@ def test_the_policy_view_shows_that_policy_against_its_own_targets(client, opera
     response = client.get(reverse("dashboard:policy", args=[other.policy.id]))
 
     assert response.context["board"].window_totals.requests == 5
-    latency_lines = [s["y0"] for s in response.context["figures"]["latency"]["layout"]["shapes"]]
+    shapes = response.context["figures"]["latency"]["layout"]["shapes"]
+    latency_lines = [s["y0"] for s in shapes if s["xref"] == "paper"]  # the targets, not the change markers
     assert latency_lines == [1000, 400, 3000]
     assert response.context["config"]["subscriptions"][0] == {"subscribe": "policy", "policy": other.policy.id}
 
@@ -168,3 +171,23 @@ def test_a_day_budget_on_the_policy_is_the_budget_line(traffic):
 
     assert budget_daily_get(policy_id=policy.id) == Decimal("3")
     assert budget_daily_get(policy_id=None) == Decimal("9")
+
+
+def test_configuration_changes_are_marked_on_every_chart(client, operator, traffic):
+    from common.audit.models import AuditEntry
+
+    traffic.send(2)
+    AuditEntry.objects.create(
+        source="admin", action="update", object_type="routing.policytier", object_id="1",
+        object_repr="demo tier 0 (threshold 0.8)",
+    )  # fmt: skip
+    AuditEntry.objects.create(source="admin", action="update", object_type="billing.budget", object_id="1")
+    client.force_login(operator)
+
+    figs = client.get(reverse("dashboard:home")).context["figures"]
+
+    for name, fig in figs.items():
+        labels = [s["label"]["text"] for s in fig["layout"].get("shapes", []) if s.get("xref") == "x"]
+        assert "update tier demo tier 0 (threshold 0.8)" in labels, name
+        assert "create policy demo" in labels, name  # the traffic fixture made it
+        assert not any("budget" in label for label in labels), name  # not a routing change
