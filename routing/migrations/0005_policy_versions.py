@@ -8,16 +8,16 @@ from django.db import migrations, models
 
 def record_current_versions(apps, schema_editor):
     """Every existing policy's current configuration becomes its stored current version."""
-    from routing.policies.versions import SNAPSHOT_PREFETCH, policy_snapshot
+    from routing.policies.versions import VERSION_PREFETCH, policy_version_json
 
     Policy = apps.get_model("routing", "Policy")
     PolicyVersion = apps.get_model("routing", "PolicyVersion")
-    for policy in Policy.objects.prefetch_related(*SNAPSHOT_PREFETCH):
+    for policy in Policy.objects.prefetch_related(*VERSION_PREFETCH):
         PolicyVersion.objects.create(
             policy=policy,
             policy_name=policy.name,
             number=policy.version,
-            snapshot=policy_snapshot(policy),
+            snapshot=policy_version_json(policy),
             author="migration",
             source="system",
         )

@@ -32,10 +32,10 @@ from routing.models import (
 # What a version leaves out: the row's own bookkeeping (the number is the version's own).
 POLICY_EXCLUDE = ("id", "version")
 CHILD_EXCLUDE = ("id", "policy", "ladder")
-SNAPSHOT_PREFETCH = ("tiers__peers", "tiers__endpoint", "task_rules", "ladders__tiers__endpoint", "ladders__category")
+VERSION_PREFETCH = ("tiers__peers", "tiers__endpoint", "task_rules", "ladders__tiers__endpoint", "ladders__category")
 
 
-def policy_snapshot(policy: Model) -> dict[str, Any]:
+def policy_version_json(policy: Model) -> dict[str, Any]:
     """The policy's fields, tiers (with peers), task rules and category ladders, as JSON.
 
     Reads `_meta` and relation names only, so a migration's historical models work too;
@@ -78,7 +78,7 @@ def policy_version_record(*, policy: Policy, restored_from: int | None = None) -
 
     Safe to call twice for one number: the first snapshot stands.
     """
-    row = Policy.objects.prefetch_related(*SNAPSHOT_PREFETCH).get(pk=policy.pk)
+    row = Policy.objects.prefetch_related(*VERSION_PREFETCH).get(pk=policy.pk)
     existing = PolicyVersion.objects.filter(policy=row, number=row.version).first()
     if existing is not None:
         return existing
@@ -88,7 +88,7 @@ def policy_version_record(*, policy: Policy, restored_from: int | None = None) -
         policy=row,
         policy_name=row.name,
         number=row.version,
-        snapshot=policy_snapshot(row),
+        snapshot=policy_version_json(row),
         author=actor.name[:200],
         source=actor.source,
         restored_from=restored_from,

@@ -13,7 +13,7 @@ from routing.config.snapshots import policy_snapshot
 from routing.models import Policy, PolicyVersion, TaskCategory
 from routing.models.versions import PolicyVersionImmutable
 from routing.policies import ladders, services
-from routing.policies.versions import SNAPSHOT_PREFETCH, policy_at_version, policy_version_for_record, snapshot_diff
+from routing.policies.versions import VERSION_PREFETCH, policy_at_version, policy_version_for_record, snapshot_diff
 from testing.factories import RequestRecordFactory, make_policy, replay_endpoints
 from tests.routing.test_admin import PASSWORD, policy_form
 
@@ -185,7 +185,7 @@ def test_a_restore_puts_the_category_ladders_back(policy, api):
 
 def test_a_stored_version_routes_as_the_policy_did_then(policy):
     at = timezone.now()
-    then = policy_snapshot(Policy.objects.prefetch_related(*SNAPSHOT_PREFETCH).get(pk=policy.pk), at)
+    then = policy_snapshot(Policy.objects.prefetch_related(*VERSION_PREFETCH).get(pk=policy.pk), at)
     services.policy_update(policy=policy, tiers=tier_specs(policy, 0.9, 1.0), cache_ttl_s=0)
 
     replayed = policy_snapshot(policy_at_version(PolicyVersion.objects.get(policy=policy, number=1)), at)
