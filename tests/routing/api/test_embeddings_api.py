@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from routing.choices import EndpointKind
+from routing.config.snapshots import config_cache
 from routing.models import RequestRecord
 from testing.factories import make_key, make_policy, openai_endpoint, replay_endpoints
 from testing.upstream import running_upstream
@@ -72,3 +73,21 @@ def test_bad_embeddings_input_is_a_400_naming_it(live_gateway):
             client.embeddings.create(model="with-embeddings", input=[""])
 
     assert caught.value.param == "input[0]"
+
+
+def test_embeddings_count_against_budgets_and_reach_the_ledger(live_gateway, budget_keys_cleared):
+    from billing.models import Budget, LedgerEntry
+
+    with running_upstream() as upstream:
+        client = embeddings_client(live_gateway, upstream.base_url)
+        client.embeddings.create(model="with-embeddings", input="one two three")
+        flush_records()
+        Budget.objects.create(name="exhausted", limit=Decimal(0))  # any new call is refused
+        config_cache.invalidate()  # seen now, not at the next refresh interval
+
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.embeddings.create(model="with-embeddings", input="four five")
+
+    assert caught.value.code in ("budget_exceeded", "budget_request_too_large")
+    assert len(upstream.app.embedding_requests) == 1
+    assert sum(entry.cost for entry in LedgerEntry.objects.all()) == Decimal("0.02") * 3 / 1_000_000
