@@ -27,6 +27,11 @@ WIDE, PHONE = 1440, 390
 # The admin is Django's own; its wide change lists may scroll on a phone.
 SCROLL_EXEMPT = ("/admin/",)
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+# The tier chart's first bar of the cheap tier with requests in it, as Plotly reports a clicked point.
+CHEAP_TIER_POINT = (
+    "(() => { const t = document.getElementById('chart-tiers').data.find(d => String(d.meta).startsWith('tier:0:'));"
+    " const i = t ? t.y.findIndex(v => v > 0) : -1; return i < 0 ? null : {x: t.x[i], data: t}; })()"
+)
 
 
 @pytest.fixture
@@ -137,6 +142,18 @@ def test_the_dashboard_links_to_the_requests_it_shows(browser, demo, site):
 
     assert "end_user=reader-7" in page.url
     assert page.locator("#request-log tbody tr").count() == 6
+
+    # A click on the tier chart's bar opens that minute's requests answered by that tier's model.
+    page.go_back()
+    wait_until(page, "document.getElementById('live-status').dataset.state === 'live'", timeout=10_000)
+    wait_until(page, f"({CHEAP_TIER_POINT}) !== null")
+    page.evaluate(f"document.getElementById('chart-tiers').emit('plotly_click', {{points: [{CHEAP_TIER_POINT}]}})")
+    page.wait_for_url("**/requests/?**")
+    page.wait_for_load_state("networkidle")
+
+    assert "model=replay-mixtral" in page.url and "since=" in page.url and "until=" in page.url
+    answered_by = page.locator("#request-log tbody td:nth-child(5)").all_inner_texts()
+    assert answered_by and all("replay-mixtral" in text for text in answered_by)
 
 
 def test_finance_lands_on_its_reports_and_reaches_its_pages(finance_reader, browser, site, screens):
