@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from common.audit.context import audit_action
+from common.audit.context import audit_action, audit_untracked
 from common.audit.services import audit_record, model_values
 from routing.choices import ExperimentStatus
 from routing.models import ApiKey, Experiment, ExperimentArm
@@ -24,7 +24,8 @@ def experiment_end(*, experiment: Experiment, winner: ExperimentArm | None) -> E
         experiment.status = ExperimentStatus.ENDED
         experiment.ended = timezone.now()
         experiment.winner = winner
-        experiment.save(update_fields=["status", "ended", "winner"])
+        with audit_untracked():  # the one entry below holds this change, with the keys moved
+            experiment.save(update_fields=["status", "ended", "winner"])
         moved = experiment_promote(experiment=experiment, winner=winner) if winner is not None else []
         after = model_values(experiment) | {"promoted_policy": winner.policy_id if winner else None, "keys": moved}
         audit_record(action="experiment_end", obj=experiment, before=before, after=after)

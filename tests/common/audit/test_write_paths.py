@@ -213,8 +213,9 @@ def test_ending_an_experiment_and_promoting_its_winner(policy):
 
     experiment_end(experiment=experiment, winner=winner)
 
-    entry = entry_for(experiment, "experiment_end")
+    (entry,) = AuditEntry.objects.filter(object_type="routing.experiment", action="experiment_end")
     assert (entry.before["status"], entry.after["status"]) == (ExperimentStatus.RUNNING, ExperimentStatus.ENDED)
+    assert (entry.after["promoted_policy"], entry.after["keys"]) == (other.pk, [key.pk])
     assert entry_for(key, "experiment_end").changes() == {"policy": (policy.pk, other.pk)}
 
 
