@@ -3,6 +3,7 @@ where the volume calls for one (docs/request-log.md)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -38,6 +39,7 @@ class RequestLogFilterSet(django_filters.FilterSet):
         method="tagged", label="Tag", help_text="name=value, or name alone", validators=[TAG_NAME]
     )
     status = django_filters.ChoiceFilter(choices=RecordStatus.choices, empty_label="any status")
+    reason = django_filters.CharFilter(method="refused_for", label="Refused for", help_text="429, budget_exceeded, …")
     outcome = django_filters.ChoiceFilter(
         choices=AttemptOutcome.choices, method="with_attempt", empty_label="any attempt", label="An attempt"
     )
@@ -80,6 +82,14 @@ class RequestLogFilterSet(django_filters.FilterSet):
         if not has_value:
             return queryset.filter(metadata__has_key=tag.strip())
         return queryset.filter(**{f"metadata__{tag.strip()}": wanted.strip()})
+
+    def refused_for(self, queryset: QuerySet[RequestRecord], name: str, value: str) -> QuerySet[RequestRecord]:
+        """Refusals whose reason (`429 budget_exceeded`) starts with the status or is the code."""
+        value = value.strip()
+        match = (
+            Q(error__startswith=f"{value} ") if value.isdigit() else Q(error__regex=rf"^\d{{3}} {re.escape(value)}:")
+        )
+        return queryset.filter(match, status=RecordStatus.REFUSED)
 
     def with_attempt(self, queryset: QuerySet[RequestRecord], name: str, value: str) -> QuerySet[RequestRecord]:
         """Requests with at least one attempt of this outcome (a failed tier, a gate's sample)."""

@@ -24,6 +24,7 @@ LIST_COLUMNS = (
     "app",
     "end_user",
     "status",
+    "error",  # a refusal's reason, a failure's cause: short
     "final_tier",
     "final_model",
     "escalated",

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.requests.selectors import Cursor
+from routing.exceptions import ApiError, BudgetExceeded
 from routing.models import RequestRecord, RequestText
 from routing.records.texts import request_texts_purge
 from tests.dashboard.requests.conftest import keep_text
@@ -72,17 +73,24 @@ def test_filters_keep_the_same_query_count(client, ops_user, log_traffic, django
     ("query", "expected"),
     [
         ({"team": "research"}, {"other"}),
-        ({"app": "support-bot"}, {"plain", "escalated", "failed", "cached", "dear", "slow", "tagged"}),
+        (
+            {"app": "support-bot"},
+            {"plain", "escalated", "failed", "cached", "dear", "slow", "tagged", "refused", "bad input"},
+        ),
         ({"end_user": "ann"}, {"escalated"}),
         ({"tag": "feature=homework"}, {"tagged"}),
         ({"tag": "feature"}, {"tagged"}),
         ({"status": "failed"}, {"failed"}),
+        ({"status": "refused"}, {"refused", "bad input"}),
+        ({"reason": "429"}, {"refused"}),
+        ({"reason": "budget_exceeded"}, {"refused"}),
+        ({"reason": "400"}, {"bad input"}),
         ({"outcome": "escalated"}, {"escalated"}),
         ({"outcome": "failed"}, {"failed"}),
         ({"escalated": "yes"}, {"escalated"}),
         ({"cached": "yes"}, {"cached"}),
         ({"cost_min": "0.5"}, {"dear"}),
-        ({"cost_max": "0"}, {"failed", "cached"}),
+        ({"cost_max": "0"}, {"failed", "cached", "refused", "bad input"}),
         ({"latency_min": "5000"}, {"slow"}),
         ({"q": "ann"}, {"escalated"}),
         ({"q": "research"}, set()),  # a team is not an end user: the team filter finds it
@@ -257,6 +265,12 @@ def _fields(attempt: Any) -> dict[str, Any]:
     return {name: getattr(attempt, name) for name in attempt.__dataclass_fields__}
 
 
+def _refused(traffic: Traffic, error: ApiError) -> dict[str, Any]:
+    from routing.records.refusals import refusal_payload
+
+    return dict(refusal_payload(key=traffic.key, policy=traffic.snapshot, error=error, chat=None, latency_ms=1.0))
+
+
 def _varied_traffic(traffic: Traffic, other: Traffic) -> dict[str, str]:
     """One request of each kind, by id: what each filter should find."""
     now = timezone.now()
@@ -269,6 +283,8 @@ def _varied_traffic(traffic: Traffic, other: Traffic) -> dict[str, str]:
         "slow": traffic.payload(created=now, latency_ms=9000.0),
         "tagged": traffic.payload(created=now, metadata={"feature": "homework"}),
         "other": other.payload(created=now),
+        "refused": _refused(traffic, BudgetExceeded("The team's day budget is spent.", retry_after_s=60)),
+        "bad input": _refused(traffic, ApiError("messages must not be empty", param="messages")),
     }
     traffic.store(list(kinds.values()))
     return {p["id"]: kind for kind, p in kinds.items()}
