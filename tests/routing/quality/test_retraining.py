@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cascadeops.celery import app as celery_app
 from routing.models import ScorerVersion
 from routing.quality.learning import (
     MIN_TRAINING_LABELS,
@@ -12,6 +13,7 @@ from routing.quality.learning import (
     scorer_version_challenge,
     scorers_retrain_all,
 )
+from routing.quality.tasks import scorers_retrain
 from tests.dashboard.test_tuning import operator_browser  # noqa: F401
 from tests.routing.test_learned_scorer import TRAINING_REQUESTS, collect_labelled_traffic, demo  # noqa: F401
 
@@ -85,6 +87,18 @@ def test_beat_retrains_learned_policies_with_new_labels_once(client, demo):  # n
     assert scorers_retrain_all() == 1
     assert scorers_retrain_all() == 0  # no new labels since that version
     assert ScorerVersion.objects.filter(policy=policy).count() == 1
+
+
+def test_beat_retrains_by_the_task_in_its_schedule(client, demo):  # noqa: F811
+    policy, key = demo
+    collect_labelled_traffic(client, key)
+    policy.scorer = "learned"
+    policy.save()
+    entry = celery_app.conf.beat_schedule["scorers_retrain"]
+
+    assert entry["task"] == scorers_retrain.name
+    scorers_retrain.delay()  # run eagerly, as a worker would
+    assert ScorerVersion.objects.filter(policy=policy, active=True).count() == 1
 
 
 @pytest.mark.parametrize(
