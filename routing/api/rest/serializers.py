@@ -334,6 +334,8 @@ class RequestRecordSerializer(serializers.ModelSerializer[RequestRecord]):
             "quality_label",
             "error",
             "metadata",
+            "selection",
+            "experiment_arm",
             "attempts",
         ]
         read_only_fields = fields

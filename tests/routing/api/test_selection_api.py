@@ -33,7 +33,7 @@ def endpoints(url: str) -> tuple[ModelEndpoint, ModelEndpoint]:
     return small, large
 
 
-def test_a_prompt_too_long_for_the_cheap_tier_is_answered_by_the_one_that_fits(live_gateway: Any) -> None:
+def test_a_prompt_too_long_for_the_cheap_tier_is_answered_by_the_one_that_fits(live_gateway: Any, api: Any) -> None:
     with running_upstream() as upstream:
         small, large = endpoints(upstream.base_url)
         policy = make_policy("picky", [(small, 0.0), (large, 1.0)], cache_ttl_s=0)
@@ -43,6 +43,7 @@ def test_a_prompt_too_long_for_the_cheap_tier_is_answered_by_the_one_that_fits(l
     assert [a.model for a in record.attempts.all()] == ["large"]
     assert record.selection["skipped"] == [{"tier": 0, "model": "small", "reason": "context_window"}]
     assert record.selection["start"] == 1
+    assert api.get(f"/api/routing/request-records/{record.id}/").json()["selection"] == record.selection
 
 
 def test_a_prompt_too_long_for_every_tier_is_a_400_context_length_exceeded(live_gateway: Any) -> None:
