@@ -170,8 +170,15 @@ def board_get(*, policy_id: int | None, window: Window, now: datetime) -> Board:
         policy = next((p for p in policies if p.id == policy_id), None)
         if policy is None:
             raise Policy.DoesNotExist(f"No policy {policy_id}")
-    rows = rollup_rows(resolution=window.resolution, since=window.since(now), policy_id=policy_id)
-    today_rows = rollup_rows(resolution=Resolution.HOUR, since=today_start(now), policy_id=policy_id)
+    since = window.since(now)
+    rows = rollup_rows(resolution=window.resolution, since=since, until=since + window.span, policy_id=policy_id)
+    # Today up to `now`'s hour: a custom range in the past shows that day's totals so far.
+    today_rows = rollup_rows(
+        resolution=Resolution.HOUR,
+        since=today_start(now),
+        until=hour_start(now) + timedelta(hours=1),
+        policy_id=policy_id,
+    )
     day = timezone.localdate(now)
     return Board(
         now=now,

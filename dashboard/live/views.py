@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
@@ -19,7 +21,7 @@ from dashboard.alerts import services
 from dashboard.live import charts, groups, selectors
 from dashboard.live.cache_panel import FalseHitRate, semantic_false_hits_get
 from dashboard.models import AlertEvent
-from dashboard.rollups.compute import WINDOWS, window_get
+from dashboard.rollups.compute import WINDOWS, Window, window_between, window_get
 from routing.models import Policy
 
 CHART_NAMES = ["cost", "today", "escalation", "tiers", "cache", "latency", "quality", "errors"]
@@ -39,11 +41,29 @@ def operator_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
 
 
 def _board(request: HttpRequest, policy_id: int | None) -> selectors.Board:
-    window = window_get(request.GET.get("window"))
+    window, now = _window_and_end(request)
     try:
-        return selectors.board_get(policy_id=policy_id, window=window, now=timezone.now())
+        return selectors.board_get(policy_id=policy_id, window=window, now=now)
     except Policy.DoesNotExist as exc:
         raise Http404("No such policy.") from exc
+
+
+def _window_and_end(request: HttpRequest) -> tuple[Window, datetime]:
+    """A preset window ending now, or the custom range `since`–`until` (local times); 400 if that is wrong."""
+    since, until = request.GET.get("since"), request.GET.get("until")
+    if not since and not until:
+        return window_get(request.GET.get("window")), timezone.now()
+    try:
+        start, end = _local_time(since), _local_time(until)
+        # The last bucket is the one before `until`: the range's end is exclusive.
+        return window_between(start, end), end - timedelta(microseconds=1)
+    except ValueError as exc:
+        raise BadRequest(f"Bad time range: {exc}") from exc
+
+
+def _local_time(value: str | None) -> datetime:
+    moment = datetime.fromisoformat(value or "")
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
 
 
 def _figures(board: selectors.Board) -> dict[str, charts.Figure]:
@@ -69,8 +89,21 @@ def _config(board: selectors.Board) -> dict[str, Any]:
         "windowMinutes": int(board.window.span.total_seconds() // 60),
         "stepMinutes": int(board.window.step.total_seconds() // 60),
         "wsPath": "/ws/dashboard/",
-        "dataUrl": f"{data_url}?window={board.window.key}",
+        "dataUrl": f"{data_url}?{_range_query(board)}",
+        "live": board.window.key != "custom",
     }
+
+
+def _range_query(board: selectors.Board) -> str:
+    if board.window.key != "custom":
+        return urlencode({"window": board.window.key})
+    since = board.window.since(board.now)
+    until = since + board.window.span
+    return urlencode({"since": _local_text(since), "until": _local_text(until)})
+
+
+def _local_text(moment: datetime) -> str:
+    return f"{timezone.localtime(moment):%Y-%m-%dT%H:%M}"
 
 
 def _targets_url(request: HttpRequest) -> str | None:
@@ -93,6 +126,8 @@ def _render_board(request: HttpRequest, policy_id: int | None) -> HttpResponse:
         "config": _config(board),
         "chart_names": CHART_NAMES,
         "windows": WINDOWS.values(),
+        "range_since": _local_text(board.window.since(board.now)),
+        "range_until": _local_text(board.window.since(board.now) + board.window.span),
         "targets_url": _targets_url(request),
     }
     return render(request, "dashboard/board.html", context)

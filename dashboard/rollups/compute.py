@@ -328,3 +328,21 @@ DEFAULT_WINDOW = "1h"
 
 def window_get(key: str | None) -> Window:
     return WINDOWS.get(key or DEFAULT_WINDOW, WINDOWS[DEFAULT_WINDOW])
+
+
+# A custom range reads minute rollups up to this span, hour rollups beyond it, and at most
+# a month of them.
+CUSTOM_MINUTES_UP_TO = timedelta(hours=6)
+CUSTOM_MAX_SPAN = timedelta(days=31)
+
+
+def window_between(since: datetime, until: datetime) -> Window:
+    """A custom window from `since` to `until` (whole buckets); ValueError for an empty or too long one."""
+    span = until - since
+    if span <= timedelta(0) or span > CUSTOM_MAX_SPAN:
+        raise ValueError("A custom range must end after it starts and span at most 31 days.")
+    resolution = Resolution.MINUTE if span <= CUSTOM_MINUTES_UP_TO else Resolution.HOUR
+    step = timedelta(minutes=1) if resolution == Resolution.MINUTE else timedelta(hours=1)
+    steps = -(-span // step)  # whole buckets, rounded up
+    label = f"{timezone.localtime(since):%Y-%m-%d %H:%M} to {timezone.localtime(until):%Y-%m-%d %H:%M}"
+    return Window("custom", label, resolution, step * steps)

@@ -239,5 +239,7 @@
   });
 
   draw(JSON.parse(document.getElementById("dashboard-figures").textContent));
-  connect();
+  // A custom time range is history: nothing to follow.
+  if (config.live === false) setStatus("paused", "custom range");
+  else connect();
 })();

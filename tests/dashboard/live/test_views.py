@@ -191,3 +191,45 @@ def test_configuration_changes_are_marked_on_every_chart(client, operator, traff
         assert "update tier demo tier 0 (threshold 0.8)" in labels, name
         assert "create policy demo" in labels, name  # the traffic fixture made it
         assert not any("budget" in label for label in labels), name  # not a routing change
+
+
+def test_a_custom_time_range_shows_those_buckets_and_does_not_follow_live(client, operator, traffic):
+    start = timezone.localtime().replace(second=0, microsecond=0) - timedelta(hours=3)
+    traffic.send(2, created=start + timedelta(minutes=30))
+    traffic.send(5)  # now: outside the range
+    client.force_login(operator)
+    since, until = f"{start:%Y-%m-%dT%H:%M}", f"{start + timedelta(hours=1):%Y-%m-%dT%H:%M}"
+
+    response = client.get(reverse("dashboard:home"), {"since": since, "until": until})
+
+    assert response.status_code == 200
+    board = response.context["board"]
+    assert (board.window.key, board.window.resolution, board.window_totals.requests) == ("custom", "minute", 2)
+    assert response.context["config"]["live"] is False
+    assert response.context["config"]["dataUrl"].endswith(
+        f"?since={since.replace(':', '%3A')}&until={until.replace(':', '%3A')}"
+    )
+    x_range = response.context["figures"]["cost"]["layout"]["xaxis"]["range"]
+    assert x_range == [f"{start:%Y-%m-%d %H:%M}", f"{start + timedelta(hours=1):%Y-%m-%d %H:%M}"]
+
+
+def test_a_long_custom_range_reads_hour_rollups(client, operator, traffic):
+    client.force_login(operator)
+
+    response = client.get(reverse("dashboard:data"), {"since": "2025-03-01T00:00", "until": "2025-03-08T00:00"})
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "2025-03-02T00:00", "until": "2025-03-01T00:00"},
+        {"since": "yesterday"},
+        {"since": "2025-01-01T00:00", "until": "2025-03-01T00:00"},
+    ],
+)
+def test_a_wrong_custom_range_is_a_400(client, operator, query):
+    client.force_login(operator)
+
+    assert client.get(reverse("dashboard:home"), query).status_code == 400
