@@ -110,6 +110,7 @@ class Answering:
     live: bool  # streamed from the provider as it generates, rather than sent after scoring
     # The provider's model id, the answer's `model`; what it is called, not which answer it is.
     upstream_model: str = field(default="", compare=False)
+    system_fingerprint: str | None = field(default=None, compare=False)
 
 
 CascadeEvent = Answering | TextDelta | ToolCallDelta
@@ -239,7 +240,13 @@ class CascadeStream:
         if accepted is not None:
             attempt = self._run.attempts[accepted]
             answer = self._run.answers[accepted]
-            yield Answering(attempt.tier, attempt.model, live=False, upstream_model=answer.model)
+            yield Answering(
+                attempt.tier,
+                attempt.model,
+                live=False,
+                upstream_model=answer.model,
+                system_fingerprint=answer.system_fingerprint,
+            )
             for event in answer_events(answer):
                 yield event
 

@@ -107,6 +107,8 @@ class StreamSession:
         self._lookup: Lookup | None = None
         self._deadline = 0.0
         self._model = ""
+        # Known before the first byte for a scored or cached answer; a live one's at its end.
+        self._fingerprint: str | None = None
         self._ending: asyncio.Future[None] | None = None
         self._stalled_reader: asyncio.TimerHandle | None = None
         self._cut_off = False
@@ -127,6 +129,7 @@ class StreamSession:
         if answering is None:
             raise await self._fail(self._finished)
         self._model = answering.upstream_model or answering.model
+        self._fingerprint = answering.system_fingerprint
         return EventStreamResponse(self._body(), on_close=self._cancel, headers=self._headers(answering))
 
     async def answer_from_cache(self, hit: CacheHit) -> HttpResponseBase:
@@ -135,6 +138,7 @@ class StreamSession:
         await recorder.enqueue(hit_payload(self._payload(result), hit, self.chat))
         assert result.completion is not None and result.final is not None
         self._model = result.completion.model or result.final.model
+        self._fingerprint = result.completion.system_fingerprint
         headers = response_format.routing_headers(self.request_id, self.policy, result) | hit.headers()
         return EventStreamResponse(self._cached_body(result), on_close=_nothing, headers=headers)
 
@@ -253,7 +257,7 @@ class StreamSession:
             if result is not None:
                 if self._plan is not None:
                     self._plan.actual = result.cost
-                await recorder.enqueue(self._payload(result, status))
+                await recorder.enqueue(self._payload(result, status), settling=self._plan)
         finally:
             if self._stalled_reader is not None:
                 self._stalled_reader.cancel()
@@ -320,6 +324,7 @@ class StreamSession:
     def _closing_chunks(self, result: CascadeResult | None) -> list[bytes]:
         """The finish reason, the usage (when asked for) and `[DONE]`."""
         assert result is not None and result.completion is not None and result.final is not None
+        self._fingerprint = result.completion.system_fingerprint
         chunks = [self._chunk({}, result.completion.finish_reason)]
         if self.chat.include_usage:
             final = result.final
@@ -338,7 +343,7 @@ class StreamSession:
             "object": "chat.completion.chunk",
             "created": int(self.created.timestamp()),
             "model": self._model,
-            "system_fingerprint": None,
+            "system_fingerprint": self._fingerprint,
             "choices": choices,
         }
         if self.chat.include_usage:

@@ -268,6 +268,7 @@ def test_a_cheap_tool_call_checked_before_streaming_is_sent_as_deltas(live_gatew
         ("call_0", "get_weather", {"city": "Paris", "unit": "c"})
     ]
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert {c.system_fingerprint for c in chunks} == {"fp_upstream"}
     assert upstream.calls["plain"] == 0
 
 
