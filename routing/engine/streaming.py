@@ -37,7 +37,7 @@ from routing.engine.cascade import AnswerJudge, CascadeRun, accepts, fall_back_t
 from routing.engine.classify import classify
 from routing.engine.costing import start_tier
 from routing.engine.errors import ProviderError, ProviderTimeout
-from routing.engine.gate import Embed
+from routing.engine.gate import Embed, answer_signals
 from routing.engine.interrupted import call_in_flight
 from routing.engine.ports import Breakers, Provider, Scorer
 from routing.engine.structured import structured_score
@@ -353,6 +353,7 @@ class CascadeStream:
         answer = TierAnswer(live.tier, completion, elapsed_ms(live.started, self._clock), live.billed)
         self._live = None
         attempt = answered_attempt(answer, scored.score, Outcome.ACCEPTED)
+        attempt = dataclasses.replace(attempt, signals=answer_signals(None, completion))
         if scored.problem is not None:
             # Sent already, as the last tier's answer is; the record still says what was wrong with it.
             attempt = dataclasses.replace(attempt, error=scored.problem.reason, error_kind=scored.problem.kind)
