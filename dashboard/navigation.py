@@ -29,6 +29,8 @@ class Item:
     label: str
     url_names: tuple[str, ...]  # the first that resolves is linked
     permission: str | None  # None: staff only (the admin)
+    # Pages of this item that live outside its URL (a policy's what-if is under /tuning/).
+    also_under: str = ""
 
 
 OPERATOR_ITEMS = (
@@ -41,7 +43,7 @@ OPERATOR_ITEMS = (
         "routing.view_policy",
     ),
     Item("Tuning", ("dashboard:tuning",), "dashboard.view_tuningproposal"),
-    Item("What-if", ("dashboard:what-if-index",), "routing.view_requestrecord"),
+    Item("What-if", ("dashboard:what-if-index",), "routing.view_requestrecord", also_under="/what-if/"),
     Item("Alerts", ("dashboard:alerts", "admin:dashboard_alertevent_changelist"), "dashboard.view_alertevent"),
     Item("Budgets", ("billing:budgets", "admin:billing_budget_changelist"), "billing.view_budget"),
     Item("Admin", ("admin:index",), None),
@@ -75,9 +77,18 @@ def links_for(user: Any, path: str) -> list[Link]:
     """The links this user may follow, the one `path` is under marked current."""
     role = role_of(user)
     items = OPERATOR_ITEMS if role == OPERATOR else FINANCE_ITEMS if role == FINANCE else ()
-    links = [Link(item.label, url, False) for item in items if _allowed(user, item) and (url := _url(item, user))]
-    current = max((link for link in links if path.startswith(link.url)), key=lambda link: len(link.url), default=None)
-    return [Link(link.label, link.url, link is current) for link in links]
+    shown = [(item, url) for item in items if _allowed(user, item) and (url := _url(item, user))]
+    current = max(shown, key=lambda pair: _closeness(path, *pair), default=None)
+    if current is not None and _closeness(path, *current) == 0:
+        current = None
+    return [Link(item.label, url, (item, url) == current) for item, url in shown]
+
+
+def _closeness(path: str, item: Item, url: str) -> int:
+    """How well `path` belongs to the item: the longest URL it is under wins; 0: not at all."""
+    if item.also_under and item.also_under in path:
+        return len(path)
+    return len(url) if path.startswith(url) else 0
 
 
 def landing_url(user: Any) -> str:

@@ -48,6 +48,8 @@ def test_the_page_being_shown_is_marked_current(ops_user):
     current = [link.label for link in links_for(ops_user, "/requests/?team=x") if link.current]
 
     assert current == ["Requests"]
+    assert [link.label for link in links_for(ops_user, "/tuning/policies/3/what-if/") if link.current] == ["What-if"]
+    assert [link.label for link in links_for(ops_user, "/tuning/") if link.current] == ["Tuning"]
 
 
 def test_the_sign_in_page_is_ours(client, db):
