@@ -47,11 +47,11 @@ def money_places(amount: Decimal) -> int:
     return max(CENTS, min(SMALL_MAX_PLACES, leading_zeros + SMALL_SIGNIFICANT))
 
 
-def percent(value: float | Decimal | None, *, signed: bool = False) -> str:
-    """A figure already in percent: 20.5 → `20.5 %`."""
+def percent(value: float | Decimal | None, *, signed: bool = False, places: int = 1) -> str:
+    """A figure already in percent: 20.5 → `20.5 %` (`places` 2 where a tenth hides the point: 99.95 %)."""
     if value is None:
         return MISSING
-    return f"{float(value):{'+' if signed else ''}.1f} %"
+    return f"{float(value):{'+' if signed else ''}.{places}f} %"
 
 
 def share(fraction: float | Decimal | None, *, signed: bool = False) -> str:

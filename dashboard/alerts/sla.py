@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from common import numbers
 from dashboard.rollups.compute import Totals
 
 
@@ -48,11 +49,12 @@ def _ms(value: float) -> str:
 
 
 def _pct(value: float) -> str:
-    return f"{value:.2f} %"
+    # Two places: availability targets such as 99.9 % need the second to be judged.
+    return numbers.percent(value, places=2)
 
 
 def _usd(value: Decimal) -> str:
-    return f"${value:.6f}"
+    return numbers.usd(value)
 
 
 def compliance(targets: Targets, totals: Totals) -> list[Check]:

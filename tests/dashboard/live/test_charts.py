@@ -98,7 +98,7 @@ def test_compliance_says_which_targets_hold_and_which_have_no_data():
     assert checks["p99 latency"].holds is True
     assert checks["Escalation rate"].holds is False and checks["Escalation rate"].actual == "20.00 %"
     assert checks["Availability"].holds is False  # 99 % < 99.9 %
-    assert checks["Cost per request"].actual == "$0.003000" and checks["Cost per request"].holds is True
+    assert checks["Cost per request"].actual == "$0.003" and checks["Cost per request"].holds is True
     assert checks["Quality"].holds is None and checks["Quality"].actual == "no data"
 
 
