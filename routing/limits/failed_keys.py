@@ -108,12 +108,15 @@ async def failed_key(address: str) -> None:
     if limit <= 0:
         return
     client = client_of(address)
+    window_s = settings.CASCADEOPS_FAILED_KEY_WINDOW_SECONDS
     try:
         async with asyncio.timeout(STORE_TIMEOUT_S):
-            failures, left = await failure_store().count(client, settings.CASCADEOPS_FAILED_KEY_WINDOW_SECONDS)
-    except (redis.RedisError, OSError):
-        logger.warning("Could not count a failed API key; not counted", exc_info=True)
-        return
+            failures, left = await failure_store().count(client, window_s)
+    except (redis.RedisError, OSError) as exc:
+        # Redis is away: this worker counts on its own meanwhile (docs/redis-outage.md).
+        if not isinstance(exc, shared_redis.RedisUnavailable):  # that one is logged once, by common.redis
+            logger.warning("Could not count a failed API key in Redis (%r); counted in this worker", exc)
+        failures, left = await _local_store.count(client, window_s)
     if failures > limit:
         _remember(client, time.time() + left)
         raise too_many_failures(left)

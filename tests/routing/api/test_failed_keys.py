@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis.asyncio
 import time_machine
 
+from common import redis as shared_redis
 from routing.limits import failed_keys
 from testing.factories import make_key, make_policy, replay_endpoints
 
@@ -102,3 +104,13 @@ async def test_the_in_process_window_ends_and_counting_starts_again() -> None:
         assert (await store.count("198.51.100.1", 60))[0] == 2
         traveller.shift(61)
         assert await store.count("198.51.100.1", 60) == (1, 60.0)
+
+
+def test_while_redis_is_unreachable_this_worker_counts_on_its_own(client, limit, monkeypatch) -> None:
+    unreachable = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens there
+    monkeypatch.setattr(shared_redis, "async_client", lambda: unreachable)
+    monkeypatch.setattr(failed_keys, "failure_store", lambda: failed_keys._redis_store)
+
+    statuses = [get(client, "co-wrong", address="198.51.100.9").status_code for _ in range(limit + 1)]
+
+    assert statuses == [401] * limit + [429]
