@@ -167,6 +167,20 @@ class RedisBudgetStore:
     async def settle(self, hold: Hold, actual: Decimal, now: datetime) -> None:
         await self._run("settle", hold.usages, [hold.hold_id, to_units(actual)], now)
 
+    def settle_queued(self, pipe: Any, hold: Hold, actual: Decimal) -> None:
+        """Queue the settle on `pipe`, a pipeline of this event loop's client; `settled_by` reads its reply.
+
+        EVALSHA alone: a pipeline that registers its scripts asks Redis for them first, one
+        more round trip. A script Redis does not have yet, or a counter it lost, comes back
+        as not settled, and the caller settles with `settle`, which handles both.
+        """
+        keys = hold_keys([u.rule for u in hold.usages], [u.period_start for u in hold.usages])
+        pipe.evalsha(self._script("settle").sha, len(keys), *keys, hold.hold_id, to_units(actual))
+
+    @staticmethod
+    def settled_by(reply: Any) -> bool:
+        return not isinstance(reply, Exception) and int(reply[0]) != MISSING
+
     async def admit(self, rules: Sequence[BudgetRule], worst: WorstCase, hold_id: str, now: datetime) -> Admitted:
         """One round trip: the usage, the routing it calls for, and the hold (`ADMIT_LUA`)."""
         periods = _periods(rules, now)

@@ -54,6 +54,9 @@ class BudgetPlan:
     policy: PolicySnapshot
     degrade: Degrade = NO_DEGRADE
     actual: Decimal = Decimal(0)
+    hold: Hold | None = None  # None: no budget applies
+    # Set by whoever settled the hold already (the recorder, in the record's round trip).
+    settled: bool = False
 
 
 def degraded_policy(policy: PolicySnapshot, degrade: Degrade) -> PolicySnapshot:
@@ -90,12 +93,13 @@ async def budget_hold(
         logger.exception("The budget store cannot be reached; request %s is refused", hold_id)
         raise BudgetUnavailable(budget_store_down_message(rules)) from exc
     hold = admitted.hold
-    plan = BudgetPlan(policy=degraded_policy(policy, admitted.degrade), degrade=admitted.degrade)
+    plan = BudgetPlan(policy=degraded_policy(policy, admitted.degrade), degrade=admitted.degrade, hold=hold)
     alerts_raise(hold.usages)
     try:
         yield plan
     finally:
-        await settle(store, hold, plan.actual)
+        if not plan.settled:
+            await settle(store, hold, plan.actual)
 
 
 def worst_cases(

@@ -145,6 +145,10 @@ class RedisLimitStore:
     async def adjust(self, counter: str, limit: int, delta: int) -> None:
         await self._loaded()[1](keys=[counter], args=[limit, delta])
 
+    def adjust_queued(self, pipe: Any, counter: str, limit: int, delta: int) -> None:
+        """`adjust` queued on `pipe` (EVALSHA alone, as `billing.budgets.store.RedisBudgetStore.settle_queued`)."""
+        pipe.evalsha(self._loaded()[1].sha, 1, counter, limit, delta)
+
 
 class LocalLimitStore:
     """TATs in a dictionary of this process (embedded mode). The event loop makes each step atomic."""
@@ -206,6 +210,19 @@ class Admission:
         if delta:
             await _guarded(self.store.adjust(self.tokens.counter, self.tokens.limit, delta), "correct a token charge")
 
+    def settle_queued(self, pipe: Any, used_tokens: int) -> bool:
+        """Queue the correction on `pipe` when the charge is in Redis; whether it did.
+
+        The reply is not checked: like `settle`, a correction that fails is dropped.
+        """
+        if self.settled or self.tokens is None or not isinstance(self.store, RedisLimitStore):
+            return False
+        self.settled = True
+        delta = used_tokens - self.tokens.cost
+        if delta:
+            self.store.adjust_queued(pipe, self.tokens.counter, self.tokens.limit, delta)
+        return True
+
 
 # How long a rate-limit step may wait for Redis before this worker's own counters decide.
 STORE_TIMEOUT_S = 0.5
@@ -260,6 +277,15 @@ async def admit(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Admi
     return admission
 
 
+def current_admission() -> Admission | None:
+    """The admission of the request this task is serving (None: no limit, or refused)."""
+    return _current.get()
+
+
+def used_tokens(payload: Mapping[str, Any]) -> int:
+    return int(payload.get("input_tokens") or 0) + int(payload.get("output_tokens") or 0)
+
+
 async def settle_recorded(payload: Mapping[str, Any]) -> None:
     """Correct the recorded request's token charge to the tokens every attempt used.
 
@@ -267,7 +293,7 @@ async def settle_recorded(payload: Mapping[str, Any]) -> None:
     """
     admission = _current.get()
     if admission is not None:
-        await admission.settle(int(payload.get("input_tokens") or 0) + int(payload.get("output_tokens") or 0))
+        await admission.settle(used_tokens(payload))
 
 
 def with_headers(response: HttpResponseBase, admission: Admission | None) -> HttpResponseBase:

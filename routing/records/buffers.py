@@ -369,6 +369,10 @@ class RedisStreamBuffer:
     async def append(self, payload: Payload) -> None:
         await shared_redis.async_client().xadd(self.stream, {"p": json.dumps(payload)})
 
+    def append_queued(self, pipe: Any, payload: Payload) -> None:
+        """`append` queued on `pipe`, a pipeline of this event loop's client."""
+        pipe.xadd(self.stream, {"p": json.dumps(payload)})
+
     def claim(self, limit: int) -> list[Claimed]:
         client = shared_redis.sync_client()
         self._ensure_group(client)

@@ -14,13 +14,16 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
+from billing.budgets.store import RedisBudgetStore, budget_store
+from common import redis as shared_redis
 from common.redis import RedisUnavailable
 from routing import metrics
 from routing.config.snapshots import KeyInfo
 from routing.engine.costing import baseline_cost
 from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
 from routing.limits import ratelimit
-from routing.records.buffers import SpoolBuffer, get_buffer, spool_buffer
+from routing.limits.budget_holds import BudgetPlan
+from routing.records.buffers import RedisStreamBuffer, SpoolBuffer, get_buffer, spool_buffer
 from routing.records.payload import RecordPayload as Payload
 from routing.records.sampling import sample_payload
 from routing.records.texts import text_payload
@@ -103,16 +106,57 @@ def record_payload(
     }
 
 
-async def enqueue(payload: Payload) -> None:
+async def enqueue(payload: Payload, settling: BudgetPlan | None = None) -> None:
     """Make the record durable; called by the hot path before it answers.
 
-    Shielded: a client that goes away cancels the task serving it, and neither that nor a
-    second cancellation (a server shutting down) may lose the record of what was paid for.
+    `settling`: the request's budget plan, whose hold is settled (to `settling.actual`) in
+    the same round trip to Redis as the record, after it. Shielded: a client that goes
+    away cancels the task serving it, and neither that nor a second cancellation (a server
+    shutting down) may lose the record of what was paid for.
     """
-    await asyncio.shield(_make_durable(payload))
+    await asyncio.shield(_make_durable(payload, settling))
 
 
-async def _make_durable(payload: Payload) -> None:
+async def _make_durable(payload: Payload, settling: BudgetPlan | None = None) -> None:
+    buffer = get_buffer()
+    if isinstance(buffer, RedisStreamBuffer) and await _appended_in_one_round_trip(buffer, payload, settling):
+        metrics.record_observed(cast("dict[str, Any]", payload))
+        return
+    await _appended_step_by_step(payload)
+
+
+async def _appended_in_one_round_trip(buffer: RedisStreamBuffer, payload: Payload, settling: BudgetPlan | None) -> bool:
+    """Append the record, settle its budget hold and correct its token charge, in one pipeline.
+
+    Whether the record is in the stream. Each step stays one atomic command (the settle and
+    the correction are the same scripts as alone), run in this order; what the pipeline
+    could not settle is left to the usual steps (the hold's own settle, `settle_recorded`).
+    """
+    pipe = shared_redis.async_client().pipeline(transaction=False)
+    buffer.append_queued(pipe, payload)
+    store = budget_store()
+    plan = settling if settling is not None and not settling.settled else None
+    if plan is not None and plan.hold is not None and isinstance(store, RedisBudgetStore):
+        store.settle_queued(pipe, plan.hold, plan.actual)
+    else:
+        plan = None
+    admission = ratelimit.current_admission()
+    if admission is not None:
+        admission.settle_queued(pipe, ratelimit.used_tokens(payload))
+    try:
+        replies = await pipe.execute(raise_on_error=False)
+    except Exception:
+        # Redis is away or failing over: the usual steps put the record in the spool and
+        # settle the hold. Should the pipeline have run before the connection broke, the
+        # record is stored once all the same (the insert is idempotent) and the hold is
+        # counted twice: stricter, never looser.
+        return False
+    if plan is not None:
+        plan.settled = RedisBudgetStore.settled_by(replies[1])
+    return not isinstance(replies[0], Exception)
+
+
+async def _appended_step_by_step(payload: Payload) -> None:
     """Append the record to the buffer, then count it.
 
     A record the Redis stream refuses (Redis down, failing over, out of memory) goes to

@@ -170,7 +170,7 @@ async def embed_route(key: KeyInfo, policy: PolicySnapshot, ask: EmbeddingsReque
         payload = recorder.record_payload(
             request_id=request_id, created=created, key=key, policy=policy, chat=chat, result=result
         )
-        await recorder.enqueue(payload)
+        await recorder.enqueue(payload, settling=plan)
     final = result.final
     if final is None or vectors is None:
         failed = result.attempts[0]

@@ -114,7 +114,7 @@ async def route(
     async with budget_hold(budgets, policy, chat, str(request_id), first_tier) as plan:
         result = await cascade_until_deadline(chat, plan, first_tier, record)
         # Recorded before the hold settles: whatever settling does, the spend is on record.
-        await recorder.enqueue(record(result=result))
+        await recorder.enqueue(record(result=result), settling=plan)
     if not result.answered:
         raise tiers_failed(result, str(request_id))
     await cache_store(lookup, policy, result, degraded=plan.degrade.any)
