@@ -64,17 +64,17 @@ app.conf.beat_schedule = {
         "task": "dashboard.alerts.tasks.alerts_evaluate",
         "schedule": crontab(),
     },
-    # Every 5 minutes: endpoints' measured p95 latency and quality for selection; it
-    # overwrites every row, so running twice is harmless.
-    "measures_refresh": {
-        "task": "dashboard.rollups.tasks.measures_refresh",
-        "schedule": crontab(minute="*/5"),
-    },
     # Daily at 03:35: delete the request log's kept prompts and answers past their policy's
     # retention. A range delete: a second run finds nothing left to delete.
     "request_texts_purge": {
         "task": "routing.records.tasks.request_texts_purge",
         "schedule": crontab(minute=35, hour=3),
+    },
+    # Every 5 minutes: endpoints' measured p95 latency and quality for selection; it
+    # overwrites every row, so running twice is harmless.
+    "measures_refresh": {
+        "task": "dashboard.rollups.tasks.measures_refresh",
+        "schedule": crontab(minute="*/5"),
     },
     # Daily at 03:20: drop rollups past their retention (CASCADEOPS_ROLLUP_*_RETENTION_DAYS).
     "rollups_prune": {

@@ -309,8 +309,6 @@ class Attempt:
     quality_label: float | None = None
     # What the tier answered; kept only for policies that store text (routing.records.texts).
     answer: str = ""
-    # What the tier answered; kept only for policies that store text (routing.records.texts).
-    answer: str = ""
     # What the quality gate measured of this answer (`gate.answer_signals`): the learned
     # scorer's features when a sampled answer is labelled.
     signals: Mapping[str, float] = field(default_factory=_empty)

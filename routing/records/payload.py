@@ -37,13 +37,6 @@ class SamplePayload(TypedDict):
     signals: NotRequired[dict[str, float | list[float]]]
 
 
-class RefusalPayload(TypedDict):
-    """Why a request was turned away: the HTTP status and error code it was answered with."""
-
-    status: int
-    code: str
-
-
 class AnswerText(TypedDict):
     position: int  # the attempt's position within the request
     text: str
@@ -54,6 +47,13 @@ class TextPayload(TypedDict):
 
     prompt: str
     answers: list[AnswerText]
+
+
+class RefusalPayload(TypedDict):
+    """Why a request was turned away: the HTTP status and error code it was answered with."""
+
+    status: int
+    code: str
 
 
 class RecordPayload(TypedDict):
