@@ -89,10 +89,19 @@ async def chaos_client(client: int, ports: list[int], key: str, deadline: float,
             continue
         finally:
             n += 1
-        detail = response.body[:300].decode("utf-8", "replace") if response.status >= 400 else ""
+        detail = error_detail(response.body) if response.status >= 400 else ""
         log.append(Outcome(sent, port, response.status, response.header("x-request-id") or "", detail))
     if connection is not None:
         connection.close()
+
+
+def error_detail(body: bytes) -> str:
+    """`<code>: <message>` of an OpenAI-format error, its code first (a message may be long); else the body."""
+    try:
+        error = json.loads(body)["error"]
+        return f"{error['code'] or error['type']}: {error['message']}"[:300]
+    except (ValueError, TypeError, KeyError):
+        return body[:300].decode("utf-8", "replace")
 
 
 async def _connect_or_note(port: int, log: list[Outcome]) -> Connection | None:

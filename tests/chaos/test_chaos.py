@@ -6,7 +6,8 @@ and the record flusher are each SIGKILLed once and started again. Afterwards, wi
 flusher drained:
 
 - every request a client saw answered (200 with `x-request-id`) is recorded exactly once,
-  and the ledger counts each record once;
+  and the ledger counts each routed record once (a refused one has no ledger line);
+- every 429 a client saw is recorded once as a refusal, with its reason;
 - every 5xx a client saw is a request whose every tier failed (its record says so);
   connection failures happen only on the killed worker's port, around the kill;
 - a breaker was seen open and, later, closed again;
@@ -35,6 +36,7 @@ from django.db.models import Sum
 
 from bench.chaos import CAPPED_USER, ROOT, BreakerWatch, Cluster, Fault, Observations, read_outcomes
 from billing.models import Budget, LedgerEntry
+from routing.choices import RecordStatus
 from routing.limits.breakers import breaker_states
 from routing.models import RequestAttempt, RequestRecord
 from routing.records import buffers
@@ -160,15 +162,42 @@ def record_problems(seen: Observations) -> list[str]:
 
 
 def ledger_problems() -> list[str]:
-    """The ledger counts each record once: requests and cost agree with the records."""
-    records = RequestRecord.objects.aggregate(cost=Sum("cost"))
+    """The ledger counts each routed record once: requests and cost agree with the records.
+
+    A refused request is on record with nothing spent and no ledger line (docs/records.md).
+    """
+    routed = RequestRecord.objects.exclude(status=RecordStatus.REFUSED)
+    records = routed.aggregate(cost=Sum("cost"))
     ledger = LedgerEntry.objects.aggregate(n=Sum("requests"), cost=Sum("cost"))
-    count = RequestRecord.objects.count()
+    count = routed.count()
     problems = []
     if (ledger["n"] or 0) != count:
-        problems.append(f"the ledger counts {ledger['n']} requests for {count} records")
+        problems.append(f"the ledger counts {ledger['n']} requests for {count} routed records")
     if (ledger["cost"] or 0) != (records["cost"] or 0):
         problems.append(f"the ledger's cost {ledger['cost']} differs from the records' {records['cost']}")
+    return problems
+
+
+def refusal_problems(seen: Observations) -> list[str]:
+    """Every 429 a client saw is on record once as a refusal, with its reason, and nothing more.
+
+    A refusal's response carries no request id, so they are counted by reason. The only
+    refusals a client may not have seen are those whose worker was killed after making the
+    record durable and before answering: no more than the requests cut off in flight.
+    """
+    seen_429 = Counter(f"429 {o.detail.split(':', 1)[0]}" for o in seen.rejected_detail if o.status == 429)
+    errors = RequestRecord.objects.filter(status=RecordStatus.REFUSED).values_list("error", flat=True)
+    recorded = Counter(error.split(":", 1)[0] for error in errors)
+    problems = []
+    missing = seen_429 - recorded
+    if missing:
+        problems.append(
+            f"429s seen and not recorded as refusals, by reason: {dict(missing)} (recorded {dict(recorded)})"
+        )
+    cut_off = sum(o.detail.startswith("in flight") for o in seen.connection_failures)
+    extra = recorded - seen_429
+    if extra.total() > cut_off:
+        problems.append(f"refusals on record that no client saw: {dict(extra)}, with {cut_off} requests cut off")
     return problems
 
 
@@ -214,13 +243,16 @@ def summary(seen: Observations, watch: BreakerWatch, cluster: Cluster, drain_s: 
         ),
         "worker_down_s": round(kill.back - kill.killed, 2) if kill else None,
         "records": RequestRecord.objects.count(),
+        "refused_records": RequestRecord.objects.filter(status=RecordStatus.REFUSED).count(),
         "capped_budget": {
             "limit": str(Budget.objects.get(scope_value=CAPPED_USER).limit),
             "ledger_spend": str(LedgerEntry.objects.filter(end_user=CAPPED_USER).aggregate(s=Sum("cost"))["s"]),
             "rejected_429": seen.rejected[429],
         },
         # Requests a worker recorded and then died before answering.
-        "records_not_seen_by_clients": RequestRecord.objects.exclude(id__in=[*seen.answered, *failed_ids]).count(),
+        "records_not_seen_by_clients": RequestRecord.objects.exclude(id__in=[*seen.answered, *failed_ids])
+        .exclude(status=RecordStatus.REFUSED)
+        .count(),
         "breaker_changes": [(round(t - watch.changes[0][0], 2), e, s) for t, e, s in watch.changes][:20],
         "breaker_read_errors": dict(watch.errors),
         "upstream": cluster.upstream_stats() if "upstream" in cluster.processes else None,
@@ -254,6 +286,7 @@ def test_gateway_loses_nothing_while_the_upstream_fails_and_processes_are_killed
     problems = [f"{len(seen.answered_without_id)} answers without x-request-id"] if seen.answered_without_id else []
     problems += record_problems(seen)
     problems += ledger_problems()
+    problems += refusal_problems(seen)
     problems += connection_problems(seen, cluster)
     problems += budget_problems(seen)
     problems += breaker_problems(watch)
