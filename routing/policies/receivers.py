@@ -44,8 +44,10 @@ def policy_saved(sender: type[Policy], instance: Policy, raw: bool = False, **kw
         return
 
     def ensure() -> None:
-        stored = PolicyVersion.objects.filter(policy_id=instance.pk, number=instance.version).exists()
-        if not stored and Policy.objects.filter(pk=instance.pk).exists():
+        # The number as stored: outside a transaction this runs within save(), while the
+        # instance still holds the increment expression rather than the new number.
+        number = Policy.objects.filter(pk=instance.pk).values_list("version", flat=True).first()
+        if number is not None and not PolicyVersion.objects.filter(policy_id=instance.pk, number=number).exists():
             policy_version_record(policy=instance)
 
     transaction.on_commit(ensure)

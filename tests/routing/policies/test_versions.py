@@ -81,6 +81,18 @@ def test_a_policy_saved_outside_the_services_still_gets_its_version(policy, djan
     assert PolicyVersion.objects.get(policy=policy, number=2).snapshot["policy"]["description"] == "edited in the shell"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_policy_saved_in_autocommit_gets_its_version_during_the_save():
+    mixtral, gpt4 = replay_endpoints()
+    policy = make_policy("support", [(mixtral, 0.7), (gpt4, 1.0)])
+    policy.description = "edited in the shell"
+
+    policy.save()
+
+    assert policy.version == 2
+    assert PolicyVersion.objects.get(policy=policy, number=2).snapshot["policy"]["description"] == "edited in the shell"
+
+
 # --- the version that routed a record (a live request: tests/routing/api/test_record_policy_version.py) ----
 
 
