@@ -38,6 +38,8 @@ def policy_form(endpoints: list[tuple[ModelEndpoint, str]], **fields: str) -> di
         "semantic_threshold": "0.95",
         "semantic_verify_rate": "0.05",
         "unknown_fields": "refuse",
+        "text_retention_days": "30",
+        "text_redact_patterns": "",
         "tiers-TOTAL_FORMS": str(len(endpoints)),
         "tiers-INITIAL_FORMS": "0",
         "tiers-MIN_NUM_FORMS": "2",
@@ -57,6 +59,18 @@ def policy_form(endpoints: list[tuple[ModelEndpoint, str]], **fields: str) -> di
             f"tiers-{i}-extractor": "auto",
         }
     return data | fields
+
+
+def test_the_add_form_renders_the_request_log_defaults_the_tests_post(operator_client):
+    page = operator_client.get("/admin/routing/policy/add/").content.decode()
+
+    retention = re.search(r'<input[^>]*name="text_retention_days"[^>]*>', page)
+    patterns = re.search(r'<textarea[^>]*name="text_redact_patterns"[^>]*>([^<]*)</textarea>', page)
+    store_text = re.search(r'<input[^>]*name="store_text"[^>]*>', page)
+    assert retention is not None and 'value="30"' in retention.group()
+    assert patterns is not None and patterns.group(1).strip() == ""
+    assert store_text is not None and "checked" not in store_text.group()
+    assert (policy_form([])["text_retention_days"], policy_form([])["text_redact_patterns"]) == ("30", "")
 
 
 def test_an_operator_creates_a_three_tier_policy_with_inline_tiers(operator_client):
