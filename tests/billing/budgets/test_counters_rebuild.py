@@ -113,9 +113,12 @@ def ask(client, key: str):
 
 def test_a_gateway_that_lost_its_counters_still_rejects_past_the_limit(client, db, budget_keys_cleared):
     mixtral, gpt4 = replay_endpoints()
-    # A pricier cheap tier, so one request's cost dwarfs the limit's 4-decimal rounding.
-    mixtral.input_price_per_m = mixtral.output_price_per_m = Decimal("60")
-    mixtral.save()
+    # Pricier tiers, so one request's cost dwarfs the limit's 4-decimal rounding; both by
+    # the same factor, so selection (which ranks cost on a log scale) still starts on Mixtral.
+    for endpoint in (mixtral, gpt4):
+        endpoint.input_price_per_m *= 100
+        endpoint.output_price_per_m *= 100
+        endpoint.save()
     # No response cache: every request here must reach a model and cost money.
     _, key = make_key(make_policy("demo", [(mixtral, 0.9), (gpt4, 1.0)], cache_ttl_s=0), team="growth")
     actual = Decimal(ask(client, key)["x-cascadeops-cost-usd"])

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from billing.models import Budget
+from routing.choices import RecordStatus
 from routing.models import RequestRecord
 from testing.factories import make_key, make_policy, openai_endpoint
 from testing.net import free_port, wait_until_up
@@ -47,9 +48,9 @@ def test_parallel_requests_from_several_processes_never_overspend_a_hard_budget(
         cheap = openai_endpoint(
             "race-cheap", upstream.base_url, "cheap", input_price_per_m=PRICE, output_price_per_m=PRICE, max_retries=0
         )
-        # The strong tier is free, so only the cheap tier's cost is reserved and spent.
-        strong = openai_endpoint("race-strong", upstream.base_url, "strong", input_price_per_m=0, output_price_per_m=0)
-        _, key = make_key(make_policy("race", [(cheap, 0.0), (strong, 1.0)], cache_ttl_s=0), team="racers")
+        # One tier: its cost alone is reserved and spent. (A free tier above it would not
+        # stay above it: selection starts on the tier the goal ranks first, the free one.)
+        _, key = make_key(make_policy("race", [(cheap, 1.0)], cache_ttl_s=0), team="racers")
         Budget.objects.create(name="racers", scope="team", scope_value="racers", limit=COST * AFFORDABLE)
 
         port = free_port()
@@ -83,7 +84,9 @@ def test_parallel_requests_from_several_processes_never_overspend_a_hard_budget(
     assert set(statuses) <= {"200", "429"}, statuses
     flush_records()
     spent = sum(RequestRecord.objects.values_list("cost", flat=True), Decimal(0))
-    assert RequestRecord.objects.count() == statuses["200"]
+    # A 429 is on record too, as refused, at no cost.
+    assert RequestRecord.objects.filter(status=RecordStatus.ANSWERED).count() == statuses["200"]
+    assert RequestRecord.objects.filter(status=RecordStatus.REFUSED).count() == statuses["429"]
     assert spent <= COST * AFFORDABLE
     assert spent >= COST * AFFORDABLE - WORST_CASE, statuses
     print(f"budget race: recorded spend {spent} of limit {COST * AFFORDABLE}")

@@ -86,13 +86,16 @@ def test_a_hard_budget_rejects_with_a_429_that_names_it(client, demo):
 
 
 def test_spend_settles_to_the_actual_cost_and_then_blocks(client, demo):
-    # A pricier cheap tier, so one request's cost dwarfs the limit's 4-decimal rounding.
+    # Pricier tiers, so one request's cost dwarfs the limit's 4-decimal rounding; both by
+    # the same factor, so selection (which ranks cost on a log scale) still starts on Mixtral.
     from routing.models import ModelEndpoint
 
-    mixtral = ModelEndpoint.objects.get(name="replay-mixtral")
-    mixtral.input_price_per_m = mixtral.output_price_per_m = Decimal("60")
-    mixtral.save()
+    for endpoint in ModelEndpoint.objects.filter(name__in=("replay-mixtral", "replay-gpt-4")):
+        endpoint.input_price_per_m *= 100
+        endpoint.output_price_per_m *= 100
+        endpoint.save()
     first = ask(client, demo)
+    assert first["x-cascadeops-model"] == "replay-mixtral"  # started on the cheap tier, as the worst case does
     actual = Decimal(first["x-cascadeops-cost-usd"])
     # Room for the first request's actual cost plus one worst case, not two.
     budget(limit=(worst_case() + actual / 2).quantize(Decimal("0.0001"), rounding=ROUND_FLOOR))
