@@ -289,7 +289,8 @@ CURVE_WIDTH, CURVE_HEIGHT = 160, 40
 
 def learning_curves(*, limit: int = 20) -> list[dict[str, Any]]:
     """The newest learned scorer versions that have a learning curve, for the dashboard."""
-    versions = ScorerVersion.objects.filter(kind=ScorerVersionKind.LEARNED).select_related("policy")
+    # The trained weights are large and the page shows none of them.
+    versions = ScorerVersion.objects.filter(kind=ScorerVersionKind.LEARNED).select_related("policy").defer("model")
     shown = []
     for version in versions.order_by("-trained_at", "-id")[:limit]:
         curve = [(int(n), float(apgr)) for n, apgr in version.metrics.get("learning_curve") or []]

@@ -20,7 +20,7 @@ from dashboard.tuning.tasks import tuning_propose
 from dashboard.tuning.whatif import Candidate, replay_rows
 from routing.choices import AttemptOutcome
 from routing.config import version as config_version
-from routing.models import Policy, QualityLabel, RequestAttempt, RequestRecord, RequestSample
+from routing.models import Policy, QualityLabel, RequestAttempt, RequestRecord, RequestSample, ScorerVersion
 from routing.providers.local import DEFAULT_DATASET, MIXTRAL, load_replay_data
 from testing.factories import RequestAttemptFactory, RequestRecordFactory, make_policy, replay_endpoints
 
@@ -371,12 +371,19 @@ def test_the_page_costs_the_same_queries_for_3_proposals_as_for_30(
             policy=policy, tier=0, threshold_before=0.8, threshold_after=0.85, method="rules", reason="r",
             evidence={"n_labels": 30, "quality": 0.7, "quality_ci95": [0.5, 0.8]}, policy_version_before=1,
         )  # fmt: skip
+    for number in range(1, rows + 1):
+        ScorerVersion.objects.create(
+            policy=policy, version=number, model={"weights": [0.0] * 100}, n_labels=40,
+            metrics={"holdout_apgr": 0.6, "learning_curve": [[25.0, 0.5], [40.0, 0.6]]}, trained_at=timezone.now(),
+        )  # fmt: skip
 
-    # session, user, the user's and groups' permissions, shadow spend, configs, proposals.
-    with django_assert_num_queries(7):
+    # session, user, the user's and groups' permissions, shadow spend, configs, learning curves, proposals.
+    with django_assert_num_queries(8):
         response = operator_browser.get("/tuning/")
 
-    assert response.content.decode().count('action="/tuning/proposals/') == 2 * rows
+    page = response.content.decode()
+    assert page.count('action="/tuning/proposals/') == 2 * rows
+    assert page.count("<polyline") == min(rows, 20)
 
 
 # --- retraining the learned scorer --------------------------------------------------------
