@@ -142,6 +142,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "dashboard.navigation.navigation",
             ],
+            # The number rule's filters; `common` is no app, so its library is named here.
+            "libraries": {"numbers": "common.templatetags.numbers"},
         },
     },
 ]

@@ -26,6 +26,7 @@ register_converter(MonthConverter, "yyyy_mm")
 app_name = "billing"
 urlpatterns = [
     path("", views.index, name="index"),
+    path("budgets/", views.budgets, name="budgets"),
     path("<yyyy_mm:month>/", views.report, name="report"),
     path("<yyyy_mm:month>/report.csv", views.report_csv, name="report-csv"),
     path("<yyyy_mm:month>/report.pdf", views.report_pdf, name="report-pdf"),

@@ -19,6 +19,7 @@ from billing.reports import pdf, selectors
 from common.spreadsheets import CsvWriter
 
 VIEW_FINANCE = "billing.view_finance"
+VIEW_BUDGET = "billing.view_budget"
 
 View = Callable[..., HttpResponse]
 
@@ -41,6 +42,13 @@ def index(request: HttpRequest) -> HttpResponse:
         "budgets": budget_states(),
     }
     return render(request, "billing/index.html", context)
+
+
+@login_required
+@permission_required(VIEW_BUDGET, raise_exception=True)
+def budgets(request: HttpRequest) -> HttpResponse:
+    """Every budget and where it stands this period, for whoever may view budgets."""
+    return render(request, "billing/budgets.html", {"budgets": budget_states()})
 
 
 @finance_page

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from urllib.parse import urlsplit
 
 from django import template
 
 from common import numbers
+from common.templatetags import numbers as number_filters
 from dashboard.alerts.rules import format_value
 
 register = template.Library()
+# The number rule's filters (`usd`, `pct`, `share`, `ms`) under this library's name too.
+register.filters.update(number_filters.register.filters)
 MISSING = numbers.MISSING
-
-
-@register.filter
-def pct(value: float | None) -> str:
-    """A figure already in percent: 20.5 → `20.5 %`."""
-    return numbers.percent(value)
-
-
-@register.filter
-def share(value: float | None) -> str:
-    """A fraction as a percentage: 0.205 → `20.5 %`."""
-    return numbers.share(value)
-
-
-@register.filter
-def ms(value: float | None) -> str:
-    return numbers.duration_ms(value)
-
-
-@register.filter
-def usd(value: Decimal | float | None) -> str:
-    return numbers.usd(value)
 
 
 @register.filter

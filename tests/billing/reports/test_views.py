@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
@@ -19,6 +20,7 @@ from billing.permissions import FINANCE
 from billing.reports import selectors
 from billing.reports.build import report_build_monthly
 from billing.reports.compute import CSV_COLUMNS, LedgerRow
+from common import numbers
 from tests.billing.reports.test_build import store
 from tests.billing.reports.test_compute import FEB, as_schema_1, february_rows, january_rows, quality_check_row
 
@@ -231,3 +233,15 @@ def test_the_ledger_breaks_spend_down_by_end_user_and_tag(finance_client: Client
     by = {(r["breakdown"], r["name"]): r["cost"] for r in rows}
     assert by[("end_user", "customer-42")] == "1.500000" and by[("end_user", "(none)")] == "0.500000"
     assert by[("tag", "feature=homework-help")] == "1.000000"
+
+
+def test_the_stored_reports_list_writes_dollars_by_the_number_rule(
+    finance_client: Client, february_report: MonthlyReport
+) -> None:
+    html = finance_client.get("/finance/").content.decode()
+
+    row = html.split("February 2025</a>", 1)[1].split("</tr>", 1)[0]
+    totals = february_report.data["totals"]
+    for figure in ("cost", "baseline_cost", "savings"):
+        assert f'<td class="num">{numbers.usd(totals[figure])}</td>' in row
+    assert re.findall(r'<td class="num">(.*?)</td>', row)[0].startswith("$")

@@ -288,3 +288,15 @@ def _varied_traffic(traffic: Traffic, other: Traffic) -> dict[str, str]:
     }
     traffic.store(list(kinds.values()))
     return {p["id"]: kind for kind, p in kinds.items()}
+
+
+def test_the_list_and_the_detail_write_money_and_time_by_the_number_rule(client, ops_user, log_traffic):
+    stored = log_traffic.store([log_traffic.payload(cost="0.000375", latency_ms=2260.0)])[0]
+    client.force_login(ops_user)
+
+    listed = client.get(LOG).content.decode()
+    detail = client.get(reverse("dashboard:request", args=[stored["id"]])).content.decode()
+
+    for html in (listed, detail):
+        assert '<td class="num">$0.000375</td>' in html and "2.26 s" in html
+        assert "0.000375000" not in html and "2260 ms" not in html

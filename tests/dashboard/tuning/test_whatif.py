@@ -204,6 +204,17 @@ def test_the_page_draws_the_sweep_with_the_vendored_plotly(client: Any, operator
     assert response.context["figure"]["data"][0]["name"] == "threshold sweep"
 
 
+def test_the_page_writes_money_and_shares_by_the_number_rule(client: Any, operator: Any, policy: Policy, traffic: Any):
+    client.force_login(operator)
+
+    html = client.get(f"/tuning/policies/{policy.id}/what-if/", {"threshold": "0.8"}).content.decode()
+
+    candidate = html.split("<th>Candidate</th>", 1)[1].split("</tr>", 1)[0]
+    assert "<td>75.0 %</td>" in candidate  # the escalation rate, kept as a fraction
+    assert candidate.count("<td>$") == 3 and " %)" in candidate  # cost, baseline, savings and its share
+    assert "0.750" not in candidate
+
+
 def test_the_page_needs_a_login(client: Any, policy: Policy) -> None:
     response = client.get(f"/tuning/policies/{policy.id}/what-if/")
 
