@@ -30,5 +30,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("finance/", include("billing.reports.urls")),
+    path("audit/", include("common.audit.pages")),
     path("", include("dashboard.urls")),
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import django_filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, viewsets
@@ -11,18 +10,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 
-from common.audit.choices import AuditSource
 from common.audit.export import audit_csv_response
+from common.audit.filters import AuditEntryFilterSet
 from common.audit.models import AuditEntry
 from common.drf import ViewModelPermissions
-from common.filters import IsoDateTimeFilter
 
 # {"field": {"before": value, "after": value}, ...}
 CHANGES_SCHEMA = {
     "type": "object",
     "additionalProperties": {"type": "object", "properties": {"before": {}, "after": {}}},
 }
-DATETIME_ERROR = {"invalid": "Must be an ISO 8601 date-time, e.g. 2025-01-31T00:00:00Z."}
 
 
 class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
@@ -51,26 +48,6 @@ class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
     @extend_schema_field(CHANGES_SCHEMA)
     def get_changes(self, entry: AuditEntry) -> dict[str, dict[str, object]]:
         return {field: {"before": a, "after": b} for field, (a, b) in entry.changes().items()}
-
-
-class AuditEntryFilterSet(django_filters.FilterSet):
-    """Entries by who, from where, what and when."""
-
-    actor = django_filters.CharFilter()
-    source = django_filters.ChoiceFilter(choices=AuditSource.choices)
-    action = django_filters.CharFilter()
-    object_type = django_filters.CharFilter(help_text="app_label.model, e.g. routing.policy or billing.budget.")
-    object_id = django_filters.CharFilter()
-    created_after = IsoDateTimeFilter(
-        field_name="created", lookup_expr="gte", help_text="At or after (ISO 8601).", error_messages=DATETIME_ERROR
-    )
-    created_before = IsoDateTimeFilter(
-        field_name="created", lookup_expr="lt", help_text="Before (ISO 8601).", error_messages=DATETIME_ERROR
-    )
-
-    class Meta:
-        model = AuditEntry
-        fields = ["actor", "source", "action", "object_type", "object_id"]
 
 
 class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet[AuditEntry]):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from typing import Any
 
 from django.urls import reverse
 
+from billing.models import Budget
+from billing.reports.compute import LedgerRow
+from billing.reports.selectors import billing_today
+from common.audit.context import Actor, acting_as
 from dashboard.navigation import links_for, role_of
+from tests.billing.reports.test_build import store
 
 OPERATOR_LABELS = ["Dashboard", "Requests", "Policies", "Experiments", "Tuning", "What-if", "Alerts", "Budgets"]
 
@@ -24,7 +31,7 @@ def test_an_operator_sees_the_operator_pages(ops_user, operator):
 def test_an_operator_who_is_not_staff_gets_only_the_products_own_pages(ops_user):
     ops_user.is_staff = False
 
-    assert labels(ops_user) == ["Dashboard", "Requests", "Tuning", "What-if"]
+    assert labels(ops_user) == ["Dashboard", "Requests", "Tuning", "What-if", "Budgets"]
 
 
 def test_finance_sees_reports_and_nothing_it_may_not_open(finance_user):
@@ -34,14 +41,36 @@ def test_finance_sees_reports_and_nothing_it_may_not_open(finance_user):
     assert "Dashboard" not in shown and "Admin" not in shown
 
 
-def test_admin_pages_are_linked_for_staff_only(finance_user):
-    before = links_for(finance_user, "/")
-    finance_user.is_staff = True
+def test_admin_pages_are_linked_for_staff_only(ops_user):
+    as_staff = {link.label: link.url for link in links_for(ops_user, "/")}
+    ops_user.is_staff = False
 
-    after = {link.label: link.url for link in links_for(finance_user, "/")}
+    assert as_staff["Policies"].startswith("/admin/")
+    assert all(not link.url.startswith("/admin/") for link in links_for(ops_user, "/"))
 
-    assert all(not link.url.startswith("/admin/") for link in before)
-    assert after["Audit"].startswith("/admin/")
+
+def test_finance_who_is_not_staff_reaches_budgets_and_audit_through_the_navigation(client, finance_user):
+    today = billing_today()
+    store([LedgerRow(today, "growth", "support-bot", "default", "mixtral", requests=3, cost=Decimal("10.5"))])
+    with acting_as(Actor(name="alice", source="admin")):
+        Budget.objects.create(name="growth", scope="team", scope_value="growth", limit=Decimal("30"))
+    landing = client.post(reverse("login"), {"username": "fred", "password": "correct-horse-battery"}, follow=True)
+    nav = nav_links(landing.content.decode())
+    assert list(nav) == ["Reports", "Budgets", "Audit"] and not finance_user.is_staff
+
+    budgets = client.get(nav["Budgets"])
+    trail = client.get(nav["Audit"])
+
+    assert budgets.status_code == 200 and trail.status_code == 200
+    assert all(figure in budgets.content.decode() for figure in ("$30.00", "$10.50", "35.0 %"))
+    assert "alice" in trail.content.decode() and "billing.budget" in trail.content.decode()
+    assert 'aria-current="page">Audit<' in trail.content.decode()
+
+
+def nav_links(html: str) -> dict[str, str]:
+    """The main navigation's links by label."""
+    nav = html.split('aria-label="Main"', 1)[1].split("</nav>", 1)[0]
+    return {label: url for url, label in re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', nav) if label != "API"}
 
 
 def test_the_page_being_shown_is_marked_current(ops_user):
@@ -105,6 +134,8 @@ def test_every_page_shows_the_navigation_and_a_purpose(client, ops_user, log_tra
         reverse("dashboard:what-if-index"),
         reverse("dashboard:what-if", args=[log_traffic.policy.id]),
         reverse("billing:index"),
+        reverse("billing:budgets"),
+        reverse("audit:list"),
     ]
     for url in pages:
         html = client.get(url).content.decode()
