@@ -54,7 +54,18 @@ def test_it_shows_who_changed_what_and_the_values_before_and_after(finance_clien
     update, create = rows(html)
     assert "alice" in update and "Admin" in update and "10.0.0.7" in update and "billing.budget" in update
     assert "<code>limit</code> 100.0000 → 250.5000" in update
-    assert "<code>name</code> alice-0; " in create and "→" not in create
+    assert "<summary>11 values set</summary>" in create and "<code>name</code> alice-0; " in create
+    assert "→" not in create
+
+
+def test_a_deletion_keeps_the_values_it_had_folded_away(finance_client: Client) -> None:
+    budgets_changed()
+    Budget.objects.get().delete()
+
+    deletion = rows(finance_client.get(reverse("audit:list"), {"action": "delete"}).content.decode())
+
+    assert len(deletion) == 1 and "<summary>11 values it had</summary>" in deletion[0]
+    assert "<code>limit</code> 250.5000" in deletion[0]
 
 
 def test_it_filters_by_actor_source_object_type_and_time(finance_client: Client) -> None:
