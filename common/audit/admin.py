@@ -10,7 +10,7 @@ from django.utils.safestring import SafeString
 
 from common.admin import ViewOnlyAdmin
 from common.audit.export import audit_csv_response
-from common.audit.models import AuditEntry
+from common.audit.models import SHOWN_FIELDS, AuditEntry
 
 
 @admin.register(AuditEntry)
@@ -20,19 +20,7 @@ class AuditEntryAdmin(ViewOnlyAdmin):
     search_fields = ["actor", "object_repr", "object_id"]
     date_hierarchy = "created"
     actions = ["export_csv"]
-    fields = [
-        "created",
-        "actor",
-        "source",
-        "address",
-        "action",
-        "object_type",
-        "object_id",
-        "object_repr",
-        "changes",
-        "before",
-        "after",
-    ]
+    fields = SHOWN_FIELDS
 
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
         return [*super().get_readonly_fields(request, obj), "changes"]

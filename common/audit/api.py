@@ -12,7 +12,7 @@ from rest_framework.routers import DefaultRouter
 
 from common.audit.export import audit_csv_response
 from common.audit.filters import AuditEntryFilterSet
-from common.audit.models import AuditEntry
+from common.audit.models import SHOWN_FIELDS, AuditEntry
 from common.drf import ViewModelPermissions
 
 # {"field": {"before": value, "after": value}, ...}
@@ -29,20 +29,7 @@ class AuditEntrySerializer(serializers.ModelSerializer[AuditEntry]):
 
     class Meta:
         model = AuditEntry
-        fields = [
-            "id",
-            "created",
-            "actor",
-            "source",
-            "address",
-            "action",
-            "object_type",
-            "object_id",
-            "object_repr",
-            "changes",
-            "before",
-            "after",
-        ]
+        fields = ["id", *SHOWN_FIELDS]
         read_only_fields = fields
 
     @extend_schema_field(CHANGES_SCHEMA)

@@ -25,6 +25,22 @@ class AppendOnlyQuerySet(models.QuerySet["AuditEntry"]):
         raise AuditEntryImmutable("Audit entries cannot be deleted.")
 
 
+# What an entry shows, in reading order: the admin's detail page and the REST API.
+SHOWN_FIELDS = (
+    "created",
+    "actor",
+    "source",
+    "address",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "changes",
+    "before",
+    "after",
+)
+
+
 class AuditEntry(models.Model):
     """One configuration change: who, when, from where, on what, and the values before and after.
 
