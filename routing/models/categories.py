@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import re
-
-from django.core.exceptions import ValidationError
 from django.db import models
 
 from routing.models.policies import Policy
 from routing.models.registry import ModelEndpoint
-from routing.models.validators import FINITE_UNIT_INTERVAL, SLUG
+from routing.models.validators import FINITE_UNIT_INTERVAL, SLUG, validate_patterns
 
-
-def validate_regex_lines(value: str) -> None:
-    """Every non-empty line must compile as a regular expression."""
-    for number, line in enumerate(value.splitlines(), start=1):
-        try:
-            re.compile(line.strip(), re.IGNORECASE)
-        except re.error as exc:
-            raise ValidationError(f"Line {number} is not a regular expression: {exc}.", code="pattern") from exc
+# The name migration 0002 refers to; one check for every list of patterns.
+validate_regex_lines = validate_patterns
 
 
 class TaskCategory(models.Model):
@@ -35,7 +26,7 @@ class TaskCategory(models.Model):
     position = models.PositiveSmallIntegerField(default=100, help_text="Lower is tried first.")
     keywords = models.TextField(blank=True, help_text="Words or phrases, one per line, matched as whole words.")
     patterns = models.TextField(
-        blank=True, validators=[validate_regex_lines], help_text="Regular expressions, one per line, case-insensitive."
+        blank=True, validators=[validate_patterns], help_text="Regular expressions, one per line, case-insensitive."
     )
     examples = models.TextField(
         blank=True, help_text="Example prompts, one per line, matched by meaning (embedding similarity)."
