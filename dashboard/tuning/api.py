@@ -136,8 +136,9 @@ class WhatIfApi(APIView):
 
 def _policy_param(request: Request) -> Policy:
     raw = request.query_params.get("policy", "")
-    # isdecimal(), not isdigit(): "²" is a digit that int() refuses (a 500, not a 400).
-    policy = Policy.objects.filter(id=int(raw)).first() if raw.isdecimal() else None
+    # isdecimal(), not isdigit(): "²" is a digit that int() refuses (a 500, not a 400); and at
+    # most 18 digits, so the id fits a bigint and int() never meets its 4,300-digit limit.
+    policy = Policy.objects.filter(id=int(raw)).first() if raw.isdecimal() and len(raw) <= 18 else None
     if policy is None:
         raise ValidationError({"policy": ["Give the id of an existing policy."]})
     return policy

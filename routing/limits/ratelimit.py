@@ -211,17 +211,23 @@ class Admission:
             await _guarded(self.store.adjust(self.tokens.counter, self.tokens.limit, delta), "correct a token charge")
 
     def settle_queued(self, pipe: Any, used_tokens: int) -> bool:
-        """Queue the correction on `pipe` when the charge is in Redis; whether it did.
+        """Queue the correction on `pipe` when the charge is in Redis; whether a command was queued.
 
-        The reply is not checked: like `settle`, a correction that fails is dropped.
+        Its reply goes to `queued_settle_failed` when it is an error.
         """
         if self.settled or self.tokens is None or not isinstance(self.store, RedisLimitStore):
             return False
         self.settled = True
         delta = used_tokens - self.tokens.cost
-        if delta:
-            self.store.adjust_queued(pipe, self.tokens.counter, self.tokens.limit, delta)
+        if not delta:
+            return False
+        self.store.adjust_queued(pipe, self.tokens.counter, self.tokens.limit, delta)
         return True
+
+    def queued_settle_failed(self) -> None:
+        """The queued correction did not run (Redis had lost its script, or the pipeline broke):
+        `settle` may correct the charge again, through the script object that reloads it."""
+        self.settled = False
 
 
 # How long a rate-limit step may wait for Redis before this worker's own counters decide.

@@ -141,11 +141,12 @@ async def _appended_in_one_round_trip(buffer: RedisStreamBuffer, payload: Payloa
     else:
         plan = None
     admission = ratelimit.current_admission()
-    if admission is not None:
-        admission.settle_queued(pipe, ratelimit.used_tokens(payload))
+    correcting = admission is not None and admission.settle_queued(pipe, ratelimit.used_tokens(payload))
     try:
         replies = await pipe.execute(raise_on_error=False)
     except Exception:
+        if correcting and admission is not None:
+            admission.queued_settle_failed()
         # Redis is away or failing over: the usual steps put the record in the spool and
         # settle the hold. Should the pipeline have run before the connection broke, the
         # record is stored once all the same (the insert is idempotent) and the hold is
@@ -153,6 +154,10 @@ async def _appended_in_one_round_trip(buffer: RedisStreamBuffer, payload: Payloa
         return False
     if plan is not None:
         plan.settled = RedisBudgetStore.settled_by(replies[1])
+    if correcting and admission is not None and isinstance(replies[-1], Exception):
+        admission.queued_settle_failed()
+    # A no-op once corrected; else (no Redis limit store, a lost script) the usual step.
+    await ratelimit.settle_recorded(payload)
     return not isinstance(replies[0], Exception)
 
 

@@ -36,8 +36,8 @@ def budgeted(db, budget_keys_cleared):
     return key
 
 
-def ask(client, key: str):
-    body = {"model": "demo", "messages": [{"role": "user", "content": replay_prompts()[0]}]}
+def ask(client, key: str, **options):
+    body = {"model": "demo", "messages": [{"role": "user", "content": replay_prompts()[0]}], **options}
     return client.post(URL, data=json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
 
 
@@ -74,3 +74,21 @@ def test_a_settle_script_redis_lost_is_settled_the_usual_way_once(client, budget
     assert second.status_code == 200
     counted = usage()
     assert (to_units(counted.spent), counted.held) == (cost_units(first) + cost_units(second), 0)
+
+
+def test_a_token_correction_redis_lost_is_made_the_usual_way(client, db):
+    mixtral, _ = replay_endpoints()
+    api_key, key = make_key(make_policy("demo", [(mixtral, 0.0)], cache_ttl_s=0), tokens_per_minute=650)
+    config_cache.invalidate()
+    # Key ids restart with each test database; Redis keeps the last run's counters.
+    for counter in sync_client().scan_iter(f"cascadeops:ratelimit:{api_key.id}:*"):
+        sync_client().delete(counter)
+    sync_client().script_flush()  # the pipeline's EVALSHA of the correction finds no script
+
+    first = ask(client, key, max_tokens=400)
+    # Charged at its estimate (prompt + 400 = 474), then corrected to what it used, which
+    # leaves room for a second estimate; uncorrected, 2 × 474 would not fit in 650.
+    second = ask(client, key, max_tokens=400)
+
+    assert (first.status_code, second.status_code) == (200, 200), second.content
+    assert first.json()["usage"]["total_tokens"] + 474 <= 650
