@@ -20,6 +20,13 @@ from testing.net import free_port
 
 
 @pytest.fixture(autouse=True)
+def _no_redis_outage_carried_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that points Redis at a dead port marks it down for the process's cool-down:
+    every test starts with Redis taken to be up."""
+    monkeypatch.setattr("common.redis._down_until", float("-inf"))
+
+
+@pytest.fixture(autouse=True)
 def _isolated_routing_state(settings: object, tmp_path: Path) -> Iterator[None]:
     """Each test gets its own record spool (or Redis stream) and an empty config cache."""
     settings.CASCADEOPS_RECORD_SPOOL_DIR = tmp_path / "record-spool"  # type: ignore[attr-defined]
