@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-import threading
 import time
 from typing import Any
 
@@ -49,21 +48,24 @@ class Command(BaseCommand):
         if options["drain"]:
             self.stdout.write(f"{drain(batch=options['batch'], within_s=grace)} records flushed")
             return
-        stopping = threading.Event()
+        stop_requested = False
 
         def stop(*_: Any) -> None:
-            stopping.set()  # the loop finishes the batch in hand, then drains
+            # Only a flag: Event.set() from a handler can deadlock on the lock that the
+            # interrupted Event.wait() holds; the loop sees the flag after its sleep.
+            nonlocal stop_requested
+            stop_requested = True  # the loop finishes the batch in hand, then drains
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         # Frozen: what start-up loaded stays alive, and the collector need not scan it again
         # after every batch of payloads.
         gc.freeze()
-        while not stopping.is_set():
+        while not stop_requested:
             # A batch short of full means the buffer is (nearly) empty: wait, so that the next
             # batch is a large one. A flush costs a dozen statements however few records it
             # carries; flushing each record as it arrives cost more than the records.
             if flush_pending(limit=options["batch"]) < options["batch"]:
-                stopping.wait(options["interval"])
+                time.sleep(options["interval"])
         flushed = drain(batch=options["batch"], within_s=grace)
         logger.info("Record flusher stopped after flushing %d more records", flushed)
