@@ -30,6 +30,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
+from routing.engine import codeshape
 from routing.engine.answers import answer_kind, extract_answer
 from routing.engine.textfeatures import hashed_ngrams
 
@@ -170,10 +171,9 @@ def by_embedding(
     The representative is the preferred answer when it is at least as central (mean
     similarity to the others) as the median answer, else the most central one.
     """
-    vectors = embed([comparable_text(text) for text in texts])
-    if vectors is None or len(vectors) != len(texts):
+    similarity = similarity_matrix(texts, embed)
+    if similarity is None:
         return None
-    similarity = cosine_matrix(np.asarray(vectors, dtype=np.float64))
     k = len(texts)
     off_diagonal = similarity[~np.eye(k, dtype=bool)].reshape(k, k - 1)
     centrality = off_diagonal.mean(axis=1)
@@ -182,6 +182,23 @@ def by_embedding(
     representative = preferred if agreed else int(np.argmax(centrality))
     support = clip01(float(centrality[preferred]))
     return Agreement(score, representative, EMBEDDING, preferred, agreed, answers, {}, kind, support)
+
+
+def similarity_matrix(texts: Sequence[str], embed: Embedder) -> NDArray[np.float64] | None:
+    """Pairwise similarity of the answers: the cosine of their embeddings, averaged with how
+    alike their code reads (`codeshape.py`) when at least two of them hold Python; None when
+    neither can be measured."""
+    vectors = embed([comparable_text(text) for text in texts])
+    found = []
+    if vectors is not None and len(vectors) == len(texts):
+        found.append(cosine_matrix(np.asarray(vectors, dtype=np.float64)))
+    code = codeshape.similarity_matrix(texts)
+    if code is not None:
+        found.append(code)
+    if not found:
+        return None
+    result: NDArray[np.float64] = sum(found[1:], found[0]) / len(found)
+    return result
 
 
 def comparable_text(text: str) -> str:

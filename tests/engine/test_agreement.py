@@ -61,11 +61,11 @@ def fake_embed(texts: Sequence[str]) -> np.ndarray[Any, Any]:
     return np.asarray([[1.0, 0.0] if "reverse" in text or "[::-1]" in text else [0.0, 1.0] for text in texts])
 
 
-def test_free_text_and_code_are_compared_by_embeddings() -> None:
+def test_free_text_is_compared_by_embeddings() -> None:
     answers = [
-        "```python\ndef rev(xs):\n    return xs[::-1]\n```",
-        "Here you go:\n```python\ndef f(items):\n    return items[::-1]\n```",
-        "```js\nfunction sum(a) { return a.reduce((x, y) => x + y) }\n```",
+        "Use slicing to reverse it.",
+        "To reverse it, slice it: that is the quickest way.",
+        "Add the numbers one by one.",
     ]
 
     found = agreement(answers, prompt=CODE_PROMPT, embed=fake_embed)
@@ -73,6 +73,38 @@ def test_free_text_and_code_are_compared_by_embeddings() -> None:
     assert found.method == "embedding"
     assert found.score == pytest.approx(1 / 3)  # one similar pair of three
     assert (found.representative, found.preferred_agreed) == (0, True)
+
+
+def test_python_answers_are_compared_by_embeddings_and_by_their_code() -> None:
+    answers = [
+        "```python\ndef rev(xs):\n    return xs[::-1]\n```",
+        "Here you go:\n```python\ndef rev(xs):\n    # slicing\n    return xs[::-1]\n```",
+        "```js\nfunction sum(a) { return a.reduce((x, y) => x + y) }\n```",
+    ]
+
+    found = agreement(answers, prompt=CODE_PROMPT, embed=fake_embed)
+
+    # The Python pair is alike in both measures; JavaScript is like neither (it does not parse).
+    assert found.method == "embedding"
+    assert found.score == pytest.approx(1 / 3)
+    assert (found.representative, found.preferred_agreed) == (0, True)
+
+
+def test_programs_that_read_alike_agree_more_than_programs_that_only_share_words() -> None:
+    same_algorithm = [
+        "```python\ndef rev(xs):\n    return xs[::-1]\n```",
+        '```python\ndef reverse_list(items):\n    """Reverse."""\n    return items[::-1]\n```',
+    ]
+    other_algorithm = [
+        "```python\ndef rev(xs):\n    return xs[::-1]\n```",
+        "```python\ndef rev(xs):\n    out = []\n    for x in xs:\n        out.insert(0, x)\n    return out\n```",
+    ]
+
+    alike = agreement(same_algorithm, prompt=CODE_PROMPT, embed=lambda texts: None)
+    unlike = agreement(other_algorithm, prompt=CODE_PROMPT, embed=lambda texts: None)
+
+    assert alike.method == unlike.method == "embedding"  # no embedding model: the code alone is compared
+    assert alike.score > 0.7 > unlike.score
 
 
 def test_an_outlying_preferred_answer_gives_way_to_the_most_central_one() -> None:
