@@ -306,6 +306,37 @@ def test_with_few_labels_the_combined_model_leans_on_its_strongest_signal() -> N
     assert [loaded.predict(r) for r in rows[:3]] == pytest.approx(list(model.predict_many(rows[:3])))
 
 
+def agreement_and_learned(seed: int) -> tuple[list[Signals], list[bool]]:
+    """30 labels; agreement and the learned score both follow one noisy hint of the label."""
+    rng = random.Random(seed)
+    labels = [rng.random() < 0.7 for _ in range(30)]
+    rows = []
+    for good in labels:
+        hint = good if rng.random() < 0.8 else not good
+        share = rng.choice([0.8, 1.0]) if hint else rng.choice([0.4, 0.6])
+        found = Agreement(score=share, representative=0, method="vote", answers=("1",) * 5, votes={"1": 5})
+        learned = min(0.95, max(0.05, (0.65 if hint else 0.35) + rng.gauss(0.0, 0.1)))
+        rows.append(Signals(agreement=found, learned=learned))
+    return rows, labels
+
+
+@pytest.mark.parametrize(
+    ("seed", "anchor"),
+    [
+        (3, "agreement"),  # the learned score's loss is a little lower, within noise
+        (1, "learned"),  # the learned score's loss is lower by well over a standard error
+    ],
+)
+def test_agreement_is_kept_unless_another_signal_is_clearly_better(seed: int, anchor: str) -> None:
+    rows, labels = agreement_and_learned(seed)
+
+    model = train_signal_model(rows, labels, seed=0)
+
+    losses = model.metadata["cv_log_loss"]
+    assert losses["single:learned"] < losses["single:agreement"]
+    assert model.metadata["anchor"] == anchor
+
+
 def test_out_of_fold_scores_never_come_from_a_model_that_saw_the_row() -> None:
     rng = random.Random(1)
     labels = [rng.random() < 0.5 for _ in range(40)]

@@ -52,11 +52,13 @@ SIGNALS: Final = (
     *LEARNED_SIGNALS,
     *(f"text_{name}" for name in TEXT_FEATURES),
 )
-# The single signals a fit may keep alone (each with the flag saying it is present), and
-# the one the stack leans on when no cross-validation can choose (a class with < 2 rows).
+# The single signals a fit may keep alone (each with the flag saying it is present), in the
+# order they are trusted before any label: agreement is measured on the request itself, the
+# learned score comes from a model trained on other traffic, the heuristic sees little. A
+# later one replaces an earlier one only when cross-validation shows it is clearly better.
 ANCHORS: Final = {
-    "learned": LEARNED_SIGNALS,
     "agreement": ("agreement",),
+    "learned": LEARNED_SIGNALS,
     "heuristic": HEURISTIC_SIGNALS,
 }
 # The anchor's column counts this much of an ordinary signal in the stack: its coefficient
@@ -243,10 +245,11 @@ def choose(
 ) -> tuple[Candidate, dict[str, float]]:
     """The combiner cross-validation on these rows supports (held-out log loss).
 
-    First the single signal with the lowest loss; then the stack anchored on it, at each C
-    of the grid. The best stack replaces its anchor only when it beats it by more than one
-    standard error of the rows' paired loss differences (the one-standard-error rule): with
-    a few dozen labels a stack's edge is mostly noise, and the single signal is the safer bet.
+    First the single signal: the most trusted one (`ANCHORS` order) that the lowest loss
+    does not clearly beat; then the stack anchored on it, at each C of the grid. Clearly
+    means by more than one standard error of the rows' paired loss differences (the
+    one-standard-error rule): with a few dozen labels most differences are noise, and the
+    signal trusted beforehand, or the single signal rather than the stack, is the safer bet.
     """
     singles, stacks = candidates(used, text_weight)
     folds = min(FOLDS, int(truth.sum()), int((~truth).sum()))
@@ -261,7 +264,8 @@ def choose(
 
     single_losses = [loss(single) for single in singles]
     losses = {f"single:{s.anchor}": float(found.mean()) for s, found in zip(singles, single_losses, strict=True)}
-    best = int(np.argmin([found.mean() for found in single_losses]))
+    lowest = single_losses[int(np.argmin([found.mean() for found in single_losses]))]
+    best = next(i for i, found in enumerate(single_losses) if not clearly_better(lowest, found))
     chosen, anchor_loss = singles[best], single_losses[best]
     stack = stacks[best]
     if len(stack.names) == len(chosen.names):
@@ -269,10 +273,15 @@ def choose(
     stacked = [(replace(stack, c=c), loss(replace(stack, c=c))) for c in C_GRID]
     losses.update({f"stack:{stack.anchor}:C={s.c}": float(found.mean()) for s, found in stacked})
     candidate, stack_loss = min(stacked, key=lambda item: float(item[1].mean()))
-    gain = anchor_loss - stack_loss
-    if gain.mean() > gain.std(ddof=1) / math.sqrt(len(gain)):
+    if clearly_better(stack_loss, anchor_loss):
         chosen = candidate
     return chosen, losses
+
+
+def clearly_better(losses: FloatArray, than: FloatArray) -> bool:
+    """Whether `losses` beat `than` by more than one standard error of the rows' paired differences."""
+    gain = than - losses
+    return bool(gain.mean() > gain.std(ddof=1) / math.sqrt(len(gain)))
 
 
 def cv_log_loss(
