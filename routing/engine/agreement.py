@@ -6,10 +6,12 @@ when they scatter. `agreement()` turns k answers into:
 
 - a score in [0, 1]: the vote share of the most common final answer (`answers.py`
   extracts and canonicalises it) when the answers state one; otherwise (free text, code)
-  the mean pairwise cosine similarity of their embeddings, from the `embed` callable,
-  clipped to [0, 1]. Two embedders fit: the gateway's local MiniLM (`embeddings.embed`)
-  and `lexical_embed` (hashed word 1-3-grams, no model, microseconds per answer), which
-  on code answers agrees better with the tests than MiniLM, whose training is prose
+  the mean similarity of the answer returned to the others, which is what a vote share
+  measures too: the cosine of their embeddings from the `embed` callable, averaged with
+  how alike their code reads where they hold Python (`codeshape.py`), clipped to [0, 1].
+  Two embedders fit: the gateway's local MiniLM (`embeddings.embed`) and `lexical_embed`
+  (hashed word 1-3-grams, no model, microseconds per answer), which on code answers
+  agrees better with the tests than MiniLM, whose training is prose
   (docs/quality-benchmark.md has the figures);
 - `representative`: the index of the answer to return, taken from the majority. The
   `preferred` answer (by default the first: the preferred model's, or the first sample)
@@ -166,10 +168,11 @@ def by_embedding(
     answers: tuple[str | None, ...] = (),
     kind: str | None = None,
 ) -> Agreement | None:
-    """Mean pairwise cosine similarity, or None when `embed` returns nothing.
+    """Agreement by similarity (`similarity_matrix`), or None when nothing could be measured.
 
     The representative is the preferred answer when it is at least as central (mean
-    similarity to the others) as the median answer, else the most central one.
+    similarity to the others) as the median answer, else the most central one; the score
+    is the representative's centrality, as a vote's score is its answer's share.
     """
     similarity = similarity_matrix(texts, embed)
     if similarity is None:
@@ -177,9 +180,9 @@ def by_embedding(
     k = len(texts)
     off_diagonal = similarity[~np.eye(k, dtype=bool)].reshape(k, k - 1)
     centrality = off_diagonal.mean(axis=1)
-    score = clip01(float(off_diagonal.mean()))
     agreed = bool(centrality[preferred] >= float(np.median(centrality)) - 1e-12)
     representative = preferred if agreed else int(np.argmax(centrality))
+    score = clip01(float(centrality[representative]))
     support = clip01(float(centrality[preferred]))
     return Agreement(score, representative, EMBEDDING, preferred, agreed, answers, {}, kind, support)
 

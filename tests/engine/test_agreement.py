@@ -71,7 +71,7 @@ def test_free_text_is_compared_by_embeddings() -> None:
     found = agreement(answers, prompt=CODE_PROMPT, embed=fake_embed)
 
     assert found.method == "embedding"
-    assert found.score == pytest.approx(1 / 3)  # one similar pair of three
+    assert found.score == pytest.approx(1 / 2)  # the answer returned is like one of the two others
     assert (found.representative, found.preferred_agreed) == (0, True)
 
 
@@ -86,7 +86,7 @@ def test_python_answers_are_compared_by_embeddings_and_by_their_code() -> None:
 
     # The Python pair is alike in both measures; JavaScript is like neither (it does not parse).
     assert found.method == "embedding"
-    assert found.score == pytest.approx(1 / 3)
+    assert found.score == pytest.approx(1 / 2)
     assert (found.representative, found.preferred_agreed) == (0, True)
 
 
@@ -114,6 +114,18 @@ def test_an_outlying_preferred_answer_gives_way_to_the_most_central_one() -> Non
 
     assert found.preferred_agreed is False
     assert found.representative in (1, 2, 3)
+
+
+def test_the_score_is_how_much_the_others_back_the_answer_returned() -> None:
+    answers = ["print('hello')", "def reverse(xs): return xs[::-1]", "xs.reverse()", "reverse it: xs[::-1]"]
+
+    found = agreement(answers, prompt=CODE_PROMPT, embed=fake_embed)
+    unanimous = agreement(answers[1:], prompt=CODE_PROMPT, embed=fake_embed)
+
+    # Answer 1 is like two of the three others: its mean similarity, not the mean over all pairs (1/2).
+    assert found.representative == 1
+    assert found.score == pytest.approx(2 / 3)
+    assert unanimous.score == pytest.approx(1.0)
 
 
 def test_without_an_embedder_unextractable_answers_score_zero() -> None:
