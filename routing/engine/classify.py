@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from routing.engine import embeddings
 from routing.engine.selection_data import CategorySnapshot
 from routing.engine.tokens import estimate_prompt_tokens
-from routing.engine.types import ChatRequest, PolicySnapshot
+from routing.engine.types import ChatRequest, PolicySnapshot, TaskRuleSnapshot
 
 UNKNOWN = "unknown"
 # Rules, keywords and examples see at most this much of a prompt: its start and its end, where
@@ -102,9 +102,9 @@ def classify(chat: ChatRequest, policy: PolicySnapshot) -> TaskMatch:
     text = classified_text(chat.prompt)
     category, first_tier = laddered_category(text, policy), 0
     if category == UNKNOWN:
-        category, first_tier = match_rule(text, policy)
-    if category == UNKNOWN:
-        category = match_category(text, policy.categories)
+        # A matching rule is final, also one that names no category (a routed policy's catch-all).
+        ruled = match_rule(text, policy)
+        category, first_tier = ruled if ruled is not None else (match_category(text, policy.categories), 0)
     if is_short(chat, policy):
         first_tier = 0
     return TaskMatch(category, clamp_tier(tools_floor(chat, policy, first_tier), len(policy.tiers)))
@@ -124,13 +124,19 @@ def tools_floor(chat: ChatRequest, policy: PolicySnapshot, first_tier: int) -> i
     return first_tier
 
 
-def match_rule(prompt: str, policy: PolicySnapshot) -> tuple[str, int]:
-    """(category, first_tier) of the first rule whose pattern is found in `prompt`."""
-    for rule in sorted(policy.task_rules, key=lambda r: r.position):
-        pattern = compiled(rule.pattern)
-        if pattern is not None and pattern.search(prompt):
-            return rule.category, rule.first_tier
-    return UNKNOWN, 0
+def match_rule(prompt: str, policy: PolicySnapshot) -> tuple[str, int] | None:
+    """(category, first_tier) of the first rule whose pattern is found in `prompt`; None when none is."""
+    for pattern, category, first_tier in ordered_rules(policy.task_rules):
+        if pattern.search(prompt):
+            return category, first_tier
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def ordered_rules(rules: tuple[TaskRuleSnapshot, ...]) -> tuple[tuple[re.Pattern[str], str, int], ...]:
+    """The rules' valid patterns, compiled, in `position` order: worked out once per rule set, not per request."""
+    ordered = sorted(rules, key=lambda r: r.position)
+    return tuple((pattern, r.category, r.first_tier) for r in ordered if (pattern := compiled(r.pattern)) is not None)
 
 
 def laddered_category(prompt: str, policy: PolicySnapshot) -> str:
@@ -146,7 +152,7 @@ def laddered_category(prompt: str, policy: PolicySnapshot) -> str:
 
 
 def matches_rules(prompt: str, category: CategorySnapshot) -> bool:
-    return any(p is not None and p.search(prompt) for p in category_patterns(category))
+    return any(p.search(prompt) for p in category_patterns(category.keywords, category.patterns))
 
 
 def match_category(prompt: str, categories: Sequence[CategorySnapshot]) -> str:
@@ -158,9 +164,12 @@ def match_category(prompt: str, categories: Sequence[CategorySnapshot]) -> str:
     return nearest_by_examples(prompt, ordered)
 
 
-def category_patterns(category: CategorySnapshot) -> tuple[re.Pattern[str] | None, ...]:
-    words = tuple(compiled(r"\b" + re.escape(word) + r"\b") for word in category.keywords)
-    return words + tuple(compiled(pattern) for pattern in category.patterns)
+@functools.lru_cache(maxsize=1024)
+def category_patterns(keywords: tuple[str, ...], patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    """A category's keywords as one alternation (any whole word matches), then its valid patterns."""
+    words = compiled(r"\b(?:" + "|".join(re.escape(word) for word in keywords) + r")\b") if keywords else None
+    found = (words, *(compiled(pattern) for pattern in patterns))
+    return tuple(p for p in found if p is not None)
 
 
 def nearest_by_examples(prompt: str, categories: Sequence[CategorySnapshot]) -> str:

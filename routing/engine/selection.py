@@ -96,7 +96,8 @@ def select_route(chat: ChatRequest, policy: PolicySnapshot, *, first_tier: int |
     needs = request_needs(chat)
     fitting, skipped = apply_constraints(chat, policy, tiers, needs)
     candidates = [t for t in fitting if index_of(tiers, t) >= floor] or fitting[-1:]
-    scores = rank(chat, policy, candidates, match.category)
+    by_position = terms(chat, policy, candidates, match.category)
+    scores = rank(policy, by_position)
     best = max(candidates, key=lambda t: (round(scores[t.position], 9), -index_of(tiers, t)))
     skipped += [Skip(t.position, t.endpoint.name, "ranked_below") for t in fitting if tier_below(tiers, t, best)]
     kept = tuple(t for t in fitting if not tier_below(tiers, t, best))
@@ -105,7 +106,7 @@ def select_route(chat: ChatRequest, policy: PolicySnapshot, *, first_tier: int |
         ladder=match.category if ladder else GENERAL,
         policy=dataclasses.replace(policy, tiers=kept),
         start=best.position,
-        decided_by=deciding_term(chat, policy, candidates, best, match.category, floor > 0),
+        decided_by=deciding_term(policy, by_position, candidates, best, floor > 0),
         skipped=tuple(sorted(skipped, key=lambda s: s.tier)),
         scores=scores,
     )
@@ -229,21 +230,23 @@ def terms(
     }
 
 
-def rank(chat: ChatRequest, policy: PolicySnapshot, tiers: Sequence[Tier], category: str) -> dict[int, float]:
-    """Each tier's weighted score in [0, 1], by position."""
+def rank(policy: PolicySnapshot, by_position: Mapping[int, Mapping[str, float]]) -> dict[int, float]:
+    """Each tier's weighted score in [0, 1], by position, from its `terms`."""
     weights = policy.weights.terms()
     total = sum(weights.values()) or 1.0
-    by_position = terms(chat, policy, tiers, category)
     return {p: sum(weights[k] * v for k, v in tier_terms.items()) / total for p, tier_terms in by_position.items()}
 
 
 def deciding_term(
-    chat: ChatRequest, policy: PolicySnapshot, candidates: Sequence[Tier], best: Tier, category: str, floored: bool
+    policy: PolicySnapshot,
+    by_position: Mapping[int, Mapping[str, float]],
+    candidates: Sequence[Tier],
+    best: Tier,
+    floored: bool,
 ) -> str:
     """The weighted term that most set the start apart from the runner-up."""
     if len(candidates) == 1:
         return "task_rule" if floored else "only_candidate"
-    by_position = terms(chat, policy, candidates, category)
     weights = policy.weights.terms()
     others = [t for t in candidates if t is not best]
     margins = {

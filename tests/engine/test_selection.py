@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from routing.engine import run_cascade
+from routing.engine.classify import classify
 from routing.engine.selection import NoTierFits, routed_policy, select_route
 from routing.engine.selection_data import DEFAULT_WEIGHTS, CategorySnapshot, Measure
 from routing.engine.types import EndpointSnapshot, PolicySnapshot, TaskRuleSnapshot, Tier
@@ -170,6 +171,16 @@ def test_keywords_match_whole_words_only() -> None:
 
     assert select_route(chat("My python script fails"), snapshot).category == "code"
     assert select_route(chat("The pythonesque sketch was funny"), snapshot).category == "unknown"
+    assert select_route(chat("Here is the stack trace I got"), snapshot).category == "code"
+
+
+def test_a_routed_policy_keeps_the_category_its_plan_found() -> None:
+    snapshot = dataclasses.replace(policy(CHEAP, STRONG), categories=(CODE,))
+    routed = routed_policy(chat("Tell me a joke"), snapshot)
+    # The catch-all rule names the plan's category, "unknown" included: no second look at the categories.
+    changed = dataclasses.replace(routed, categories=(dataclasses.replace(CODE, keywords=("joke",)),))
+
+    assert classify(chat("Tell me a joke"), changed).category == "unknown"
 
 
 def test_a_laddered_category_is_matched_before_the_policys_task_rules() -> None:
