@@ -4,7 +4,9 @@ A cascade scores the cheap model's answer, so it needs one. When there is none t
 score (picking the first tier before any call, or data such as MMLU's that records
 only which model was right), a router predicts from the prompt whether the cheap model
 will get it wrong. `PromptRouter` is a logistic regression over hashed word n-grams of
-the prompt, a few numbers about its shape, optional categorical columns (MMLU's
+the prompt (TF-IDF: each slot weighted by its inverse document frequency in the training
+prompts, so the words that tell questions apart count more than the words every prompt
+has), a few numbers about its shape, optional categorical columns (MMLU's
 `subject`) and, when the `embeddings` extra is installed and asked for, the prompt's
 sentence embedding. Like the learned scorer it is plain numbers (`to_dict`/`from_dict`).
 
@@ -32,11 +34,22 @@ from routing.engine.linear import (
     stored_linear,
     stored_model,
 )
-from routing.engine.textfeatures import SparseRow, hashed_categories, hashed_ngrams, merged, sparse_matrix
+from routing.engine.textfeatures import (
+    SparseRow,
+    hashed_categories,
+    hashed_ngrams,
+    idf_weighted,
+    idf_weights,
+    merged,
+    sparse_matrix,
+    unseen_idf,
+)
 
 KIND: Final = "prompt_router"
 FORMAT: Final = 1
-DEFAULT_BUCKETS: Final = 8192
+# Word 1-2-grams of thousands of prompts fill 8,192 slots many times over; a slot per n-gram
+# keeps a rare subject word apart from the common ones. Only used slots are stored.
+DEFAULT_BUCKETS: Final = 1 << 18
 DEFAULT_MAX_NGRAM: Final = 2
 # Each embedding dimension counts this much of a hand-made feature (see fit_logistic).
 EMBEDDING_WEIGHT: Final = 0.25
@@ -64,29 +77,44 @@ class RouterSpec:
     max_ngram: int = DEFAULT_MAX_NGRAM
     embeddings: bool = False
     extra_columns: tuple[str, ...] = ()
+    # The n-gram slots' IDF over the training prompts (empty: no weighting), and the weight
+    # of a slot none of them had.
+    idf: Mapping[int, float] = field(default_factory=dict)
+    unseen_idf: float = 1.0
 
     @property
     def dense_size(self) -> int:
         return len(DENSE_FEATURES) + (embeddings.DIMENSIONS if self.embeddings else 0)
 
     def to_dict(self) -> dict[str, Any]:
+        slots = sorted(self.idf)
         return {
             "dense_names": list(DENSE_FEATURES),
             "text": {"fields": ["prompt"], "hash": "crc32", "max_ngram": self.max_ngram},
             "buckets": self.buckets,
             "extra_columns": list(self.extra_columns),
             "embeddings": {"model": embeddings.MODEL_NAME, "fields": ["prompt"]} if self.embeddings else None,
+            "idf": (
+                {"slots": slots, "weights": [self.idf[slot] for slot in slots], "unseen": self.unseen_idf}
+                if self.idf
+                else None
+            ),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RouterSpec:
         if tuple(data["dense_names"]) != DENSE_FEATURES:
             raise ValueError("router was trained on other prompt features than this version computes")
+        idf = data.get("idf")  # absent from routers trained before TF-IDF weighting
         return cls(
             buckets=int(data["buckets"]),
             max_ngram=int(data["text"]["max_ngram"]),
             embeddings=data["embeddings"] is not None,
             extra_columns=tuple(data["extra_columns"]),
+            idf=dict(zip((int(s) for s in idf["slots"]), (float(w) for w in idf["weights"]), strict=True))
+            if idf
+            else {},
+            unseen_idf=float(idf["unseen"]) if idf else 1.0,
         )
 
 
@@ -158,7 +186,14 @@ def train_prompt_router(
     check_lengths(prompts, cheap_correct, extra_features, strong_correct)
     extras = list(extra_features) if extra_features is not None else [{} for _ in prompts]
     columns = tuple(sorted({name for extra in extras for name in extra}))
-    spec = RouterSpec(buckets=buckets, embeddings=use_embeddings and embeddings.available(), extra_columns=columns)
+    grams = [prompt_ngrams(prompt, buckets=buckets, max_ngram=DEFAULT_MAX_NGRAM) for prompt in prompts]
+    spec = RouterSpec(
+        buckets=buckets,
+        embeddings=use_embeddings and embeddings.available(),
+        extra_columns=columns,
+        idf=idf_weights(grams),
+        unseen_idf=unseen_idf(len(prompts)),
+    )
     needed = needed_labels(cheap_correct, strong_correct)
     linear = fit_logistic(build_design(spec, prompts, extras), needed, seed=seed, weights=column_weights(spec))
     metadata = {
@@ -205,12 +240,14 @@ def build_design(spec: RouterSpec, prompts: Sequence[str], extras: Sequence[Mapp
 
 def sparse_row(spec: RouterSpec, prompt: str, extra: Mapping[str, str]) -> SparseRow:
     known = {name: value for name, value in extra.items() if name in spec.extra_columns}
-    return merged(
-        [
-            hashed_ngrams(prompt, field="prompt", buckets=spec.buckets, max_n=spec.max_ngram),
-            hashed_categories(known, buckets=spec.buckets),
-        ]
-    )
+    grams = prompt_ngrams(prompt, buckets=spec.buckets, max_ngram=spec.max_ngram)
+    if spec.idf:
+        grams = idf_weighted(grams, spec.idf, spec.unseen_idf)
+    return merged([grams, hashed_categories(known, buckets=spec.buckets)])
+
+
+def prompt_ngrams(prompt: str, *, buckets: int, max_ngram: int) -> SparseRow:
+    return hashed_ngrams(prompt, field="prompt", buckets=buckets, max_n=max_ngram)
 
 
 def prompt_features(prompt: str) -> FloatArray:

@@ -48,6 +48,24 @@ def hashed_ngrams(text: str, *, field: str, buckets: int, max_n: int) -> SparseR
     return normalised({slot: 1.0 + math.log(count) for slot, count in counts.items()})
 
 
+def idf_weights(rows: Sequence[Mapping[int, float]]) -> dict[int, float]:
+    """Each used slot's smoothed inverse document frequency over `rows`: ln((1 + n) / (1 + df)) + 1."""
+    counts: dict[int, int] = {}
+    for row in rows:
+        for slot in row:
+            counts[slot] = counts.get(slot, 0) + 1
+    return {slot: unseen_idf(len(rows), count) for slot, count in counts.items()}
+
+
+def unseen_idf(documents: int, frequency: int = 0) -> float:
+    return math.log((1.0 + documents) / (1.0 + frequency)) + 1.0
+
+
+def idf_weighted(row: Mapping[int, float], idf: Mapping[int, float], unseen: float) -> SparseRow:
+    """`row` with each slot scaled by its IDF (`unseen` for a slot no training row had), L2-normalised again."""
+    return normalised({slot: value * idf.get(slot, unseen) for slot, value in row.items()})
+
+
 def hashed_categories(values: Mapping[str, str], *, buckets: int) -> SparseRow:
     """One slot per `name=value` pair (MMLU's subject, a task category), weight 1."""
     return {bucket(f"category:{name}={value}", buckets): 1.0 for name, value in values.items()}

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from routing.engine import embeddings
-from routing.engine.router import PromptRouter, first_tier_for, train_prompt_router
+from routing.engine.router import PromptRouter, first_tier_for, sparse_row, train_prompt_router
+from routing.engine.textfeatures import bucket
 
 FILLER = (
     "what",
@@ -97,6 +98,29 @@ def test_a_json_round_trip_predicts_exactly_the_same(router: PromptRouter) -> No
 
     assert loaded.to_dict() == router.to_dict()
     assert [loaded.predict(p) for p in prompts] == [router.predict(p) for p in prompts]
+
+
+def test_words_every_prompt_has_weigh_less_than_words_that_tell_prompts_apart(router: PromptRouter) -> None:
+    def idf(words: str) -> float:
+        return router.spec.idf[bucket(f"prompt:{words}", router.spec.buckets)]
+
+    assert idf("quantum") > idf("what") >= router.spec.idf[min(router.spec.idf, key=router.spec.idf.__getitem__)]
+    assert router.spec.unseen_idf > idf("quantum")
+    row = sparse_row(router.spec, "what quantum", {})
+    assert row[bucket("prompt:quantum", router.spec.buckets)] > row[bucket("prompt:what", router.spec.buckets)]
+
+
+def test_a_router_stored_without_idf_weights_loads_and_weighs_nothing(router: PromptRouter) -> None:
+    stored = router.to_dict()
+    stored["features"] = {key: value for key, value in stored["features"].items() if key != "idf"}
+
+    loaded = PromptRouter.from_dict(stored)
+
+    assert loaded.spec.idf == {}
+    row = sparse_row(loaded.spec, "what quantum", {})
+    assert row[bucket("prompt:quantum", loaded.spec.buckets)] == pytest.approx(
+        row[bucket("prompt:what", loaded.spec.buckets)]
+    )
 
 
 def test_the_stored_form_names_its_kind_and_training(router: PromptRouter) -> None:
