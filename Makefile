@@ -53,7 +53,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.request_log --reuse --out bench/results/request-log.json
 
 bench-quick: $(DEV_STAMP)
-	$(BIN)/python -m bench.gateway --out bench/results/gateway-quick.json --seconds 3 --cache-requests 500 --soak-seconds 20
+	$(BIN)/python -m bench.gateway --out bench/results/gateway-quick.json --seconds 3 --runs 1 --recorder-seconds 10 --cache-requests 500 --soak-seconds 20
 
 # Routing quality: every scorer of the cascade's quality gate on the dev splits of RouteLLM (GSM8K
 # cascade, MMLU prompt-only), RouterBench (ARC, MBPP) and MoT (DATE, GSM8K), with labels from the

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,8 +91,10 @@ def chat_body(policy: str, prompt: str = PROMPT) -> dict[str, object]:
 
 
 @contextmanager
-def process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+def process(cmd: list[str], env: dict[str, str], cpus: set[int] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`cmd` running until the block ends; on `cpus` only when given (its threads inherit them)."""
+    pin = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=pin)
     try:
         yield proc
     finally:
@@ -179,8 +183,10 @@ class Servers:
 
 
 @contextmanager
-def bench_servers(mode: Mode, app: str = "cascadeops.asgi:application", **extra_env: str) -> Iterator[Servers]:
-    """The upstream and one gateway worker serving `app`, seeded, until the block ends."""
+def bench_servers(
+    mode: Mode, app: str = "cascadeops.asgi:application", gateway_cpus: set[int] | None = None, **extra_env: str
+) -> Iterator[Servers]:
+    """The upstream and one gateway worker serving `app` (on `gateway_cpus` when given), seeded."""
     up_port, gw_port = free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
     # Under var/, as an install keeps it: the record spool creates a segment file every
@@ -197,7 +203,7 @@ def bench_servers(mode: Mode, app: str = "cascadeops.asgi:application", **extra_
         with process(up_cmd, env) as up:
             wait_until_up(f"{upstream}/models")
             plain, cached = seed(env, upstream, mode)
-            with process(gw_cmd, env) as gw:
+            with process(gw_cmd, env, gateway_cpus) as gw:
                 wait_until_up(f"http://127.0.0.1:{gw_port}/v1/models")
                 yield Servers(up_port, up.pid, gw_port, gw.pid, plain, cached, env)
 
@@ -252,6 +258,21 @@ async def overhead_level(servers: Servers, concurrency: int, seconds: float, use
         "requests": through.requests,
     }
     return {"generator": through.generator, **{k: round(v, 3) for k, v in figures.items()}}
+
+
+def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the runs of one level; `requests` is their total (all were recorded)."""
+    figures = {k: round(statistics.median(run[k] for run in runs), 3) for k in runs[0] if k != "generator"}
+    return {**figures, "generator": runs[0]["generator"], "requests": sum(run["requests"] for run in runs),
+            "runs": len(runs)}  # fmt: skip
+
+
+def pinned_cpus() -> tuple[set[int], set[int]] | None:
+    """(the gateway worker's core, the other cores): a worker with a core to itself, the load
+    generator, upstream and recorder on the rest, so that they do not take turns on one core.
+    None with fewer than two cores."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[-1]}, set(cpus[:-1])) if len(cpus) >= 2 else None
 
 
 def generator_figures(levels: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -399,7 +420,8 @@ async def levels_measured(servers: Servers, args: argparse.Namespace, use_wrk: b
     await python_load(servers.direct(chat_body("bench")), 4, total=300)
     levels: dict[str, Any] = {}
     for c in args.levels:
-        levels[f"c{c}"] = await overhead_level(servers, c, args.seconds, use_wrk)
+        runs = [await overhead_level(servers, c, args.seconds, use_wrk) for _ in range(args.runs)]
+        levels[f"c{c}"] = median_figures(runs)
         print(f"c={c}: {json.dumps(levels[f'c{c}'])}", flush=True)
     return levels
 
@@ -446,17 +468,24 @@ async def measure_production(servers: Servers, args: argparse.Namespace, use_wrk
         await drained_after(servers, DRAIN_LIMIT_S)
         cpu_before = cpu_seconds(recorder.pid)
         levels = await levels_measured(servers, args, use_wrk)
+        # Then the top level's load held for a while: how far behind the recorder falls, and how
+        # soon it has caught up once the load stops.
+        top = args.levels[-1]
+        sustained = await python_load(servers.through(servers.plain_key, [chat_body("bench")]), top,
+                                      seconds=args.recorder_seconds)  # fmt: skip
         backlog = record_backlog(servers)
         drained_s = await drained_after(servers, DRAIN_LIMIT_S)
         recorder_cpu_s = cpu_seconds(recorder.pid) - cpu_before
-        # Every gateway request of the levels was recorded, and the warm-up's 300 too.
-        stored = sum(level["requests"] for level in levels.values()) + 300
+        # Every gateway request of the levels and the sustained load was recorded, and the warm-up's 300 too.
+        stored = sum(level["requests"] for level in levels.values()) + len(sustained.latencies_ms) + 300
         results: dict[str, Any] = {**levels}
         results["recorder"] = {
             "records_stored": stored,
             "cpu_s": round(recorder_cpu_s, 3),
             "records_per_cpu_second": round(stored / recorder_cpu_s, 1) if recorder_cpu_s else None,
-            f"backlog_after_c{args.levels[-1]}": backlog,
+            "sustained_seconds": args.recorder_seconds,
+            "sustained_rps": round(summarise(sustained).rps, 1),
+            f"backlog_after_c{top}": backlog,
             "drained_after_s": drained_s,
         }
         print(f"recorder: {json.dumps(results['recorder'])}", flush=True)
@@ -518,7 +547,8 @@ def recorder_line(recorder: dict[str, Any]) -> str:
     drained = recorder["drained_after_s"]
     return (
         f"recorder: {recorder['records_stored']} records in {recorder['cpu_s']} s CPU "
-        f"({recorder['records_per_cpu_second']} records per CPU second); backlog {backlog} after the last level, "
+        f"({recorder['records_per_cpu_second']} records per CPU second); backlog {backlog} after "
+        f"{recorder['sustained_seconds']:.0f} s at {recorder['sustained_rps']:.0f} requests/s, "
         + (f"empty {drained} s later" if drained is not None else f"not empty within {DRAIN_LIMIT_S:.0f} s")
     )
 
@@ -557,6 +587,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="production mode's PostgreSQL database; emptied, created if missing")  # fmt: skip
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
                         help="production mode's Redis database; emptied")  # fmt: skip
+    parser.add_argument("--recorder-seconds", type=float, default=60.0,
+                        help="production mode: the top level held this long, then the recorder's backlog")  # fmt: skip
+    parser.add_argument("--runs", type=int, default=3, help="runs per level; each figure is their median")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="leave the gateway worker unpinned (default: a core of its own)")  # fmt: skip
     args = parser.parse_args(argv)
     args.levels = [int(c) for c in args.concurrency.split(",")]
     return args
@@ -592,11 +627,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and wrk_available())
     production, why_not = production_mode(args)
-    with bench_servers(EMBEDDED) as servers:
+    pinned = pinned_cpus() if args.pin else None
+    gateway_cpus = None
+    if pinned is not None:
+        gateway_cpus, others = pinned
+        os.sched_setaffinity(0, others)  # this process and what it starts, but the gateway
+    with bench_servers(EMBEDDED, gateway_cpus=gateway_cpus) as servers:
         results = asyncio.run(measure(servers, args, use_wrk))
     if production is not None:
         print("production mode:", flush=True)
-        with bench_servers(production) as servers:
+        with bench_servers(production, gateway_cpus=gateway_cpus) as servers:
             results["production"] = asyncio.run(measure_production(servers, args, use_wrk))
     else:
         results["production_note"] = why_not
@@ -608,6 +648,8 @@ def main(argv: list[str] | None = None) -> None:
         "production": "1 uvicorn worker, PostgreSQL + Redis, a team budget and a rate limit on the key, "
         "run_recorder running",
         "seconds_per_measurement": args.seconds,
+        "runs_per_level": args.runs,
+        "gateway_cpus": sorted(gateway_cpus) if gateway_cpus else "unpinned",
     }
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
