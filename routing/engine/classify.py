@@ -99,7 +99,7 @@ def classify(chat: ChatRequest, policy: PolicySnapshot) -> TaskMatch:
     Short prompts start on tier 0 whatever their rule says, and the result is always
     a valid index into `policy.tiers` (0 when there are none).
     """
-    text = classified_text(chat.prompt)
+    text = PromptText(classified_text(chat.prompt))
     category, first_tier = laddered_category(text, policy), 0
     if category == UNKNOWN:
         # A matching rule is final, also one that names no category (a routed policy's catch-all).
@@ -124,10 +124,27 @@ def tools_floor(chat: ChatRequest, policy: PolicySnapshot, first_tier: int) -> i
     return first_tier
 
 
-def match_rule(prompt: str, policy: PolicySnapshot) -> tuple[str, int] | None:
+class PromptText:
+    """The text classification reads, and which patterns were found in it: each pattern is
+    searched once, also when a rule and a category share it (as the defaults do)."""
+
+    __slots__ = ("_found", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._found: dict[re.Pattern[str], bool] = {}
+
+    def has(self, pattern: re.Pattern[str]) -> bool:
+        found = self._found.get(pattern)
+        if found is None:
+            found = self._found[pattern] = pattern.search(self.text) is not None
+        return found
+
+
+def match_rule(prompt: PromptText, policy: PolicySnapshot) -> tuple[str, int] | None:
     """(category, first_tier) of the first rule whose pattern is found in `prompt`; None when none is."""
     for pattern, category, first_tier in ordered_rules(policy.task_rules):
-        if pattern.search(prompt):
+        if prompt.has(pattern):
             return category, first_tier
     return None
 
@@ -139,7 +156,7 @@ def ordered_rules(rules: tuple[TaskRuleSnapshot, ...]) -> tuple[tuple[re.Pattern
     return tuple((pattern, r.category, r.first_tier) for r in ordered if (pattern := compiled(r.pattern)) is not None)
 
 
-def laddered_category(prompt: str, policy: PolicySnapshot) -> str:
+def laddered_category(prompt: PromptText, policy: PolicySnapshot) -> str:
     """A category with its own ladder on this policy, found by keyword or pattern: before the task rules.
 
     A ladder is the operator saying the category matters on this policy, so a code request
@@ -151,17 +168,17 @@ def laddered_category(prompt: str, policy: PolicySnapshot) -> str:
     return next((c.name for c in laddered if matches_rules(prompt, c)), UNKNOWN)
 
 
-def matches_rules(prompt: str, category: CategorySnapshot) -> bool:
-    return any(p.search(prompt) for p in category_patterns(category.keywords, category.patterns))
+def matches_rules(prompt: PromptText, category: CategorySnapshot) -> bool:
+    return any(prompt.has(p) for p in category_patterns(category.keywords, category.patterns))
 
 
-def match_category(prompt: str, categories: Sequence[CategorySnapshot]) -> str:
+def match_category(prompt: PromptText, categories: Sequence[CategorySnapshot]) -> str:
     """The first category whose keyword or pattern is in `prompt`, else the nearest by its examples."""
     ordered = sorted(categories, key=lambda c: c.position)
     for category in ordered:
         if matches_rules(prompt, category):
             return category.name
-    return nearest_by_examples(prompt, ordered)
+    return nearest_by_examples(prompt.text, ordered)
 
 
 @functools.lru_cache(maxsize=1024)
