@@ -53,6 +53,7 @@ SOAK_CACHED_PROMPTS = 500
 STREAMED_REQUESTS = 300
 # How long the recorder may take to empty the record stream after the c=50 load.
 DRAIN_LIMIT_S = 60.0
+SERVE_PROTOCOL = "cascadeops.server:ReadDeadlineHttpToolsProtocol"
 # Production mode's default servers: a database and a Redis database the bench may empty.
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cascadeops_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -196,9 +197,10 @@ def bench_servers(
     with tempfile.TemporaryDirectory(prefix="bench-", dir=ROOT / "var") as var_dir:
         env = {**gateway_env(var_dir, mode), **extra_env}
         up_cmd = [sys.executable, "-m", "testing.upstream", "--port", str(up_port), "--tool-call", TOOL_CALL]
-        # httptools and uvloop named, not "auto": without them uvicorn falls back to h11 and
-        # asyncio, measured at a quarter to a half more CPU per request: better to fail than to measure that.
-        gw_cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(gw_port), "--http", "httptools",
+        # The HTTP protocol `serve` runs (httptools, with the read deadline and whole answers in one
+        # write) and uvloop, named: without them uvicorn falls back to h11 and asyncio, measured at a
+        # quarter to a half more CPU per request: better to fail than to measure that.
+        gw_cmd = [sys.executable, "-m", "uvicorn", app, "--port", str(gw_port), "--http", SERVE_PROTOCOL,
                   "--loop", "uvloop", "--no-access-log", "--lifespan", "off", "--log-level", "warning"]  # fmt: skip
         with process(up_cmd, env) as up:
             wait_until_up(f"{upstream}/models")
