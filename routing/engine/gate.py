@@ -62,11 +62,15 @@ async def gate_check(caller: TierCaller, tier: Tier, answer: TierAnswer, *, embe
     if len(answered) > 1:
         texts = [answers[i].text for i in answered]  # type: ignore[union-attr]
         vote = await _agreement(texts, gate, caller.chat.prompt, embed)
-        agreed = float(vote.score)
         chosen = answered[vote.representative]
-        # The answer returned is the tier's own (the preferred model's), from the majority.
         if chosen < gate.samples:
+            # One of the tier's own answers is in the majority: it is returned, scored by its share.
             completion = answers[chosen] or completion
+            agreed = float(vote.score)
+        else:
+            # The majority is a peer's, which is never returned: the tier's first answer is, scored
+            # by how far the others back it, so that peers agreeing against it escalate.
+            agreed = float(vote.support)
     judged = None
     if gate.judge is not None:
         judge_caller = dataclasses.replace(caller, chat=judge_chat(caller.chat, completion.text))

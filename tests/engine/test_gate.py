@@ -133,3 +133,23 @@ async def test_a_heuristic_with_no_opinion_is_left_out_of_the_gates_score():
 
     assert result.attempts[0].outcome is Outcome.ACCEPTED
     assert result.attempts[0].score == 1.0  # the agreement alone: the heuristic had no evidence
+
+
+async def test_peers_that_agree_against_the_tiers_answer_escalate_it():
+    """The peers' majority is never returned, so it must not vouch for the tier's own answer."""
+    first_peer, second_peer = endpoint(8), endpoint(9)
+    cheap, strong = gated(GateSnapshot(peers=(first_peer, second_peer)))
+    providers = {
+        1: FakeProvider(cheap.endpoint, completion("The answer is 41.")),
+        8: FakeProvider(first_peer, completion("The answer is 42.")),
+        9: FakeProvider(second_peer, completion("The answer is 42.")),
+        2: FakeProvider(strong.endpoint, completion("The answer is 42.")),
+    }
+
+    result = await route(cheap, strong, providers, FixedScorer({}, default=0.5))
+
+    # The tier's answer has one vote of three: (1/3 + 0.5) / 2, under the threshold of 0.7.
+    assert math.isclose(result.attempts[0].score or 0.0, (1 / 3 + 0.5) / 2)
+    assert result.attempts[0].outcome is Outcome.ESCALATED
+    assert result.completion is not None and result.completion.text == "The answer is 42."
+    assert providers[2].calls

@@ -28,6 +28,7 @@ calls a model; docs/quality-benchmark.md explains the figures.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -480,16 +481,24 @@ def choose_panel(
 
 
 def panel_answers(stream: Stream, panel: Sequence[str], embedder: CachingEmbedder | None) -> Answered:
-    """The preferred cheap model's answer and the panel's, voted on; the majority's returned."""
+    """The preferred cheap model's answer and the panel's, voted on; the preferred one's returned."""
     members = [[r.cheap, *(m for m in panel if m in r.models)] for r in stream.records]
     groups = [[r.models[m].samples[0].comparable for m in ms] for r, ms in zip(stream.records, members, strict=True)]
-    found = agreements(groups, [r.prompt for r in stream.records], embedder)
+    found = [as_the_gate_returns(a) for a in agreements(groups, [r.prompt for r in stream.records], embedder)]
     returned = [
         r.models[ms[a.representative]].samples[0] for r, ms, a in zip(stream.records, members, found, strict=True)
     ]
     cost = [sum(r.models[m].cost_of(1) for m in ms) for r, ms in zip(stream.records, members, strict=True)]
     quality = np.asarray([float(sample.correct) for sample in returned])
     return Answered(quality, np.asarray(cost), tuple(found), tuple(sample.text for sample in returned))
+
+
+def as_the_gate_returns(found: Agreement) -> Agreement:
+    """A panel's agreement as the live gate acts on it: a peer's answer is never returned, so
+    when the majority is a peer's the preferred model's answer is, scored by the others' backing."""
+    if found.representative == found.preferred:
+        return found
+    return dataclasses.replace(found, representative=found.preferred, score=found.support)
 
 
 def agreements(
