@@ -16,6 +16,8 @@ MAX_UTC_OFFSET = timedelta(hours=14)
 class BoundedIsoDateTimeField(IsoDateTimeField):
     """An ISO 8601 date-time whose UTC offset is within ±14:00."""
 
+    default_error_messages = {"invalid": "Must be an ISO 8601 date-time, e.g. 2025-01-31T00:00:00Z."}
+
     def to_python(self, value: Any) -> datetime | None:
         parsed: datetime | None = super().to_python(value)
         offset = parsed.utcoffset() if parsed is not None else None
@@ -28,3 +30,15 @@ class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     """django-filter's ISO 8601 filter, with the offset bounded."""
 
     field_class = BoundedIsoDateTimeField
+
+
+def time_range(field_name: str, what: str) -> tuple[IsoDateTimeFilter, IsoDateTimeFilter]:
+    """The `[from, until)` pair of filters on `field_name`: at or after, and before."""
+    return (
+        IsoDateTimeFilter(
+            field_name=field_name, lookup_expr="gte", label="From", help_text=f"{what} at or after (ISO 8601)."
+        ),
+        IsoDateTimeFilter(
+            field_name=field_name, lookup_expr="lt", label="Until", help_text=f"{what} before (ISO 8601)."
+        ),
+    )

@@ -6,9 +6,7 @@ import django_filters
 
 from common.audit.choices import AuditSource
 from common.audit.models import AuditEntry
-from common.filters import IsoDateTimeFilter
-
-DATETIME_ERROR = {"invalid": "Must be an ISO 8601 date-time, e.g. 2025-01-31T00:00:00Z."}
+from common.filters import time_range
 
 
 class AuditEntryFilterSet(django_filters.FilterSet):
@@ -19,20 +17,7 @@ class AuditEntryFilterSet(django_filters.FilterSet):
     action = django_filters.CharFilter()
     object_type = django_filters.CharFilter(help_text="app_label.model, e.g. routing.policy or billing.budget.")
     object_id = django_filters.CharFilter()
-    created_after = IsoDateTimeFilter(
-        field_name="created",
-        lookup_expr="gte",
-        label="From",
-        help_text="At or after (ISO 8601).",
-        error_messages=DATETIME_ERROR,
-    )
-    created_before = IsoDateTimeFilter(
-        field_name="created",
-        lookup_expr="lt",
-        label="Until",
-        help_text="Before (ISO 8601).",
-        error_messages=DATETIME_ERROR,
-    )
+    created_after, created_before = time_range("created", "Entries")
 
     class Meta:
         model = AuditEntry

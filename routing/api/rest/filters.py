@@ -11,13 +11,12 @@ from typing import Any
 import django_filters
 from django import forms
 
-from common.filters import IsoDateTimeFilter
+from common.filters import time_range
 from routing.choices import RecordStatus
 from routing.models import RequestRecord
 
 TRUE_VALUES = frozenset({"true", "1", "yes"})
 FALSE_VALUES = frozenset({"false", "0", "no"})
-ISO_DATETIME_ERROR = {"invalid": "Must be an ISO 8601 date-time, e.g. 2025-01-31T00:00:00Z."}
 
 
 class StrictBooleanField(forms.Field):
@@ -50,18 +49,7 @@ class RequestRecordFilterSet(django_filters.FilterSet):
     app = django_filters.CharFilter()
     status = django_filters.ChoiceFilter(choices=RecordStatus.choices)
     escalated = StrictBooleanFilter()
-    created_after = IsoDateTimeFilter(
-        field_name="created",
-        lookup_expr="gte",
-        help_text="Created at or after (ISO 8601).",
-        error_messages=ISO_DATETIME_ERROR,
-    )
-    created_before = IsoDateTimeFilter(
-        field_name="created",
-        lookup_expr="lt",
-        help_text="Created before (ISO 8601).",
-        error_messages=ISO_DATETIME_ERROR,
-    )
+    created_after, created_before = time_range("created", "Created")
 
     class Meta:
         model = RequestRecord
