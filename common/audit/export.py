@@ -8,22 +8,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
-from common.audit.models import AuditEntry
+from common.audit.models import SHOWN_FIELDS, AuditEntry
 from common.spreadsheets import CsvWriter
 
-CSV_COLUMNS = [
-    "created",
-    "actor",
-    "source",
-    "address",
-    "action",
-    "object_type",
-    "object_id",
-    "object",
-    "changes",
-    "before",
-    "after",
-]
+# The fields an entry shows, in their order; the object's description headed "object".
+CSV_COLUMNS = ["object" if name == "object_repr" else name for name in SHOWN_FIELDS]
 
 
 class _Echo:
