@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -122,11 +123,19 @@ class RedisBudgetStore:
         keys = hold_keys([u.rule for u in usages], [u.period_start for u in usages])
         for _ in range(SEED_ATTEMPTS):
             raw: list[Any] = await self._script(name)(keys=keys, args=args)
-            if int(raw[0]) != MISSING:
+            if not await self.seeded_missing(raw, usages, keys, now):
                 return raw
-            for index in (int(i) - 1 for i in raw[1:]):
-                await self._seed(usages[index], keys[2 * index], now)
-        raise BudgetCounterUnavailable(f"Redis lost the counters of {', '.join(u.rule.describe() for u in usages)}")
+        raise counters_lost(usages)
+
+    async def seeded_missing(
+        self, raw: Sequence[Any], usages: Sequence[Usage], keys: Sequence[str], now: datetime
+    ) -> bool:
+        """Seed the counters a script's reply names as missing; whether it named any (run it again)."""
+        if not raw or int(raw[0]) != MISSING:
+            return False
+        for index in (int(i) - 1 for i in raw[1:]):
+            await self._seed(usages[index], keys[2 * index], now)
+        return True
 
     async def _seed(self, usage: Usage, key: str, now: datetime) -> None:
         spent = await sync_to_async(_ledger_spend_from_thread)(usage.rule, usage.period_start, usage.period_end)
@@ -183,13 +192,37 @@ class RedisBudgetStore:
 
     async def admit(self, rules: Sequence[BudgetRule], worst: WorstCase, hold_id: str, now: datetime) -> Admitted:
         """One round trip: the usage, the routing it calls for, and the hold (`ADMIT_LUA`)."""
+        call = AdmitCall.of(rules, worst, hold_id, now)
+        return call.admitted(await self._run("admit", call.periods, call.args, now))
+
+
+@dataclass(frozen=True)
+class AdmitCall:
+    """`ADMIT_LUA`'s keys and arguments for a request, and the reading of its reply.
+
+    Public so that the hot path can run the same admission inside a script of its own
+    (`routing.limits.admission`: the key's rate limits and its budgets in one round trip).
+    """
+
+    periods: list[Usage]
+    keys: list[str]
+    args: list[str | int]
+    worst: WorstCase
+    hold_id: str
+
+    @classmethod
+    def of(cls, rules: Sequence[BudgetRule], worst: WorstCase, hold_id: str, now: datetime) -> AdmitCall:
         periods = _periods(rules, now)
         args: list[str | int] = [to_units(worst.full), to_units(worst.cheap_only), hold_id, HOLD_TTL_S]
         for p in periods:
             rule = p.rule
             args += [limit_units(rule.limit), int(rule.blocks), key_ttl_s(p.period_end, now), soft_limit_units(rule),
                      int(rule.soft_action == SoftAction.CHEAP_ONLY), int(not rule.blocks)]  # fmt: skip
-        raw = await self._run("admit", periods, args, now)
+        return cls(periods, hold_keys(rules, [p.period_start for p in periods]), args, worst, hold_id)
+
+    def admitted(self, raw: Sequence[Any]) -> Admitted:
+        """The hold the script made; raises `BudgetExhausted` when a blocking budget refused."""
+        periods, worst = self.periods, self.worst
         if int(raw[0]) == 0:
             period = periods[int(raw[2]) - 1]
             usage = Usage(period.rule, period.period_start, period.period_end, from_units(raw[3]), from_units(raw[4]))
@@ -199,7 +232,11 @@ class RedisBudgetStore:
             Usage(p.rule, p.period_start, p.period_end, from_units(raw[2 + 2 * i]), from_units(raw[3 + 2 * i]))
             for i, p in enumerate(periods)
         ]
-        return _admitted(before, worst, hold_id)
+        return _admitted(before, worst, self.hold_id)
+
+
+def counters_lost(usages: Sequence[Usage]) -> BudgetCounterUnavailable:
+    return BudgetCounterUnavailable(f"Redis lost the counters of {', '.join(u.rule.describe() for u in usages)}")
 
 
 def _admitted(before: Sequence[Usage], worst: WorstCase, hold_id: str) -> Admitted:

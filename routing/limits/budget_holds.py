@@ -35,9 +35,11 @@ from billing.budgets.rules import (
 from billing.budgets.store import budget_store
 from billing.budgets.tasks import budget_alert_raise as budget_alert_raise_task
 from routing import metrics
+from routing.config.snapshots import KeyInfo
 from routing.engine.costing import resolve_max_tokens, start_tier, worst_case_cost
 from routing.engine.types import ChatRequest, PolicySnapshot
-from routing.exceptions import BudgetExceeded, BudgetRequestTooLarge, BudgetUnavailable
+from routing.exceptions import BudgetExceeded, BudgetRequestTooLarge, BudgetUnavailable, RateLimited
+from routing.limits import admission, ratelimit
 
 logger = logging.getLogger(__name__)
 NO_DEGRADE = Degrade()
@@ -71,21 +73,34 @@ def degraded_policy(policy: PolicySnapshot, degrade: Degrade) -> PolicySnapshot:
 
 @asynccontextmanager
 async def budget_hold(
-    rules: list[BudgetRule], policy: PolicySnapshot, chat: ChatRequest, hold_id: str, first_tier: int | None = None
+    rules: list[BudgetRule],
+    policy: PolicySnapshot,
+    chat: ChatRequest,
+    hold_id: str,
+    first_tier: int | None = None,
+    *,
+    key: KeyInfo | None = None,
 ) -> AsyncIterator[BudgetPlan]:
     """Reserve the request's worst case on every budget in `rules`; settle on the way out.
 
     `first_tier` is where a prompt router starts the cascade (None: the task rules say),
     so the reservation covers the tiers that will really run. The caller sets
     `plan.actual`, also when the cascade is interrupted (what it has been billed).
+    With `key`, its rate limits are charged first, in the same round trip where both
+    live in Redis (`routing.limits.admission`); a refusal there is a `RateLimited`.
     """
     if not rules:
+        if key is not None:
+            await ratelimit.admit(key, policy, chat)
         yield BudgetPlan(policy=policy)
         return
     store = budget_store()
     now = timezone.now()
     try:
-        admitted = await store.admit(rules, worst_cases(rules, policy, chat, first_tier), hold_id, now)
+        worst = worst_cases(rules, policy, chat, first_tier)
+        admitted = await admission.admit(key, policy, chat, store, (rules, worst, hold_id, now))
+    except RateLimited:
+        raise
     except BudgetExhausted as exc:
         raise budget_refused(exc, degraded_policy(policy, exc.degrade), chat, first_tier) from exc
     except Exception as exc:

@@ -112,6 +112,23 @@ CHARGE_LUA = lua_script("routing.limits", "ratelimit_charge")
 ADJUST_LUA = lua_script("routing.limits", "ratelimit_adjust")
 
 
+def charge_args(charges: Sequence[Charge]) -> list[int]:
+    """`CHARGE_LUA`'s ARGV for `charges` (its KEYS are their counters)."""
+    args: list[int] = []
+    for c in charges:
+        args += [c.limit, c.cost]
+    return args
+
+
+def decision_from(raw: Sequence[Any], charges: Sequence[Charge]) -> Decision:
+    """`CHARGE_LUA`'s reply, read."""
+    standings = tuple(
+        Standing(c.kind, c.limit, int(raw[1 + 3 * i]), float(raw[2 + 3 * i]), float(raw[3 + 3 * i]))
+        for i, c in enumerate(charges)
+    )
+    return Decision(allowed=int(raw[0]) == 1, standings=standings)
+
+
 # --- stores -------------------------------------------------------------------------------
 
 
@@ -132,15 +149,8 @@ class RedisLimitStore:
         return scripts
 
     async def charge(self, charges: Sequence[Charge]) -> Decision:
-        args: list[int] = []
-        for c in charges:
-            args += [c.limit, c.cost]
-        raw = await self._loaded()[0](keys=[c.counter for c in charges], args=args)
-        standings = tuple(
-            Standing(c.kind, c.limit, int(raw[1 + 3 * i]), float(raw[2 + 3 * i]), float(raw[3 + 3 * i]))
-            for i, c in enumerate(charges)
-        )
-        return Decision(allowed=int(raw[0]) == 1, standings=standings)
+        raw = await self._loaded()[0](keys=[c.counter for c in charges], args=charge_args(charges))
+        return decision_from(raw, charges)
 
     async def adjust(self, counter: str, limit: int, delta: int) -> None:
         await self._loaded()[1](keys=[counter], args=[limit, delta])
@@ -263,7 +273,7 @@ async def admit(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Admi
 
     None when the key has no limit (no counter touched) or when the store failed.
     """
-    _current.set(None)
+    forget_admission()
     if key.requests_per_minute is None and key.tokens_per_minute is None:
         return None
     charges = charges_for(key, policy, chat)
@@ -275,12 +285,27 @@ async def admit(key: KeyInfo, policy: PolicySnapshot, chat: ChatRequest) -> Admi
         decision = await store.charge(charges)
     if decision is None:
         return None
+    return admitted(key, charges, decision, store)
+
+
+def admitted(key: KeyInfo, charges: Sequence[Charge], decision: Decision, store: LimitStore) -> Admission:
+    """The request's admission once `store` decided on `charges`; raises `RateLimited` (a 429)."""
     if not decision.allowed:
         raise rate_limited(key, charges, decision)
     tokens = next((c for c in charges if c.kind == TOKENS), None)
     admission = Admission(standings=decision.standings, tokens=tokens, store=store)
     _current.set(admission)
     return admission
+
+
+def forget_admission() -> None:
+    """No admission yet for the request this task serves."""
+    _current.set(None)
+
+
+def redis_store() -> RedisLimitStore | None:
+    """The Redis store when this mode keeps the limits in Redis."""
+    return _redis_store if settings.REDIS_URL else None
 
 
 def current_admission() -> Admission | None:

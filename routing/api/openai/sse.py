@@ -36,6 +36,7 @@ from routing.engine.streaming import (
     answer_events,
 )
 from routing.engine.types import CascadeResult, ChatRequest, PolicySnapshot
+from routing.limits import ratelimit
 from routing.limits.breakers import breaker_board
 from routing.limits.budget_holds import CASCADE_DEADLINE_S, BudgetPlan, budget_hold
 from routing.records import recorder
@@ -87,6 +88,7 @@ async def stream_route(
     # Before any budget hold, as for a whole answer: a hit costs nothing.
     lookup = await cache_lookup(policy, chat, control)
     if lookup.hit is not None:
+        await ratelimit.admit(key, policy, chat)
         return await session.answer_from_cache(lookup.hit)
     return await session.start(lookup)
 
@@ -145,7 +147,7 @@ class StreamSession:
     async def _open(self) -> Answering | None:
         first_tier = config_cache.first_tier_for(self.policy, self.chat)
         budgets = config_cache.budgets_for(self.key, self.policy, self.chat.user)
-        hold = budget_hold(budgets, self.policy, self.chat, str(self.request_id), first_tier)
+        hold = budget_hold(budgets, self.policy, self.chat, str(self.request_id), first_tier, key=self.key)
         plan = self._plan = await self._hold.enter_async_context(hold)
         # The same deadline as a whole answer's: the stream must not outlive its budget hold.
         loop = asyncio.get_running_loop()

@@ -67,9 +67,11 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         chat, model = parse_chat_request(parse_body(read_body(request)))
         policy = await plan_request(key, policy_for(key, model), chat)
         refuse_unknown(chat, policy)
-        admission = await ratelimit.admit(key, policy, chat)
+        # Serving charges the key's rate limits: with its budget hold on a cache miss.
+        ratelimit.forget_admission()
         serve = streaming.stream_route if chat.stream else route
-        return ratelimit.with_headers(await serve(key, policy, chat, cache_control(request.headers)), admission)
+        response = await serve(key, policy, chat, cache_control(request.headers))
+        return ratelimit.with_headers(response, ratelimit.current_admission())
     except ApiError as exc:
         if key is not None:  # a refusal is counted against its key's team, app and policy
             await refusal_record(key=key, policy=policy, error=exc, chat=chat, started=started)
@@ -108,10 +110,11 @@ async def route(
     # Before any budget hold: a hit costs nothing, so it reserves nothing.
     lookup = await cache_lookup(policy, chat, control)
     if lookup.hit is not None:
+        await ratelimit.admit(key, policy, chat)
         return await answer_from_cache(request_id, created, policy, chat, lookup.hit, record)
     first_tier = config_cache.first_tier_for(policy, chat)
     budgets = config_cache.budgets_for(key, policy, chat.user)
-    async with budget_hold(budgets, policy, chat, str(request_id), first_tier) as plan:
+    async with budget_hold(budgets, policy, chat, str(request_id), first_tier, key=key) as plan:
         result = await cascade_until_deadline(chat, plan, first_tier, record)
         # Recorded before the hold settles: whatever settling does, the spend is on record.
         await recorder.enqueue(record(result=result), settling=plan)
