@@ -23,7 +23,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.gateway import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, EMBEDDED, Mode, bench_servers, chat_body
+from bench.gateway import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_REDIS_URL,
+    EMBEDDED,
+    Mode,
+    bench_servers,
+    chat_body,
+    servers_answer,
+)
 from bench.loadgen import python_load, summarise
 from bench.procstats import CpuMeter
 
@@ -91,7 +99,10 @@ def pyspy_profile(args: argparse.Namespace) -> None:
         requests = asyncio.run(load(target, args.concurrency, args.seconds))
         cpu_us = meter.ms_per_request(requests) * 1000
         spy.wait()
-        own, inclusive, total = parse_collapsed(raw.read_text())
+        collapsed = raw.read_text()
+        if args.keep_raw:
+            Path(args.keep_raw).write_text(collapsed)
+        own, inclusive, total = parse_collapsed(collapsed)
     print(f"worker CPU: {cpu_us:.0f} µs per request over {requests} requests; {total} busy samples")
     print(report("self time", own, total, cpu_us, args.top))
     print(report("inclusive time", inclusive, total, cpu_us, args.top))
@@ -133,6 +144,7 @@ def pstats_counts(path: Path) -> tuple[Counter[str], Counter[str], int]:
 def profiled_mode(args: argparse.Namespace) -> Mode:
     if not args.production:
         return EMBEDDED
+    servers_answer(args.database_url, args.redis_url)  # and the database created where missing
     return Mode("production", redis_url=args.redis_url, database_url=args.database_url)
 
 
@@ -142,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rate", type=int, default=1000, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--keep-raw", metavar="PATH", help="also write py-spy's collapsed stacks here")
     parser.add_argument("--cprofile", action="store_true", help="cProfile with a CPU clock instead of py-spy")
     parser.add_argument("--production", action="store_true", help="PostgreSQL and Redis, a budget and a rate limit")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
