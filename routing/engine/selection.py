@@ -65,16 +65,22 @@ class RoutePlan:
 
     category: str
     ladder: str
-    policy: PolicySnapshot  # the request's policy with `tiers` cut to the ones it may use
+    source: PolicySnapshot  # the request's policy, as planned on
+    tiers: tuple[Tier, ...]  # the ones it may use
     start: int  # the starting tier's position on its ladder
     decided_by: str
     skipped: tuple[Skip, ...] = ()
     scores: Mapping[int, float] = dataclasses.field(default_factory=dict)
 
+    @property
+    def policy(self) -> PolicySnapshot:
+        """The request's policy with `tiers` cut to the ones it may use."""
+        return dataclasses.replace(self.source, tiers=self.tiers)
+
     def decision(self) -> dict[str, Any]:
         """The plan as the request's record keeps it (JSON-safe)."""
         return {
-            "goal": self.policy.optimisation_goal,
+            "goal": self.source.optimisation_goal,
             "category": self.category,
             "ladder": self.ladder,
             "start": self.start,
@@ -104,7 +110,8 @@ def select_route(chat: ChatRequest, policy: PolicySnapshot, *, first_tier: int |
     return RoutePlan(
         category=match.category,
         ladder=match.category if ladder else GENERAL,
-        policy=dataclasses.replace(policy, tiers=kept),
+        source=policy,
+        tiers=kept,
         start=best.position,
         decided_by=deciding_term(policy, by_position, candidates, best, floor > 0),
         skipped=tuple(sorted(skipped, key=lambda s: s.tier)),
@@ -281,7 +288,8 @@ def routed_policy(chat: ChatRequest, policy: PolicySnapshot, *, first_tier: int 
     """
     plan = select_route(chat, policy, first_tier=first_tier)
     return dataclasses.replace(
-        plan.policy,
+        policy,
+        tiers=plan.tiers,
         task_rules=(TaskRuleSnapshot(position=0, category=plan.category, pattern="", first_tier=0),),
         # Its floor is in the plan already; on the cut tiers it would count twice.
         tools_first_tier=None,

@@ -190,7 +190,7 @@ async def authenticate(request: HttpRequest) -> KeyInfo:
     A client address with too many failed keys gets a 429 instead (`routing.limits.failed_keys`).
     """
     await config_cache.ensure_fresh()
-    address = request.META.get("REMOTE_ADDR", "")
+    address = client_address(request)
     failed_keys.refuse_if_over(address)
     try:
         return await key_from_header(request)
@@ -198,6 +198,16 @@ async def authenticate(request: HttpRequest) -> KeyInfo:
         if exc.code != "missing_api_key":  # no key sent guesses none
             await failed_keys.failed_key(address)
         raise
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address, as Django's `REMOTE_ADDR`: read from the ASGI scope where there is
+    one, since building `META` would build Django's whole request for one value."""
+    scope = getattr(request, "scope", None)
+    if scope is None:
+        return str(request.META.get("REMOTE_ADDR", ""))
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 async def key_from_header(request: HttpRequest) -> KeyInfo:
