@@ -72,11 +72,6 @@ class RoutePlan:
     skipped: tuple[Skip, ...] = ()
     scores: Mapping[int, float] = dataclasses.field(default_factory=dict)
 
-    @property
-    def policy(self) -> PolicySnapshot:
-        """The request's policy with `tiers` cut to the ones it may use."""
-        return dataclasses.replace(self.source, tiers=self.tiers)
-
     def decision(self) -> dict[str, Any]:
         """The plan as the request's record keeps it (JSON-safe)."""
         return {

@@ -46,29 +46,35 @@ def _script() -> AsyncScript:
 
 
 async def admit(
-    key: KeyInfo | None,
+    key: KeyInfo,
     policy: PolicySnapshot,
     chat: ChatRequest,
     store: BudgetStore,
-    call: tuple[Sequence[BudgetRule], WorstCase, str, datetime],
+    rules: Sequence[BudgetRule],
+    *,
+    worst: WorstCase,
+    hold_id: str,
+    now: datetime,
 ) -> Admitted:
     """Charge `key`'s rate limits (`RateLimited`), then hold the budgets (`BudgetExhausted`).
 
     In one script when both live in Redis; else, or when that script fails, one after the
     other, each store degrading as it does on its own (docs/redis-outage.md).
     """
-    rules, worst, hold_id, now = call
-    charges = ratelimit.charges_for(key, policy, chat) if key is not None else []
-    limits = ratelimit.redis_store()
-    budgets = store if isinstance(store, RedisBudgetStore) else None
+    charges = ratelimit.charges_for(key, policy, chat)
+    limits = ratelimit.limit_store()
     # While this worker skips an unreachable Redis, the steps apart degrade as documented.
-    if charges and key is not None and limits is not None and budgets is not None and not shared_redis.is_down():
+    if (
+        charges
+        and isinstance(limits, ratelimit.RedisLimitStore)
+        and isinstance(store, RedisBudgetStore)
+        and not shared_redis.is_down()
+    ):
         try:
-            return await _in_one_step(key, charges, limits, budgets, AdmitCall.of(rules, worst, hold_id, now), now)
+            return await _in_one_step(key, charges, limits, store, AdmitCall.of(rules, worst, hold_id, now), now)
         except (redis.RedisError, OSError):  # TimeoutError is an OSError
             logger.warning("The combined admission failed; charging the rate limits and the budgets apart")
-    if key is not None:
-        await ratelimit.admit(key, policy, chat)
+    await ratelimit.admit(key, policy, chat)
     return await store.admit(rules, worst, hold_id, now)
 
 

@@ -98,7 +98,10 @@ async def budget_hold(
     now = timezone.now()
     try:
         worst = worst_cases(rules, policy, chat, first_tier)
-        admitted = await admission.admit(key, policy, chat, store, (rules, worst, hold_id, now))
+        if key is None:
+            admitted = await store.admit(rules, worst, hold_id, now)
+        else:
+            admitted = await admission.admit(key, policy, chat, store, rules, worst=worst, hold_id=hold_id, now=now)
     except RateLimited:
         raise
     except BudgetExhausted as exc:

@@ -303,11 +303,6 @@ def forget_admission() -> None:
     _current.set(None)
 
 
-def redis_store() -> RedisLimitStore | None:
-    """The Redis store when this mode keeps the limits in Redis."""
-    return _redis_store if settings.REDIS_URL else None
-
-
 def current_admission() -> Admission | None:
     """The admission of the request this task is serving (None: no limit, or refused)."""
     return _current.get()

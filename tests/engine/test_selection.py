@@ -48,7 +48,7 @@ def test_a_prompt_too_long_for_the_cheap_tier_starts_on_the_tier_that_fits() -> 
     plan = select_route(chat(long_prompt), snapshot)
 
     assert plan.start == 1
-    assert [t.position for t in plan.policy.tiers] == [1, 2]
+    assert [t.position for t in plan.tiers] == [1, 2]
     assert plan.decision()["skipped"] == [{"tier": 0, "model": "model-1", "reason": "context_window"}]
     assert select_route(chat("short question"), snapshot).start == 0
 
@@ -72,7 +72,7 @@ def test_a_latency_budget_skips_a_tier_whose_measured_p95_is_over_it() -> None:
     assert plan.start == 1
     reasons = {s["tier"]: s["reason"] for s in plan.decision()["skipped"]}
     assert reasons == {0: "latency_budget", 2: "latency_budget"}
-    assert [t.position for t in plan.policy.tiers] == [1]
+    assert [t.position for t in plan.tiers] == [1]
 
 
 def test_too_few_latency_samples_leave_the_registry_figure_in_charge() -> None:
